@@ -1,0 +1,73 @@
+"""The application factory: wires settings, storage, the FHIR layer and error handling."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from .fhir import conformance
+from .fhir.context import FhirContext
+from .fhir.negotiation import render
+from .fhir.operations import Operation, OperationRegistry
+from .fhir.operations import validate as validate_operation
+from .fhir.outcome import register_error_handlers
+from .fhir.resource_types import SUPPORTED_TYPES
+from .fhir.routes import build_blueprint
+from .fhir.validation import ResourceValidator
+from .settings import Settings
+from .store.database import Database
+from .store.indexing import IndexExtractor, SearchParameterRegistry
+from .store.repository import ResourceRepository
+
+# Operation handlers by OperationDefinition id; a definition without a handler is an error.
+OPERATION_HANDLERS = {
+    "Resource-validate": (validate_operation.validate, ("POST",)),
+}
+
+
+def build_operations(definitions: list[dict]) -> OperationRegistry:
+    registry = OperationRegistry()
+    for definition in definitions:
+        handler, methods = OPERATION_HANDLERS[definition["id"]]
+        registry.register(Operation(definition["code"], definition, handler, methods))
+    return registry
+
+
+def build_context(settings: Settings, database: Database | None = None) -> FhirContext:
+    database = database or Database(settings.database_url)
+    registry = SearchParameterRegistry(SUPPORTED_TYPES, conformance.custom_search_parameters())
+    extractor = IndexExtractor(registry, settings.base_url)
+    return FhirContext(
+        settings=settings,
+        database=database,
+        repository=ResourceRepository(database, extractor),
+        validator=ResourceValidator(SUPPORTED_TYPES, settings.base_url, settings.validate_references),
+        search_parameters=registry,
+        operations=build_operations(conformance.operation_definitions()),
+    )
+
+
+def create_app(settings: Settings | None = None, *, create_schema: bool = True) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_TITLE="fhirportal FHIR R4 API",
+        API_VERSION="0.1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api-docs",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    ctx = build_context(settings)
+    if create_schema:
+        ctx.database.create_schema()
+    app.extensions["fhirportal"] = ctx
+    api = Api(app)
+    api.register_blueprint(build_blueprint(settings.base_path, conformance.ConformanceResources(
+        ctx.search_parameters, conformance.operation_definitions())))
+    register_error_handlers(app, render)
+    if settings.benchmark_routes:
+        from .bench import benchmark_blueprint
+
+        app.register_blueprint(benchmark_blueprint(ctx.database))
+    return app

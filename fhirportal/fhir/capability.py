@@ -1,0 +1,77 @@
+"""``GET /metadata``: the CapabilityStatement, generated from what the server registers.
+
+The template in ``capability/capability-statement.json`` holds the reviewed prose; the resources,
+interactions, search parameters and operations come from the same registries the router and the
+search engine use.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib.metadata import PackageNotFoundError, version
+
+from fhirportal.store import clock
+
+from .conformance import load_template
+from .context import FhirContext
+
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
+                     "create", "search-type")
+
+
+def _software_version() -> str:
+    try:
+        return version("fhirportal")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def searchable(ctx: FhirContext, resource_type: str) -> list:
+    """The search parameters that work for a type (what the search engine really answers)."""
+    return [p for p in ctx.search_parameters.for_type(resource_type).values() if p.type not in ("composite", "special")]
+
+
+def _resource_entry(ctx: FhirContext, resource_type: str) -> dict:
+    entry = {
+        "type": resource_type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "full-support",
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "referencePolicy": ["literal", "enforced", "local"],
+        "searchParam": [
+            {"name": p.code, "definition": p.url, "type": p.type}
+            for p in sorted(searchable(ctx, resource_type), key=lambda p: p.code)
+        ],
+    }
+    operations = [
+        {"name": op.name, "definition": op.definition["url"]} for op in ctx.operations.for_type(resource_type)
+    ]
+    if operations:
+        entry["operation"] = operations
+    return entry
+
+
+CONFORMANCE_TYPES = ("OperationDefinition", "SearchParameter")
+
+
+def capability_statement(ctx: FhirContext) -> dict:
+    statement = copy.deepcopy(load_template())
+    statement["date"] = clock.as_instant(clock.now())
+    statement["software"]["version"] = _software_version()
+    statement["implementation"]["url"] = ctx.base_url
+    rest = statement["rest"][0]
+    resources = [_resource_entry(ctx, t) for t in sorted(ctx.resource_types)]
+    resources += [{"type": t, "profile": f"http://hl7.org/fhir/StructureDefinition/{t}",
+                   "interaction": [{"code": "read"}]} for t in CONFORMANCE_TYPES]
+    rest["resource"] = sorted(resources, key=lambda r: r["type"])
+    system_ops = [{"name": op.name, "definition": op.definition["url"]} for op in ctx.operations
+                  if "system" in op.levels]
+    if system_ops:
+        rest["operation"] = system_ops
+    return statement

@@ -1,0 +1,74 @@
+"""The conformance resources the server serves from what it uses: OperationDefinitions from
+``capability/operations`` and SearchParameters (FHIR R4's and ``capability/search-parameters``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fhirportal.errors import NotFound
+from fhirportal.store.indexing import SearchParameter, SearchParameterRegistry
+
+CAPABILITY_DIR = Path(__file__).resolve().parents[2] / "capability"
+
+
+def load_json_files(folder: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def load_template() -> dict:
+    return json.loads((CAPABILITY_DIR / "capability-statement.json").read_text())
+
+
+def custom_search_parameters() -> list[dict]:
+    return load_json_files(CAPABILITY_DIR / "search-parameters")
+
+
+def operation_definitions() -> list[dict]:
+    return load_json_files(CAPABILITY_DIR / "operations")
+
+
+def search_parameter_id(parameter: SearchParameter) -> str:
+    return parameter.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def search_parameter_resource(parameters: list[SearchParameter]) -> dict:
+    """A SearchParameter resource for one definition (one url may serve several base types)."""
+    first = parameters[0]
+    resource = {
+        "resourceType": "SearchParameter",
+        "id": search_parameter_id(first),
+        "url": first.url,
+        "name": first.code,
+        "status": "active",
+        "description": f"Search parameter {first.code} of {', '.join(sorted({p.base for p in parameters}))}",
+        "code": first.code,
+        "base": sorted({p.base for p in parameters}),
+        "type": first.type,
+    }
+    if first.expression:
+        resource["expression"] = " | ".join(sorted({p.expression for p in parameters}))
+    targets = sorted({t for p in parameters for t in p.targets})
+    if targets:
+        resource["target"] = targets
+    return resource
+
+
+class ConformanceResources:
+    def __init__(self, registry: SearchParameterRegistry, operations: list[dict]):
+        self._operations = {d["id"]: d for d in operations}
+        self._parameters: dict[str, list[SearchParameter]] = {}
+        for resource_type in registry.resource_types:
+            for parameter in registry.for_type(resource_type).values():
+                self._parameters.setdefault(search_parameter_id(parameter), []).append(parameter)
+
+    def operation_definition(self, fhir_id: str) -> dict:
+        if fhir_id not in self._operations:
+            raise NotFound(f"OperationDefinition/{fhir_id} is not known")
+        return self._operations[fhir_id]
+
+    def search_parameter(self, fhir_id: str) -> dict:
+        if fhir_id not in self._parameters:
+            raise NotFound(f"SearchParameter/{fhir_id} is not known")
+        return search_parameter_resource(self._parameters[fhir_id])

@@ -1,0 +1,35 @@
+"""Everything an interaction needs, wired once by the app factory and passed in explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fhirportal.settings import Settings
+from fhirportal.store.database import Database
+from fhirportal.store.indexing import SearchParameterRegistry
+from fhirportal.store.repository import ResourceRepository
+
+from .operations import OperationRegistry
+from .validation import ResourceValidator
+
+
+@dataclass
+class FhirContext:
+    settings: Settings
+    database: Database
+    repository: ResourceRepository
+    validator: ResourceValidator
+    search_parameters: SearchParameterRegistry
+    operations: OperationRegistry = field(default_factory=OperationRegistry)
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def resource_types(self) -> list[str]:
+        return self.search_parameters.resource_types
+
+    def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
+        self.validator.validate(body, lambda pairs: self.repository.existing(conn, pairs),
+                                self_reference=self_reference)

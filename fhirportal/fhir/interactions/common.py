@@ -1,0 +1,48 @@
+"""Pieces the interactions share: body checks, ``Prefer: return``, version-aware responses."""
+
+from __future__ import annotations
+
+from flask import Request
+
+from fhirportal.errors import BadRequest, NotFound
+from fhirportal.store.records import StoredResource
+
+from ..context import FhirContext
+from ..outcome import information
+from ..preconditions import version_headers
+from ..response import FhirResponse
+
+
+def require_type(ctx: FhirContext, resource_type: str) -> None:
+    if resource_type not in ctx.resource_types:
+        raise NotFound(f"Resource type '{resource_type}' is not supported by this server",
+                       expression=resource_type)
+
+
+def check_body_type(body, resource_type: str) -> dict:
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object holding a FHIR resource")
+    actual = body.get("resourceType")
+    if actual != resource_type:
+        raise BadRequest(f"The body holds a {actual or 'resource without resourceType'}, but the URL is for "
+                         f"{resource_type}", expression="resourceType")
+    return body
+
+
+def prefer_return(request: Request) -> str:
+    for part in (request.headers.get("Prefer") or "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "return" and value in ("minimal", "representation", "OperationOutcome"):
+            return value
+    return "representation"
+
+
+def written(ctx: FhirContext, request: Request, record: StoredResource, status: int, message: str) -> FhirResponse:
+    """The answer to a create/update/patch, shaped by ``Prefer: return``."""
+    headers = version_headers(record, ctx.base_url, location=True)
+    preference = prefer_return(request)
+    if preference == "minimal":
+        return FhirResponse(status, None, headers)
+    if preference == "OperationOutcome":
+        return FhirResponse(status, information(message), headers)
+    return FhirResponse(status, record.content, headers)

@@ -1,0 +1,64 @@
+"""history: instance ``[type]/[id]/_history``, type ``[type]/_history`` and system ``/_history``,
+with ``_since``, ``_at``-free keyset paging (``_cursor``) and ``_count``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Request
+
+from fhirportal.errors import BadRequest
+from fhirportal.store.indexing.dates import parse_range
+
+from ..bundles import bundle, history_entry, link
+from ..context import FhirContext
+from ..response import FhirResponse
+from ..validation import check_id
+from .common import require_type
+
+
+def page_size(ctx: FhirContext, request: Request) -> int:
+    raw = request.args.get("_count")
+    if raw is None:
+        return ctx.settings.default_page_size
+    if not raw.isdigit():
+        raise BadRequest(f"_count must be a non-negative whole number, not '{raw}'", expression="_count")
+    return min(int(raw), ctx.settings.max_page_size)
+
+
+def _instant(request: Request, name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        low, _ = parse_range(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a FHIR instant, e.g. 2024-01-01T00:00:00Z: {exc}", expression=name) from exc
+    return datetime.fromtimestamp(low / 1_000_000, UTC)
+
+
+def history(ctx: FhirContext, request: Request, resource_type: str | None = None,
+            fhir_id: str | None = None) -> FhirResponse:
+    if resource_type:
+        require_type(ctx, resource_type)
+    if fhir_id:
+        check_id(fhir_id)
+    count = page_size(ctx, request)
+    since = _instant(request, "_since")
+    cursor = request.args.get("_cursor")
+    with ctx.database.read() as conn:
+        try:
+            page = ctx.repository.history(conn, resource_type=resource_type, fhir_id=fhir_id, since=since,
+                                          count=max(count, 1), cursor=cursor)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
+    path = "/".join(p for p in (resource_type, fhir_id, "_history") if p)
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k in ("_since", "_count")]
+    links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
+    if cursor:
+        links["first"] = link(ctx.base_url, path, kept)
+    if page.next_cursor and count > 0:
+        links["next"] = link(ctx.base_url, path, kept + [("_cursor", page.next_cursor)])
+    entries = [] if count == 0 else [history_entry(ctx.base_url, record) for record in page.entries]
+    return FhirResponse(200, bundle("history", entries, links, page.total))

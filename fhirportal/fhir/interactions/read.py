@@ -1,0 +1,34 @@
+"""read and vread: ``GET [type]/[id]`` and ``GET [type]/[id]/_history/[vid]``."""
+
+from __future__ import annotations
+
+from flask import Request
+
+from fhirportal.errors import NotFound
+
+from ..context import FhirContext
+from ..preconditions import not_modified, version_headers
+from ..response import FhirResponse
+from ..validation import check_id
+from .common import require_type
+
+
+def read(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str) -> FhirResponse:
+    require_type(ctx, resource_type)
+    check_id(fhir_id)
+    with ctx.database.read() as conn:
+        record = ctx.repository.read(conn, resource_type, fhir_id)
+    headers = version_headers(record, ctx.base_url)
+    if not_modified(record, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")):
+        return FhirResponse(304, None, headers)
+    return FhirResponse(200, record.content, headers)
+
+
+def vread(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str, version: str) -> FhirResponse:
+    require_type(ctx, resource_type)
+    check_id(fhir_id)
+    if not version.isdigit():
+        raise NotFound(f"'{version}' is not a version of {resource_type}/{fhir_id}")
+    with ctx.database.read() as conn:
+        record = ctx.repository.vread(conn, resource_type, fhir_id, int(version))
+    return FhirResponse(200, record.content, version_headers(record, ctx.base_url))

@@ -1,0 +1,107 @@
+"""Content negotiation: ``_format``/``Accept`` for responses, ``Content-Type`` for request bodies,
+``_pretty``, and rendering a FhirResponse into a Flask response.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Request, Response
+
+from fhirportal.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+
+from . import jsontext
+from .response import FhirResponse
+
+FHIR_JSON = "application/fhir+json"
+JSON = "application/json"
+JSON_PATCH = "application/json-patch+json"
+
+_FORMAT_ALIASES = {
+    "json": FHIR_JSON,
+    FHIR_JSON: FHIR_JSON,
+    JSON: JSON,
+    "application/json+fhir": FHIR_JSON,  # DSTU2-era spelling still sent by some clients
+    "text/json": JSON,
+}
+_XML = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def response_format(request: Request) -> str:
+    """The media type to answer with; 406 if the client accepts nothing we produce."""
+    requested = request.args.get("_format")
+    if requested:
+        media = _media_type(requested.replace(" ", "+"))  # '+' arrives as space when not encoded
+        if media in _FORMAT_ALIASES:
+            return _FORMAT_ALIASES[media]
+        raise NotAcceptable(f"_format '{requested}' is not supported; this server speaks JSON "
+                            f"({FHIR_JSON} or {JSON})", expression="_format")
+    accept = request.headers.get("Accept", "")
+    if not accept.strip():
+        return FHIR_JSON
+    best, best_quality = None, -1.0
+    for position, item in enumerate(accept.split(",")):
+        media, *params = [p.strip() for p in item.split(";")]
+        media = media.lower()
+        quality = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0:
+            continue
+        candidate = _FORMAT_ALIASES.get(media) or (FHIR_JSON if media in ("*/*", "application/*") else None)
+        if candidate and (quality > best_quality or (quality == best_quality and best is None)):
+            best, best_quality = candidate, quality - position * 1e-6
+    if best is None:
+        raise NotAcceptable(f"None of the accepted media types ({accept}) can be produced; this server "
+                            f"speaks {FHIR_JSON} and {JSON}")
+    return best
+
+
+def is_pretty(request: Request) -> bool:
+    return request.args.get("_pretty", "false").lower() == "true"
+
+
+def render(result: FhirResponse, media_type: str = FHIR_JSON, pretty: bool = False) -> Response:
+    body = result.body
+    if body is None:
+        payload = b""
+    elif isinstance(body, str) and not pretty:
+        payload = body.encode()  # stored JSON text, served as stored
+    elif not pretty:
+        payload = jsontext.dumps(body).encode()
+    else:
+        data = json.loads(body) if isinstance(body, str) else jsontext.to_plain(body)
+        payload = json.dumps(data, ensure_ascii=False, indent=2).encode()
+    response = Response(payload, status=result.status)
+    if body is not None:
+        response.headers["Content-Type"] = f"{media_type}; charset=utf-8"
+    for name, value in result.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def require_body_type(request: Request, allowed: tuple[str, ...]) -> None:
+    media = _media_type(request.headers.get("Content-Type", ""))
+    if media not in allowed:
+        shown = media or "none"
+        raise UnsupportedMediaType(f"Content-Type {shown} is not supported here; send {' or '.join(allowed)}")
+
+
+def json_body(request: Request, allowed: tuple[str, ...] = (FHIR_JSON, JSON, "application/json+fhir")):
+    """The request body parsed as JSON, after the Content-Type check (415) and size limit (413)."""
+    require_body_type(request, allowed)
+    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    if not raw.strip():
+        raise BadRequest("The request has no body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}") from exc

@@ -1,0 +1,55 @@
+"""FHIR operations (``$name``): one module per operation, each registered with its
+OperationDefinition from ``capability/operations/`` so the CapabilityStatement and the router read
+the same definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fhirportal.errors import MethodNotAllowed, NotFound
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # without the '$'
+    definition: dict  # the OperationDefinition resource
+    handler: Callable  # handler(ctx, request, resource_type, fhir_id) -> FhirResponse
+    methods: tuple[str, ...] = ("POST",)
+
+    @property
+    def levels(self) -> set[str]:
+        d = self.definition
+        return {level for level, flag in (("system", d.get("system")), ("type", d.get("type")),
+                                          ("instance", d.get("instance"))) if flag}
+
+    @property
+    def resource_types(self) -> list[str]:
+        return list(self.definition.get("resource", []))
+
+
+class OperationRegistry:
+    def __init__(self):
+        self._operations: dict[str, Operation] = {}
+
+    def register(self, operation: Operation) -> None:
+        self._operations[operation.name] = operation
+
+    def __iter__(self):
+        return iter(self._operations.values())
+
+    def resolve(self, name: str, method: str, level: str, resource_type: str | None) -> Operation:
+        operation = self._operations.get(name)
+        applies = operation is not None and level in operation.levels and (
+            resource_type is None or "Resource" in operation.resource_types
+            or resource_type in operation.resource_types)
+        if not applies:
+            where = f"{resource_type}/" if resource_type else ""
+            raise NotFound(f"Operation ${name} is not defined at {level} level for {where or 'the system'}")
+        if method not in operation.methods:
+            raise MethodNotAllowed(f"${name} does not accept {method}", headers={"Allow": ", ".join(operation.methods)})
+        return operation
+
+    def for_type(self, resource_type: str) -> list[Operation]:
+        return [op for op in self if "Resource" in op.resource_types or resource_type in op.resource_types]

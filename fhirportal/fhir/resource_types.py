@@ -1,0 +1,28 @@
+"""The resource types this server stores and serves. Adding a type is adding one line here."""
+
+SUPPORTED_TYPES: tuple[str, ...] = (
+    "AllergyIntolerance",
+    "Appointment",
+    "AuditEvent",
+    "Composition",
+    "Condition",
+    "Consent",
+    "DiagnosticReport",
+    "DocumentReference",
+    "Encounter",
+    "Group",
+    "Immunization",
+    "Location",
+    "Medication",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Observation",
+    "Organization",
+    "Patient",
+    "Person",
+    "Practitioner",
+    "PractitionerRole",
+    "Provenance",
+    "RelatedPerson",
+    "Task",
+)

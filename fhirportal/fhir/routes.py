@@ -1,0 +1,118 @@
+"""URL routing for the FHIR API: maps each path and method to its interaction.
+
+Routes are registered on a flask-smorest Blueprint so they appear in the OpenAPI document
+(``/api-docs/openapi.json``); every answer goes through the same renderer.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from flask_smorest import Blueprint
+
+from fhirportal.errors import MethodNotAllowed, NotFound
+
+from . import capability
+from .conformance import ConformanceResources
+from .context import FhirContext
+from .interactions import create, delete, history, patch, read, search, update
+from .negotiation import is_pretty, render, response_format
+from .response import FhirResponse
+
+
+def context() -> FhirContext:
+    return current_app.extensions["fhirportal"]
+
+
+def answer(result: FhirResponse):
+    return render(result, response_format(request), is_pretty(request))
+
+
+def _operation(resource_type: str | None, fhir_id: str | None, name: str):
+    ctx = context()
+    level = "instance" if fhir_id else "type" if resource_type else "system"
+    if resource_type:
+        create.require_type(ctx, resource_type)
+    operation = ctx.operations.resolve(name, request.method, level, resource_type)
+    return answer(operation.handler(ctx, request, resource_type, fhir_id))
+
+
+def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Blueprint:
+    blp = Blueprint("fhir", __name__, url_prefix=url_prefix, description="FHIR R4 REST API")
+
+    @blp.before_request
+    def _negotiate_first():
+        response_format(request)  # 406 before any work is done
+
+    @blp.route("/metadata", methods=["GET"])
+    def metadata():
+        return answer(FhirResponse(200, capability.capability_statement(context())))
+
+    @blp.route("/_history", methods=["GET"])
+    def system_history():
+        return answer(history.history(context(), request))
+
+    @blp.route("/OperationDefinition/<fhir_id>", methods=["GET"])
+    def operation_definition(fhir_id):
+        return answer(FhirResponse(200, conformance.operation_definition(fhir_id)))
+
+    @blp.route("/SearchParameter/<fhir_id>", methods=["GET"])
+    def search_parameter(fhir_id):
+        return answer(FhirResponse(200, conformance.search_parameter(fhir_id)))
+
+    @blp.route("/<resource_type>", methods=["GET", "POST", "PUT", "DELETE"])
+    def type_level(resource_type):
+        if resource_type.startswith("$"):
+            return _operation(None, None, resource_type[1:])
+        ctx = context()
+        match request.method:
+            case "GET":
+                return answer(search.search(ctx, request, resource_type))
+            case "POST":
+                return answer(create.create(ctx, request, resource_type))
+            case "PUT":
+                return answer(update.conditional_update(ctx, request, resource_type))
+            case _:
+                return answer(delete.conditional_delete(ctx, request, resource_type))
+
+    @blp.route("/<resource_type>/_search", methods=["POST"])
+    def type_search(resource_type):
+        return answer(search.search(context(), request, resource_type))
+
+    @blp.route("/<resource_type>/_history", methods=["GET"])
+    def type_history(resource_type):
+        return answer(history.history(context(), request, resource_type))
+
+    @blp.route("/<resource_type>/<fhir_id>", methods=["GET", "PUT", "PATCH", "DELETE", "POST"])
+    def instance(resource_type, fhir_id):
+        if fhir_id.startswith("$"):
+            return _operation(resource_type, None, fhir_id[1:])
+        ctx = context()
+        match request.method:
+            case "GET":
+                return answer(read.read(ctx, request, resource_type, fhir_id))
+            case "PUT":
+                return answer(update.update(ctx, request, resource_type, fhir_id))
+            case "PATCH":
+                return answer(patch.patch(ctx, request, resource_type, fhir_id))
+            case "DELETE":
+                return answer(delete.delete(ctx, request, resource_type, fhir_id))
+            case _:
+                create.require_type(ctx, resource_type)
+                raise MethodNotAllowed(f"POST is not allowed on {resource_type}/{fhir_id}; use PUT to update",
+                                       headers={"Allow": "GET, PUT, PATCH, DELETE"})
+
+    @blp.route("/<resource_type>/<fhir_id>/_history", methods=["GET"])
+    def instance_history(resource_type, fhir_id):
+        return answer(history.history(context(), request, resource_type, fhir_id))
+
+    @blp.route("/<resource_type>/<fhir_id>/_history/<version>", methods=["GET"])
+    def version_read(resource_type, fhir_id, version):
+        return answer(read.vread(context(), request, resource_type, fhir_id, version))
+
+    @blp.route("/<resource_type>/<fhir_id>/<operation>", methods=["GET", "POST"])
+    def instance_operation(resource_type, fhir_id, operation):
+        if not operation.startswith("$"):
+            raise NotFound(f"No such endpoint: {resource_type}/{fhir_id}/{operation}")
+        return _operation(resource_type, fhir_id, operation[1:])
+
+    return blp

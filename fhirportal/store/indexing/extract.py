@@ -1,0 +1,56 @@
+"""Turn one resource into its index rows, by evaluating each search parameter's expression."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from . import date, number, quantity, reference, string, token, uri
+from .registry import SearchParameterRegistry
+
+_ROW_BUILDERS = {
+    "token": token.rows,
+    "string": string.rows,
+    "date": date.rows,
+    "quantity": quantity.rows,
+    "number": number.rows,
+    "uri": uri.rows,
+}
+
+
+class IndexExtractor:
+    def __init__(self, registry: SearchParameterRegistry, base_url: str | None = None):
+        self.registry = registry
+        self.base_url = base_url
+
+    def extract(self, resource: dict) -> dict[str, list[dict]]:
+        """Index rows by kind (table), each row with ``param`` and the kind's value columns."""
+        resource_type = resource["resourceType"]
+        rows: dict[str, list[dict]] = defaultdict(list)
+        for parameter in self.registry.for_type(resource_type).values():
+            if not parameter.indexed or parameter.evaluate is None:
+                continue
+            try:
+                values = parameter.evaluate(resource)
+            except Exception:  # noqa: BLE001 - an expression that cannot apply yields no rows
+                continue
+            seen = set()
+            for value in values:
+                for row in self._rows(parameter.type, value):
+                    row = dict(row)
+                    row["param"] = parameter.code + row.pop("param_suffix", "")
+                    if parameter.type == "reference" and parameter.targets and row.get("target_type") \
+                            and row["target_type"] not in parameter.targets:
+                        continue
+                    key = tuple(sorted(row.items()))
+                    if key not in seen:
+                        seen.add(key)
+                        rows[parameter.type].append(row)
+        return rows
+
+    def _rows(self, kind: str, value):
+        if kind == "reference":
+            return reference.rows(value, self.base_url)
+        try:
+            return list(_ROW_BUILDERS[kind](value))
+        except (ValueError, TypeError, KeyError):
+            return []

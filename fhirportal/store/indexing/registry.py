@@ -1,0 +1,91 @@
+"""Search-parameter definitions for the resource types the server supports.
+
+The base set is FHIR R4's own SearchParameter resources (``fhirportal/definitions``); custom ones
+from ``capability/`` are added on top. Expressions are compiled once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import fhirpathpy
+from fhirpathpy.models import models
+
+from fhirportal import definitions
+
+_MODEL = models["r4"]
+# Resource-level parameters the store answers from the resource table itself, not from index rows.
+TABLE_PARAMS = {"_id", "_lastUpdated"}
+
+
+@dataclass(frozen=True)
+class SearchParameter:
+    code: str
+    type: str
+    expression: str
+    url: str
+    base: str
+    targets: tuple[str, ...] = ()
+    modifiers: tuple[str, ...] = ()
+    comparators: tuple[str, ...] = ()
+    components: tuple[dict, ...] = ()
+    evaluate: Callable = field(default=None, compare=False, repr=False)
+
+    @property
+    def indexed(self) -> bool:
+        return self.type not in ("composite", "special") and self.code not in TABLE_PARAMS
+
+
+def _compile(expression: str) -> Callable:
+    return fhirpathpy.compile(expression, model=_MODEL)
+
+
+def _build(base: str, code: str, spec: dict) -> SearchParameter:
+    return SearchParameter(
+        code=code,
+        type=spec["type"],
+        expression=spec.get("expression", ""),
+        url=spec["url"],
+        base=base,
+        targets=tuple(spec.get("targets", ())),
+        modifiers=tuple(spec.get("modifiers", ())),
+        comparators=tuple(spec.get("comparators", ())),
+        components=tuple(spec.get("components", ())),
+        evaluate=_compile(spec["expression"]) if spec.get("expression") else None,
+    )
+
+
+def _rebase(spec: dict, resource_type: str) -> dict:
+    """Resource-level expressions (``Resource.meta.tag``) evaluated on a concrete type."""
+    expression = spec.get("expression", "")
+    if expression.startswith("Resource."):
+        spec = {**spec, "expression": resource_type + expression[len("Resource"):]}
+    return spec
+
+
+class SearchParameterRegistry:
+    """Which parameters each supported type has, with compiled expressions."""
+
+    def __init__(self, resource_types: Iterable[str], custom: Iterable[dict] = ()):
+        spec = definitions.load("search-parameters")
+        common = spec.get("Resource", {})
+        self._by_type: dict[str, dict[str, SearchParameter]] = {}
+        for resource_type in resource_types:
+            params = {code: _build(resource_type, code, _rebase(s, resource_type)) for code, s in common.items()}
+            params.update({code: _build(resource_type, code, s) for code, s in spec.get(resource_type, {}).items()})
+            self._by_type[resource_type] = params
+        for parameter in custom:
+            for base in parameter.get("base", []):
+                if base in self._by_type:
+                    self._by_type[base][parameter["code"]] = _build(base, parameter["code"], parameter)
+
+    def for_type(self, resource_type: str) -> dict[str, SearchParameter]:
+        return self._by_type.get(resource_type, {})
+
+    def get(self, resource_type: str, code: str) -> SearchParameter | None:
+        return self._by_type.get(resource_type, {}).get(code)
+
+    @property
+    def resource_types(self) -> list[str]:
+        return list(self._by_type)

@@ -1,0 +1,342 @@
+"""The resource repository: create, read, vread, update, patch, delete, history and search.
+
+Every method takes the ``Connection`` of an open transaction (``Database.write()`` or ``read()``),
+so one HTTP interaction is one transaction and a transaction Bundle can compose many of them.
+Writes keep every version, assign ``meta.versionId``/``meta.lastUpdated`` and re-index the current
+version; concurrent updates of one resource are serialised by optimistic locking on the version.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fhirportal.errors import Conflict, Gone, NotFound, PreconditionFailed
+
+from . import clock
+from .database import Database
+from .indexing import IndexExtractor
+from .records import HistoryPage, StoredResource
+from .schema import INDEX_TABLES, resource, resource_version
+from .search import Criterion, build_where
+
+_MAX_RETRIES = 5
+
+
+def _dumps(body: dict) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def _content_hash(body: dict) -> str:
+    """Hash of the resource without the server-owned meta fields (no-op update detection)."""
+    meta = {k: v for k, v in (body.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    comparable = {k: v for k, v in body.items() if k not in ("meta", "id")}
+    if meta:
+        comparable["meta"] = meta
+    return hashlib.sha256(json.dumps(comparable, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _record(row, method: str = "PUT") -> StoredResource:
+    return StoredResource(
+        resource_type=row.resource_type,
+        fhir_id=row.fhir_id,
+        version_id=row.version_id,
+        last_updated=clock.ensure_utc(row.last_updated),
+        deleted=bool(row.deleted),
+        content=row.content,
+        method=getattr(row, "method", method),
+    )
+
+
+def encode_cursor(*values) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("malformed paging cursor") from exc
+    if not isinstance(values, list):
+        raise ValueError("malformed paging cursor")
+    return values
+
+
+class ResourceRepository:
+    def __init__(self, database: Database, extractor: IndexExtractor):
+        self.database = database
+        self.extractor = extractor
+
+    # ------------------------------------------------------------------ reads
+    def _current_row(self, conn: Connection, resource_type: str, fhir_id: str):
+        return conn.execute(
+            select(resource).where(resource.c.resource_type == resource_type, resource.c.fhir_id == fhir_id)
+        ).first()
+
+    def read(self, conn: Connection, resource_type: str, fhir_id: str) -> StoredResource:
+        row = self._current_row(conn, resource_type, fhir_id)
+        if row is None:
+            raise NotFound(f"{resource_type}/{fhir_id} is not known", expression=resource_type)
+        if row.deleted:
+            raise Gone(f"{resource_type}/{fhir_id} was deleted", expression=resource_type,
+                       headers={"ETag": f'W/"{row.version_id}"'})
+        return _record(row)
+
+    def vread(self, conn: Connection, resource_type: str, fhir_id: str, version_id: int) -> StoredResource:
+        row = conn.execute(
+            select(resource_version).where(
+                resource_version.c.resource_type == resource_type,
+                resource_version.c.fhir_id == fhir_id,
+                resource_version.c.version_id == version_id,
+            )
+        ).first()
+        if row is None:
+            if self._current_row(conn, resource_type, fhir_id) is None:
+                raise NotFound(f"{resource_type}/{fhir_id} is not known")
+            raise NotFound(f"{resource_type}/{fhir_id} has no version {version_id}")
+        if row.deleted:
+            raise Gone(f"{resource_type}/{fhir_id} version {version_id} is a deletion")
+        return _record(row)
+
+    def exists(self, conn: Connection, resource_type: str, fhir_id: str) -> bool:
+        return conn.execute(
+            select(resource.c.pid).where(
+                resource.c.resource_type == resource_type,
+                resource.c.fhir_id == fhir_id,
+                resource.c.deleted.is_(False),
+            )
+        ).first() is not None
+
+    def existing(self, conn: Connection, pairs) -> set[tuple[str, str]]:
+        """Which of the (type, id) pairs exist and are not deleted: one query per type."""
+        by_type: dict[str, set[str]] = {}
+        for resource_type, fhir_id in pairs:
+            by_type.setdefault(resource_type, set()).add(fhir_id)
+        found: set[tuple[str, str]] = set()
+        for resource_type, ids in by_type.items():
+            rows = conn.execute(select(resource.c.fhir_id).where(
+                resource.c.resource_type == resource_type, resource.c.fhir_id.in_(ids),
+                resource.c.deleted.is_(False)))
+            found.update((resource_type, fhir_id) for fhir_id in rows.scalars())
+        return found
+
+    # ------------------------------------------------------------------ writes
+    def _stamp(self, body: dict, fhir_id: str, version_id: int, moment: datetime) -> dict:
+        stamped = dict(body)
+        stamped["id"] = fhir_id
+        meta = dict(stamped.get("meta") or {})
+        meta["versionId"] = str(version_id)
+        meta["lastUpdated"] = clock.as_instant(moment)
+        stamped["meta"] = meta
+        # resourceType first, then id and meta, as the spec's examples read.
+        ordered = {"resourceType": stamped.pop("resourceType"), "id": stamped.pop("id"), "meta": stamped.pop("meta")}
+        ordered.update(stamped)
+        return ordered
+
+    def _write_indexes(self, conn: Connection, pid: int, body: dict | None, *, replace: bool) -> None:
+        if replace:
+            for table in INDEX_TABLES.values():
+                conn.execute(delete(table).where(table.c.pid == pid))
+        if body is None:
+            return
+        resource_type = body["resourceType"]
+        for kind, rows in self.extractor.extract(body).items():
+            if rows:
+                conn.execute(insert(INDEX_TABLES[kind]),
+                             [{**row, "pid": pid, "resource_type": resource_type} for row in rows])
+
+    def _insert_version(self, conn, pid, record: StoredResource, method: str) -> None:
+        conn.execute(insert(resource_version).values(
+            pid=pid, version_id=record.version_id, resource_type=record.resource_type,
+            fhir_id=record.fhir_id, last_updated=record.last_updated, method=method,
+            deleted=record.deleted, content=record.content,
+        ))
+
+    def _insert_new(self, conn: Connection, body: dict, fhir_id: str, method: str) -> StoredResource:
+        moment = clock.now()
+        stamped = self._stamp(body, fhir_id, 1, moment)
+        content = _dumps(stamped)
+        with conn.begin_nested():
+            pid = conn.execute(insert(resource).values(
+                resource_type=body["resourceType"], fhir_id=fhir_id, version_id=1, last_updated=moment,
+                deleted=False, content=content, content_hash=_content_hash(stamped),
+            )).inserted_primary_key[0]
+        record = StoredResource(body["resourceType"], fhir_id, 1, moment, False, content, method)
+        self._insert_version(conn, pid, record, method)
+        self._write_indexes(conn, pid, stamped, replace=False)
+        return record
+
+    def create(self, conn: Connection, body: dict, *, fhir_id: str | None = None) -> StoredResource:
+        """Create with a server-assigned id (or ``fhir_id`` for update-as-create)."""
+        fhir_id = fhir_id or new_id()
+        try:
+            return self._insert_new(conn, body, fhir_id, "POST")
+        except IntegrityError as exc:
+            raise Conflict(f"{body['resourceType']}/{fhir_id} already exists") from exc
+
+    def update(self, conn: Connection, resource_type: str, fhir_id: str, body: dict, *,
+               expected_version: int | None = None, allow_create: bool = True,
+               method: str = "PUT") -> tuple[StoredResource, bool]:
+        """Write a new current version. Returns (record, created)."""
+        for _attempt in range(_MAX_RETRIES):
+            row = self._current_row(conn, resource_type, fhir_id)
+            if row is None:
+                if expected_version is not None:
+                    raise PreconditionFailed(
+                        f"If-Match W/\"{expected_version}\" given, but {resource_type}/{fhir_id} does not exist")
+                if not allow_create:
+                    raise NotFound(f"{resource_type}/{fhir_id} is not known")
+                try:
+                    return self._insert_new(conn, body, fhir_id, method), True
+                except IntegrityError:
+                    continue  # created concurrently: update it instead
+            if expected_version is not None and row.version_id != expected_version:
+                raise PreconditionFailed(
+                    f"Version conflict: If-Match W/\"{expected_version}\" but {resource_type}/{fhir_id} "
+                    f"is at version {row.version_id}")
+            new_hash = _content_hash(body)
+            if not row.deleted and row.content_hash == new_hash:
+                return _record(row), False  # no-op update: nothing changed, no new version
+            version = row.version_id + 1
+            moment = max(clock.now(), clock.ensure_utc(row.last_updated))
+            stamped = self._stamp(body, fhir_id, version, moment)
+            content = _dumps(stamped)
+            changed = conn.execute(
+                update(resource)
+                .where(resource.c.pid == row.pid, resource.c.version_id == row.version_id)
+                .values(version_id=version, last_updated=moment, deleted=False, content=content,
+                        content_hash=new_hash)
+            ).rowcount
+            if changed != 1:
+                if expected_version is not None:
+                    raise PreconditionFailed(f"{resource_type}/{fhir_id} was changed concurrently")
+                continue  # lost the race: re-read and write on top of the winner
+            record = StoredResource(resource_type, fhir_id, version, moment, False, content, method)
+            self._insert_version(conn, row.pid, record, method)
+            self._write_indexes(conn, row.pid, stamped, replace=True)
+            return record, row.deleted
+        raise Conflict(f"{resource_type}/{fhir_id} is being changed by others; try again")
+
+    def patch(self, conn: Connection, resource_type: str, fhir_id: str, apply: Callable[[dict], dict], *,
+              expected_version: int | None = None) -> StoredResource:
+        """Read the current version, apply ``apply`` to its body, write the result; one transaction."""
+        current = self.read(conn, resource_type, fhir_id)
+        if expected_version is not None and current.version_id != expected_version:
+            raise PreconditionFailed(
+                f"Version conflict: If-Match W/\"{expected_version}\" but {resource_type}/{fhir_id} "
+                f"is at version {current.version_id}")
+        patched = apply(current.body)
+        record, _ = self.update(conn, resource_type, fhir_id, patched, expected_version=current.version_id,
+                                allow_create=False, method="PATCH")
+        return record
+
+    def delete(self, conn: Connection, resource_type: str, fhir_id: str, *,
+               expected_version: int | None = None) -> StoredResource | None:
+        """Soft delete: a deletion version is recorded, the index rows go. None if nothing to delete."""
+        row = self._current_row(conn, resource_type, fhir_id)
+        if row is None or row.deleted:
+            if expected_version is not None:
+                raise PreconditionFailed(f"{resource_type}/{fhir_id} does not exist")
+            return None
+        if expected_version is not None and row.version_id != expected_version:
+            raise PreconditionFailed(
+                f"Version conflict: If-Match W/\"{expected_version}\" but {resource_type}/{fhir_id} "
+                f"is at version {row.version_id}")
+        version = row.version_id + 1
+        moment = max(clock.now(), clock.ensure_utc(row.last_updated))
+        changed = conn.execute(
+            update(resource)
+            .where(resource.c.pid == row.pid, resource.c.version_id == row.version_id)
+            .values(version_id=version, last_updated=moment, deleted=True, content=None, content_hash=None)
+        ).rowcount
+        if changed != 1:
+            raise Conflict(f"{resource_type}/{fhir_id} was changed concurrently; try again")
+        record = StoredResource(resource_type, fhir_id, version, moment, True, None, "DELETE")
+        self._insert_version(conn, row.pid, record, "DELETE")
+        self._write_indexes(conn, row.pid, None, replace=True)
+        return record
+
+    # ------------------------------------------------------------------ history
+    def history(self, conn: Connection, *, resource_type: str | None = None, fhir_id: str | None = None,
+                since: datetime | None = None, before: datetime | None = None, count: int = 50,
+                cursor: str | None = None) -> HistoryPage:
+        """Versions newest first, paged by keyset on (last_updated, pid, version_id)."""
+        v = resource_version
+        query = select(v)
+        conditions = []
+        if resource_type:
+            conditions.append(v.c.resource_type == resource_type)
+        if fhir_id:
+            conditions.append(v.c.fhir_id == fhir_id)
+            if self._current_row(conn, resource_type, fhir_id) is None:
+                raise NotFound(f"{resource_type}/{fhir_id} is not known")
+        if since is not None:
+            conditions.append(v.c.last_updated >= since)
+        if before is not None:
+            conditions.append(v.c.last_updated < before)
+        total = None
+        if fhir_id:
+            total = conn.execute(select(func.count()).select_from(v).where(*conditions)).scalar_one()
+        if cursor:
+            try:
+                stamp, pid, version = decode_cursor(cursor)
+                stamp = clock.ensure_utc(datetime.fromisoformat(stamp))
+                pid, version = int(pid), int(version)
+            except (ValueError, TypeError) as exc:
+                raise ValueError("malformed paging cursor") from exc
+            conditions.append(or_(
+                v.c.last_updated < stamp,
+                and_(v.c.last_updated == stamp, v.c.pid < pid),
+                and_(v.c.last_updated == stamp, v.c.pid == pid, v.c.version_id < version),
+            ))
+        query = query.where(*conditions).order_by(
+            v.c.last_updated.desc(), v.c.pid.desc(), v.c.version_id.desc()).limit(count + 1)
+        rows = conn.execute(query).all()
+        next_cursor = None
+        if len(rows) > count:
+            last = rows[count - 1]
+            next_cursor = encode_cursor(clock.ensure_utc(last.last_updated).isoformat(), last.pid, last.version_id)
+            rows = rows[:count]
+        return HistoryPage([_record(r) for r in rows], next_cursor, total)
+
+    # ------------------------------------------------------------------ search
+    def search_ids(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion],
+                   limit: int | None = None) -> list[str]:
+        query = select(resource.c.fhir_id).where(build_where(resource_type, criteria, self.extractor.base_url))
+        if limit is not None:
+            query = query.limit(limit)
+        return list(conn.execute(query).scalars())
+
+    def search(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion], *,
+               count: int = 50, cursor: str | None = None) -> tuple[list[StoredResource], str | None]:
+        """Matches ordered by pid (insertion order), keyset-paged."""
+        where = build_where(resource_type, criteria, self.extractor.base_url)
+        query = select(resource).where(where)
+        if cursor:
+            (after,) = decode_cursor(cursor)
+            query = query.where(resource.c.pid > int(after))
+        rows = conn.execute(query.order_by(resource.c.pid).limit(count + 1)).all()
+        next_cursor = encode_cursor(rows[count - 1].pid) if len(rows) > count else None
+        return [_record(r) for r in rows[:count]], next_cursor
+
+    def count(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion]) -> int:
+        where = build_where(resource_type, criteria, self.extractor.base_url)
+        return conn.execute(select(func.count()).select_from(resource).where(where)).scalar_one()
+
+    # ------------------------------------------------------------------ conditional writes
+    def lock_criteria(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion]) -> None:
+        """Serialise conditional writes on the same criteria (no duplicate conditional creates)."""
+        key = resource_type + "?" + "&".join(sorted(c.canonical for c in criteria))
+        self.database.lock(conn, key)

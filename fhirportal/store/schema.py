@@ -1,0 +1,141 @@
+"""The relational schema: resources, their versions, and one index table per search-parameter kind.
+
+It runs unchanged on SQLite and PostgreSQL: JSON bodies are stored as text, instants as
+timezone-aware datetimes for display and as integer epoch microseconds where they are compared
+(index ranges), so no dialect-specific date arithmetic is needed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# One row per logical resource: its current version (or its deletion).
+resource = Table(
+    "resource",
+    metadata,
+    Column("pid", Integer, primary_key=True, autoincrement=True),
+    Column("resource_type", String(64), nullable=False),
+    Column("fhir_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", DateTime(timezone=True), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", Text, nullable=True),
+    Column("content_hash", String(64), nullable=True),
+    UniqueConstraint("resource_type", "fhir_id", name="uq_resource_type_id"),
+    Index("ix_resource_type_updated", "resource_type", "last_updated"),
+)
+
+# Every version ever written, append-only, written in the same transaction as ``resource``.
+resource_version = Table(
+    "resource_version",
+    metadata,
+    Column("pid", Integer, ForeignKey("resource.pid"), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("resource_type", String(64), nullable=False),
+    Column("fhir_id", String(64), nullable=False),
+    Column("last_updated", DateTime(timezone=True), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", Text, nullable=True),
+    Index("ix_version_updated", "last_updated"),
+    Index("ix_version_type_updated", "resource_type", "last_updated"),
+)
+
+
+def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
+    """An index table: rows of (pid, param) plus kind-specific value columns."""
+    table = Table(
+        name,
+        metadata,
+        Column("pid", Integer, ForeignKey("resource.pid"), nullable=False),
+        Column("resource_type", String(64), nullable=False),
+        Column("param", String(64), nullable=False),
+        *columns,
+        Index(f"ix_{name}_pid", "pid"),
+    )
+    for position, cols in enumerate(indexes):
+        Index(f"ix_{name}_{position}", *(table.c[c] for c in cols))
+    return table
+
+
+# system|code of codes, Codings, CodeableConcepts, Identifiers, ContactPoints and booleans;
+# ``text`` holds the folded display/text for :text searches.
+ix_token = _index_table(
+    "ix_token",
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=True),
+    Column("text", String(255), nullable=True),
+    indexes=(("resource_type", "param", "code", "system"),),
+)
+
+# Strings: ``norm`` is lower-cased and accent-stripped (starts-with / contains), ``exact`` as written.
+ix_string = _index_table(
+    "ix_string",
+    Column("norm", String(255), nullable=False),
+    Column("exact", String(255), nullable=False),
+    indexes=(("resource_type", "param", "norm"),),
+)
+
+# Dates, dateTimes, instants and Periods as [low, high] in UTC epoch microseconds (high inclusive).
+ix_date = _index_table(
+    "ix_date",
+    Column("low", BigInteger, nullable=False),
+    Column("high", BigInteger, nullable=False),
+    indexes=(("resource_type", "param", "low"), ("resource_type", "param", "high")),
+)
+
+# References: local targets by type and id; anything else by its url.
+ix_reference = _index_table(
+    "ix_reference",
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("url", String(1024), nullable=True),
+    indexes=(("target_type", "target_id", "param"), ("resource_type", "param", "target_id")),
+)
+
+ix_quantity = _index_table(
+    "ix_quantity",
+    Column("value", Float, nullable=False),
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=True),
+    Column("unit", String(255), nullable=True),
+    indexes=(("resource_type", "param", "code", "value"),),
+)
+
+ix_number = _index_table(
+    "ix_number",
+    Column("value", Float, nullable=False),
+    indexes=(("resource_type", "param", "value"),),
+)
+
+ix_uri = _index_table(
+    "ix_uri",
+    Column("uri", String(1024), nullable=False),
+    indexes=(("resource_type", "param", "uri"),),
+)
+
+INDEX_TABLES = {
+    "token": ix_token,
+    "string": ix_string,
+    "date": ix_date,
+    "reference": ix_reference,
+    "quantity": ix_quantity,
+    "number": ix_number,
+    "uri": ix_uri,
+}

@@ -1,0 +1,158 @@
+"""Compile criteria into SQL: each criterion is an ``EXISTS`` over its index table (AND between
+criteria, OR between a criterion's comma-separated values), the way the large FHIR servers do it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, exists, false, not_, or_, select, true
+
+from fhirportal.errors import BadRequest
+
+from ..indexing import dates, normalize, reference
+from ..schema import INDEX_TABLES, resource
+from .criteria import Criterion
+from .prefixes import number_range, range_condition, split_prefix
+
+_ESCAPE = "\\"
+
+
+def _like_escape(text: str) -> str:
+    return text.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%").replace("_", _ESCAPE + "_")
+
+
+def _token(table, value: str, modifier: str | None):
+    if modifier == "text":
+        return table.c.text.like(_like_escape(normalize.fold(value)) + "%", escape=_ESCAPE)
+    if modifier == "of-type":
+        parts = value.split("|")
+        if len(parts) != 3:
+            raise ValueError("identifier:of-type takes system|code|value")
+        system, code, ident = parts
+        return and_(table.c.system == system, table.c.code == code, table.c.text == normalize.fold(ident))
+    if "|" not in value:
+        return table.c.code == value
+    system, code = value.split("|", 1)
+    if not system:
+        return and_(table.c.system.is_(None), table.c.code == code)
+    if not code:
+        return table.c.system == system
+    return and_(table.c.system == system, table.c.code == code)
+
+
+def _string(table, value: str, modifier: str | None):
+    if modifier == "exact":
+        return table.c.exact == value
+    folded = _like_escape(normalize.fold(value))
+    if modifier == "contains":
+        return table.c.norm.like(f"%{folded}%", escape=_ESCAPE)
+    return table.c.norm.like(f"{folded}%", escape=_ESCAPE)
+
+
+def _date(table, value: str, _modifier):
+    prefix, text = split_prefix(value)
+    low, high = dates.parse_range(text)
+    return range_condition(prefix, table.c.low, table.c.high, low, high, value=low)
+
+
+def _reference(table, value: str, modifier: str | None, base_url: str | None = None):
+    target_type, target_id = reference.parse(value, base_url)
+    if target_id is None and "/" not in value and ":" not in value:
+        target_type, target_id = modifier, value  # a bare id, optionally typed by :Type
+    if target_id is not None:
+        condition = table.c.target_id == target_id
+        return and_(condition, table.c.target_type == target_type) if target_type else condition
+    return table.c.url == value
+
+
+def _number(table, value: str, _modifier, column=None):
+    column = table.c.value if column is None else column
+    prefix, text = split_prefix(value)
+    exact, low, high = number_range(text)
+    if prefix in ("eq", "ne", "ap"):
+        return range_condition(prefix, column, column, low, high, value=exact)
+    return range_condition(prefix, column, column, exact, exact, value=exact)
+
+
+def _quantity(table, value: str, modifier):
+    parts = value.split("|")
+    if len(parts) not in (1, 3):
+        raise ValueError("a quantity is number, or number|system|code")
+    condition = _number(table, parts[0], modifier)
+    if len(parts) == 3:
+        system, code = parts[1], parts[2]
+        if system:
+            condition = and_(condition, table.c.system == system)
+        if code:
+            condition = and_(condition, or_(table.c.code == code, table.c.unit == code))
+    return condition
+
+
+def _uri(table, value: str, modifier: str | None):
+    if modifier == "below":
+        return table.c.uri.like(_like_escape(value) + "%", escape=_ESCAPE)
+    return table.c.uri == value
+
+
+_CLAUSES = {
+    "token": _token,
+    "string": _string,
+    "date": _date,
+    "reference": _reference,
+    "number": _number,
+    "quantity": _quantity,
+    "uri": _uri,
+}
+
+
+def _table_param(criterion: Criterion):
+    """``_id`` and ``_lastUpdated`` live on the resource table itself."""
+    code = criterion.parameter.code
+    if code == "_id":
+        return resource.c.fhir_id.in_(criterion.values)
+    conditions = []
+    for value in criterion.values:
+        prefix, text = split_prefix(value)
+        low, high = dates.parse_range(text)
+        low_dt = datetime.fromtimestamp(low / 1_000_000, UTC)
+        high_dt = datetime.fromtimestamp(high / 1_000_000, UTC)
+        conditions.append(range_condition(prefix, resource.c.last_updated, resource.c.last_updated,
+                                          low_dt, high_dt))
+    return or_(*conditions)
+
+
+def criterion_clause(criterion: Criterion, resource_type: str, base_url: str | None = None):
+    parameter = criterion.parameter
+    where = f"{parameter.code}{':' + criterion.modifier if criterion.modifier else ''}"
+    try:
+        if parameter.code in ("_id", "_lastUpdated"):
+            return _table_param(criterion)
+        if parameter.type not in _CLAUSES:
+            raise BadRequest(f"Search parameter '{parameter.code}' of type {parameter.type} is not supported",
+                             expression=where)
+        table = INDEX_TABLES[parameter.type]
+        param_name = parameter.code + (":of-type" if criterion.modifier == "of-type" else "")
+        rows_of = and_(table.c.pid == resource.c.pid, table.c.param == param_name)
+        if criterion.modifier == "missing":
+            missing = criterion.values[-1] == "true"
+            any_row = exists(select(1).where(rows_of))
+            return not_(any_row) if missing else any_row
+        build = _CLAUSES[parameter.type]
+        values = []
+        for value in criterion.values:
+            if parameter.type == "reference":
+                values.append(_reference(table, value, criterion.modifier, base_url))
+            else:
+                values.append(build(table, value, None if criterion.modifier == "not" else criterion.modifier))
+        matching = exists(select(1).where(rows_of, or_(*values)))
+        return not_(matching) if criterion.modifier == "not" else matching
+    except ValueError as exc:
+        raise BadRequest(f"Invalid value for search parameter '{where}': {exc}", expression=where) from exc
+
+
+def build_where(resource_type: str, criteria: Iterable[Criterion], base_url: str | None = None):
+    clauses = [resource.c.resource_type == resource_type, resource.c.deleted == false()]
+    clauses += [criterion_clause(c, resource_type, base_url) for c in criteria]
+    return and_(true(), *clauses)

@@ -1,0 +1,67 @@
+"""Shared test fixtures: a real database (SQLite, or PostgreSQL when FHIRPORTAL_TEST_DATABASE_URL is
+set), one app per session, and an empty database for every test.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import delete
+
+from fhirportal.app import create_app
+from fhirportal.settings import Settings
+from fhirportal.store.schema import metadata
+from tests.support import Fhir
+
+BASE_URL = "http://localhost/fhir"
+
+
+def database_url(tmp_path_factory) -> str:
+    url = os.environ.get("FHIRPORTAL_TEST_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'fhirportal-test.db'}"
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory) -> Settings:
+    return Settings(database_url=database_url(tmp_path_factory), base_url=BASE_URL, max_body_bytes=256 * 1024)
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    application = create_app(settings, create_schema=False)
+    database = application.extensions["fhirportal"].database
+    database.drop_schema()
+    database.create_schema()
+    yield application
+    database.dispose()
+
+
+@pytest.fixture
+def ctx(app):
+    return app.extensions["fhirportal"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_database(request):
+    """Every test that touches the app starts from an empty database."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    ctx = request.getfixturevalue("ctx")
+    yield
+    with ctx.database.write() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(delete(table))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def fhir(client) -> Fhir:
+    return Fhir(client)
