@@ -242,14 +242,34 @@ class ResourceRepository:
                                 allow_create=False, method="PATCH")
         return record
 
+    def referrers(self, conn: Connection, resource_type: str, fhir_id: str, limit: int = 5) -> list[str]:
+        """Current resources whose indexed references point at this one (``Type/id``)."""
+        ref = INDEX_TABLES["reference"]
+        rows = conn.execute(
+            select(resource.c.resource_type, resource.c.fhir_id).distinct()
+            .join(ref, ref.c.pid == resource.c.pid)
+            .where(ref.c.target_type == resource_type, ref.c.target_id == fhir_id,
+                   ~and_(resource.c.resource_type == resource_type, resource.c.fhir_id == fhir_id))
+            .limit(limit)
+        ).all()
+        return [f"{r.resource_type}/{r.fhir_id}" for r in rows]
+
     def delete(self, conn: Connection, resource_type: str, fhir_id: str, *,
-               expected_version: int | None = None) -> StoredResource | None:
-        """Soft delete: a deletion version is recorded, the index rows go. None if nothing to delete."""
+               expected_version: int | None = None, check_referrers: bool = True) -> StoredResource | None:
+        """Soft delete: a deletion version is recorded, the index rows go. None if nothing to delete.
+
+        A resource that others still reference is not deleted (409), so references stay resolvable.
+        """
         row = self._current_row(conn, resource_type, fhir_id)
         if row is None or row.deleted:
             if expected_version is not None:
                 raise PreconditionFailed(f"{resource_type}/{fhir_id} does not exist")
             return None
+        if check_referrers:
+            referrers = self.referrers(conn, resource_type, fhir_id)
+            if referrers:
+                raise Conflict(f"{resource_type}/{fhir_id} is referenced by {', '.join(referrers)}; "
+                               "delete or update those first")
         if expected_version is not None and row.version_id != expected_version:
             raise PreconditionFailed(
                 f"Version conflict: If-Match W/\"{expected_version}\" but {resource_type}/{fhir_id} "

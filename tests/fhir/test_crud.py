@@ -177,3 +177,21 @@ def test_observation_round_trip_with_reference(fhir):
     subject = fhir.create(patient())
     created = fhir.create(observation(subject["id"]))
     assert fhir.get(f"Observation/{created['id']}").get_json()["valueQuantity"]["value"] == 6.1
+
+
+def test_delete_of_a_referenced_resource_is_409_until_the_referrer_goes(fhir):
+    subject = fhir.create(patient())
+    obs = fhir.create(observation(subject["id"]))
+    refused = fhir.delete(f"Patient/{subject['id']}")
+    assert refused.status_code == 409
+    assert f"Observation/{obs['id']}" in refused.get_json()["issue"][0]["diagnostics"]
+    assert fhir.get(f"Patient/{subject['id']}").status_code == 200
+    assert fhir.delete(f"Observation/{obs['id']}").status_code == 200
+    assert fhir.delete(f"Patient/{subject['id']}").status_code == 200
+
+
+def test_self_reference_does_not_block_delete(fhir):
+    created = fhir.create(patient())
+    fhir.put(f"Patient/{created['id']}", dict(created, link=[{"other": {"reference": f"Patient/{created['id']}"},
+                                                              "type": "seealso"}]))
+    assert fhir.delete(f"Patient/{created['id']}").status_code == 200

@@ -1,0 +1,83 @@
+"""The CapabilityStatement is generated from what the server registers, and it tells the truth."""
+
+from __future__ import annotations
+
+import pytest
+from fhirclient.models.capabilitystatement import CapabilityStatement
+
+from fhirportal.fhir.resource_types import SUPPORTED_TYPES
+from tests.support import patient
+
+
+@pytest.fixture
+def statement(fhir) -> dict:
+    response = fhir.get("metadata")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _resources(statement) -> dict:
+    return {r["type"]: r for r in statement["rest"][0]["resource"]}
+
+
+def test_statement_basics(statement):
+    assert statement["resourceType"] == "CapabilityStatement"
+    assert statement["fhirVersion"] == "4.0.1"
+    assert statement["kind"] == "instance"
+    assert "application/fhir+json" in statement["format"]
+    assert statement["implementation"]["url"] == "http://localhost/fhir"
+    assert statement["software"]["name"] == "fhirportal"
+
+
+def test_statement_parses_with_the_fhirclient_r4_models(statement):
+    parsed = CapabilityStatement(statement)  # strict: raises on anything not R4
+    assert parsed.fhirVersion == "4.0.1"
+    assert {r.type for r in parsed.rest[0].resource} >= set(SUPPORTED_TYPES)
+
+
+def test_every_supported_type_is_listed_with_its_interactions(statement):
+    resources = _resources(statement)
+    for resource_type in SUPPORTED_TYPES:
+        entry = resources[resource_type]
+        codes = {i["code"] for i in entry["interaction"]}
+        assert codes == {"read", "vread", "update", "patch", "delete", "history-instance", "history-type",
+                         "create", "search-type"}
+        assert entry["versioning"] == "versioned-update"
+        assert entry["conditionalDelete"] == "single"
+
+
+def test_listed_types_are_exactly_what_the_server_serves(fhir, statement):
+    for resource_type in _resources(statement):
+        if resource_type in SUPPORTED_TYPES:
+            assert fhir.get(resource_type).status_code == 200, resource_type
+    assert fhir.get("Claim").status_code == 404
+
+
+def test_every_listed_search_parameter_is_accepted_strictly(fhir, statement):
+    """A parameter the statement lists must not be refused as unknown (strict handling)."""
+    samples = {"token": "x", "string": "x", "date": "2024", "reference": "Patient/x", "quantity": "5",
+               "number": "5", "uri": "http://x"}
+    for entry in statement["rest"][0]["resource"]:
+        for parameter in entry.get("searchParam", []):
+            response = fhir.get(entry["type"], query_string={parameter["name"]: samples[parameter["type"]]},
+                                headers={"Prefer": "handling=strict"})
+            assert response.status_code == 200, (entry["type"], parameter["name"], response.get_json())
+
+
+def test_search_parameter_definitions_are_served(fhir, statement):
+    observation = _resources(statement)["Observation"]
+    code = next(p for p in observation["searchParam"] if p["name"] == "code")
+    served = fhir.get(f"SearchParameter/{code['definition'].rsplit('/', 1)[-1]}").get_json()
+    assert served["resourceType"] == "SearchParameter"
+    assert served["url"] == code["definition"]
+    assert "Observation" in served["base"]
+    assert fhir.get("SearchParameter/nonexistent").status_code == 404
+
+
+def test_operations_are_listed_served_and_routed(fhir, statement):
+    observation = _resources(statement)["Observation"]
+    validate = next(op for op in observation["operation"] if op["name"] == "validate")
+    definition = fhir.get("OperationDefinition/Resource-validate").get_json()
+    assert definition["url"] == validate["definition"]
+    assert fhir.post("Patient/$validate", patient()).status_code == 200
+    assert fhir.get("OperationDefinition/nonexistent").status_code == 404

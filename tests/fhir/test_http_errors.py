@@ -1,0 +1,90 @@
+"""Content negotiation and HTTP-level errors: every one an OperationOutcome, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import patient
+
+
+def _outcome(response):
+    body = response.get_json(force=True)
+    assert body["resourceType"] == "OperationOutcome", body
+    return body
+
+
+def test_json_is_default_and_format_param_is_honoured(fhir):
+    created = fhir.create(patient())
+    path = f"Patient/{created['id']}"
+    assert fhir.get(path).headers["Content-Type"].startswith("application/fhir+json")
+    assert fhir.get(path + "?_format=json").headers["Content-Type"].startswith("application/fhir+json")
+    assert fhir.get(path + "?_format=application/json").headers["Content-Type"].startswith("application/json")
+    assert fhir.get(path, headers={"Accept": "application/json"}).headers["Content-Type"].startswith(
+        "application/json")
+    assert fhir.get(path, headers={"Accept": "text/html,*/*;q=0.8"}).status_code == 200
+
+
+@pytest.mark.parametrize("query,headers", [("?_format=xml", {}), ("", {"Accept": "application/fhir+xml"}),
+                                           ("?_format=text/turtle", {})])
+def test_unsupported_format_is_406(fhir, query, headers):
+    created = fhir.create(patient())
+    response = fhir.get(f"Patient/{created['id']}{query}", headers=headers)
+    assert response.status_code == 406
+    _outcome(response)
+
+
+def test_pretty(fhir):
+    created = fhir.create(patient())
+    pretty = fhir.get(f"Patient/{created['id']}?_pretty=true")
+    assert b'\n  "id"' in pretty.data
+    assert b"\n" not in fhir.get(f"Patient/{created['id']}").data
+
+
+def test_unsupported_body_type_is_415(fhir):
+    response = fhir.post("Patient", patient(), content_type="application/xml")
+    assert response.status_code == 415
+    _outcome(response)
+
+
+def test_malformed_json_is_400(client):
+    response = client.post("/fhir/Patient", data=b'{"resourceType": "Patient",', content_type="application/fhir+json")
+    assert response.status_code == 400
+    assert "JSON" in _outcome(response)["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("payload", [b"[]", b'"text"', b"null", b"{}", b"   "])
+def test_bodies_that_are_not_resources_are_400(client, payload):
+    response = client.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
+    assert response.status_code == 400
+    _outcome(response)
+
+
+def test_too_large_body_is_413(client, settings):
+    payload = b'{"resourceType":"Patient","text":"' + b"x" * settings.max_body_bytes + b'"}'
+    response = client.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
+    assert response.status_code == 413
+    _outcome(response)
+
+
+def test_unknown_path_is_404_outcome(client):
+    response = client.get("/fhir/Patient/1/_history/1/extra/parts")
+    assert response.status_code == 404
+    _outcome(response)
+
+
+def test_bad_version_in_vread_is_404(fhir):
+    created = fhir.create(patient())
+    assert fhir.get(f"Patient/{created['id']}/_history/latest").status_code == 404
+
+
+@pytest.mark.parametrize("body", [
+    {"resourceType": "Patient", "name": "not-a-list"},
+    {"resourceType": "Patient", "birthDate": {"nested": True}},
+    {"resourceType": "Patient", "contact": [{"relationship": [{"coding": "x"}]}]},
+    {"resourceType": "Patient", "meta": {"versionId": 5}},
+    {"resourceType": "Patient", "extension": [{"url": 1}]},
+])
+def test_garbage_never_gives_500(fhir, body):
+    response = fhir.post("Patient", body)
+    assert 400 <= response.status_code < 500
+    _outcome(response)
