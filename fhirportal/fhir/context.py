@@ -31,5 +31,5 @@ class FhirContext:
         return self.search_parameters.resource_types
 
     def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
-        self.validator.validate(body, lambda pairs: self.repository.existing(conn, pairs),
+        self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),
                                 self_reference=self_reference)

@@ -15,6 +15,7 @@ from . import capability
 from .conformance import ConformanceResources
 from .context import FhirContext
 from .interactions import create, delete, history, patch, read, search, update
+from .interactions.common import require_type
 from .negotiation import is_pretty, render, response_format
 from .response import FhirResponse
 
@@ -31,7 +32,7 @@ def _operation(resource_type: str | None, fhir_id: str | None, name: str):
     ctx = context()
     level = "instance" if fhir_id else "type" if resource_type else "system"
     if resource_type:
-        create.require_type(ctx, resource_type)
+        require_type(ctx, resource_type)
     operation = ctx.operations.resolve(name, request.method, level, resource_type)
     return answer(operation.handler(ctx, request, resource_type, fhir_id))
 
@@ -97,7 +98,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
             case "DELETE":
                 return answer(delete.delete(ctx, request, resource_type, fhir_id))
             case _:
-                create.require_type(ctx, resource_type)
+                require_type(ctx, resource_type)
                 raise MethodNotAllowed(f"POST is not allowed on {resource_type}/{fhir_id}; use PUT to update",
                                        headers={"Allow": "GET, PUT, PATCH, DELETE"})
 

@@ -23,8 +23,8 @@ from fhirportal.store.indexing.reference import parse as parse_reference
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
-# (type, id) pairs -> the subset that exists (not deleted) on this server.
-ExistenceCheck = Callable[[Iterable[tuple[str, str]]], set[tuple[str, str]]]
+# (type, id, where) references -> the (type, id) pairs that exist (not deleted) on this server.
+ExistenceCheck = Callable[[list[tuple[str, str, str]]], set[tuple[str, str]]]
 
 
 def check_id(fhir_id: str, where: str = "id") -> None:
@@ -154,9 +154,9 @@ class ResourceValidator:
     @staticmethod
     def _reference_issues(references: list[tuple[str, str, str]], exists: ExistenceCheck,
                           self_reference: tuple[str, str] | None) -> list[Issue]:
-        wanted = {(t, i) for t, i, _ in references if (t, i) != self_reference}
+        wanted = [(t, i, where) for t, i, where in references if (t, i) != self_reference]
         if not wanted:
             return []
         found = exists(wanted)
         return [Issue(f"{t}/{i} does not exist on this server", code="not-found", expression=where)
-                for t, i, where in references if (t, i) in wanted and (t, i) not in found]
+                for t, i, where in wanted if (t, i) not in found]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Request
 
 from fhirportal.errors import BadRequest, NotFound
-from fhirportal.store.records import StoredResource
 
 from ..context import FhirContext
 from ..outcome import information
 from ..preconditions import version_headers
 from ..response import FhirResponse
+from ..writes import WriteResult
 
 
 def require_type(ctx: FhirContext, resource_type: str) -> None:
@@ -37,12 +37,15 @@ def prefer_return(request: Request) -> str:
     return "representation"
 
 
-def written(ctx: FhirContext, request: Request, record: StoredResource, status: int, message: str) -> FhirResponse:
-    """The answer to a create/update/patch, shaped by ``Prefer: return``."""
-    headers = version_headers(record, ctx.base_url, location=True)
-    preference = prefer_return(request)
+def shaped_body(result: WriteResult, preference: str) -> dict | str | None:
+    """What a create/update/patch answers with, by ``Prefer: return``."""
     if preference == "minimal":
-        return FhirResponse(status, None, headers)
+        return None
     if preference == "OperationOutcome":
-        return FhirResponse(status, information(message), headers)
-    return FhirResponse(status, record.content, headers)
+        return information(result.message)
+    return result.record.content
+
+
+def written(ctx: FhirContext, request: Request, result: WriteResult) -> FhirResponse:
+    headers = version_headers(result.record, ctx.base_url, location=True)
+    return FhirResponse(result.status, shaped_body(result, prefer_return(request)), headers)

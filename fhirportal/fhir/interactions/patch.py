@@ -12,19 +12,21 @@ from ..negotiation import JSON_PATCH, json_body
 from ..preconditions import parse_etag
 from ..response import FhirResponse
 from ..validation import check_id
+from ..writes import Writer
 from .common import require_type, written
 
 _PROTECTED = ("/resourceType", "/id")
 
 
-def _parse_patch(document) -> jsonpatch.JsonPatch:
+def parse_patch(document) -> jsonpatch.JsonPatch:
     if not isinstance(document, list):
         raise BadRequest("A JSON Patch body is an array of operations")
     for position, op in enumerate(document):
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise BadRequest(f"Patch operation {position} needs 'op' and 'path'", expression=f"[{position}]")
         if op["op"] in ("remove", "replace", "move", "add") and op["path"] in _PROTECTED:
-            raise Unprocessable(f"Patch operation {position} may not change {op['path']}", expression=f"[{position}]")
+            raise Unprocessable(f"Patch operation {position} may not change {op['path']}",
+                                expression=f"[{position}]")
     try:
         return jsonpatch.JsonPatch(document)
     except (jsonpatch.JsonPatchException, TypeError, ValueError) as exc:
@@ -34,20 +36,8 @@ def _parse_patch(document) -> jsonpatch.JsonPatch:
 def patch(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str) -> FhirResponse:
     require_type(ctx, resource_type)
     check_id(fhir_id)
-    operations = _parse_patch(json_body(request, (JSON_PATCH,)))
+    operations = parse_patch(json_body(request, (JSON_PATCH,)))
     expected = parse_etag(request.headers.get("If-Match"))
-
     with ctx.database.write() as conn:
-        def apply(body: dict) -> dict:
-            try:
-                result = operations.apply(body)
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-                raise Unprocessable(f"The patch cannot be applied: {exc}") from exc
-            if not isinstance(result, dict) or result.get("resourceType") != resource_type \
-                    or result.get("id") != fhir_id:
-                raise Unprocessable("The patch may not change resourceType or id")
-            ctx.validate(conn, result, self_reference=(resource_type, fhir_id))
-            return result
-
-        record = ctx.repository.patch(conn, resource_type, fhir_id, apply, expected_version=expected)
-    return written(ctx, request, record, 200, f"Patched {record.reference} to version {record.version_id}")
+        result = Writer(ctx, conn).patch(resource_type, fhir_id, operations, expected)
+    return written(ctx, request, result)

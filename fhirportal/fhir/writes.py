@@ -1,0 +1,169 @@
+"""The write interactions on an open transaction: create, update, patch, delete and their
+conditional forms. The REST endpoints run one of them per transaction; a transaction Bundle runs
+many in one, deferring the checks that must see the whole Bundle (references resolve, deleted
+resources are no longer referenced) to its end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+import jsonpatch
+
+from fhirportal.errors import BadRequest, Conflict, Issue, PreconditionFailed, Unprocessable
+from fhirportal.store.records import StoredResource
+
+from .context import FhirContext
+from .search_params import parse_criteria
+from .validation import check_id
+
+
+@dataclass
+class WriteResult:
+    record: StoredResource | None  # None: nothing was deleted
+    status: int
+    message: str
+
+
+@dataclass
+class DeferredChecks:
+    """References and deletions whose checks wait for the end of a transaction Bundle."""
+
+    references: list[tuple[str, str, str]] = field(default_factory=list)
+    deleted: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def conditional_criteria(ctx: FhirContext, resource_type: str, query: str, where: str):
+    """Criteria of a conditional interaction: always strict (an ignored parameter would widen the match)."""
+    pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+    if not pairs:
+        raise BadRequest(f"{where} needs search criteria", expression=where)
+    criteria, _ = parse_criteria(ctx.search_parameters, resource_type, pairs, strict=True)
+    if not criteria:
+        raise BadRequest(f"{where} needs search criteria, not only result parameters", expression=where)
+    return criteria
+
+
+class Writer:
+    def __init__(self, ctx: FhirContext, conn, deferred: DeferredChecks | None = None):
+        self.ctx = ctx
+        self.conn = conn
+        self.deferred = deferred
+        self.repository = ctx.repository
+
+    # ---------------------------------------------------------------- helpers
+    def validate(self, body: dict, self_reference: tuple[str, str] | None = None) -> None:
+        if self.deferred is None:
+            self.ctx.validate(self.conn, body, self_reference=self_reference)
+            return
+
+        def collect(refs):
+            self.deferred.references.extend(refs)
+            return {(t, i) for t, i, _ in refs}
+
+        self.ctx.validator.validate(body, collect, self_reference=self_reference)
+
+    def match(self, resource_type: str, query: str, where: str) -> list[str]:
+        """Ids matching conditional criteria (at most 2: enough to tell none/one/many), under a lock."""
+        criteria = conditional_criteria(self.ctx, resource_type, query, where)
+        self.repository.lock_criteria(self.conn, resource_type, criteria)
+        return self.repository.search_ids(self.conn, resource_type, criteria, limit=2)
+
+    # ---------------------------------------------------------------- interactions
+    def create(self, resource_type: str, body: dict, if_none_exist: str | None = None,
+               fhir_id: str | None = None) -> WriteResult:
+        body = {k: v for k, v in body.items() if k != "id"}  # the server assigns ids on create
+        if if_none_exist:
+            matches = self.match(resource_type, if_none_exist, "If-None-Exist")
+            if len(matches) > 1:
+                raise PreconditionFailed(f"If-None-Exist '{if_none_exist}' matches more than one {resource_type}")
+            if matches:
+                existing = self.repository.read(self.conn, resource_type, matches[0])
+                return WriteResult(existing, 200, f"{existing.reference} already exists (If-None-Exist)")
+        self.validate(body)
+        record = self.repository.create(self.conn, body, fhir_id=fhir_id)
+        return WriteResult(record, 201, f"Created {record.reference}")
+
+    def update(self, resource_type: str, fhir_id: str, body: dict, if_match: int | None = None) -> WriteResult:
+        check_id(fhir_id)
+        if body.get("id") is None:
+            raise BadRequest("The resource in an update must carry its id", expression=f"{resource_type}.id")
+        if body.get("id") != fhir_id:
+            raise BadRequest(f"The id in the body ({body.get('id')}) does not match the URL ({fhir_id})",
+                             expression=f"{resource_type}.id")
+        self.validate(body, (resource_type, fhir_id))
+        record, created = self.repository.update(self.conn, resource_type, fhir_id, body, expected_version=if_match)
+        return WriteResult(record, 201 if created else 200,
+                           f"{'Created' if created else 'Updated'} {record.reference} version {record.version_id}")
+
+    def conditional_update(self, resource_type: str, query: str, body: dict, if_match: int | None = None,
+                           new_id: str | None = None) -> WriteResult:
+        matches = self.match(resource_type, query, "the search criteria")
+        if len(matches) > 1:
+            raise PreconditionFailed(f"The criteria match more than one {resource_type}; be more specific")
+        if matches:
+            fhir_id = matches[0]
+            if body.get("id") not in (None, fhir_id):
+                raise BadRequest(f"The body's id ({body['id']}) is not the id of the matching resource "
+                                 f"({fhir_id})", expression=f"{resource_type}.id")
+        else:
+            fhir_id = body.get("id") or new_id
+            if fhir_id is None:
+                return self.create(resource_type, body)
+            check_id(fhir_id, f"{resource_type}.id")
+        return self.update(resource_type, fhir_id, {**body, "id": fhir_id}, if_match)
+
+    def patch(self, resource_type: str, fhir_id: str, operations: jsonpatch.JsonPatch,
+              if_match: int | None = None) -> WriteResult:
+        check_id(fhir_id)
+
+        def apply(body: dict) -> dict:
+            try:
+                result = operations.apply(body)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                raise Unprocessable(f"The patch cannot be applied: {exc}") from exc
+            if not isinstance(result, dict) or result.get("resourceType") != resource_type \
+                    or result.get("id") != fhir_id:
+                raise Unprocessable("The patch may not change resourceType or id")
+            self.validate(result, (resource_type, fhir_id))
+            return result
+
+        record = self.repository.patch(self.conn, resource_type, fhir_id, apply, expected_version=if_match)
+        return WriteResult(record, 200, f"Patched {record.reference} to version {record.version_id}")
+
+    def delete(self, resource_type: str, fhir_id: str, if_match: int | None = None,
+               where: str = "") -> WriteResult:
+        check_id(fhir_id)
+        record = self.repository.delete(self.conn, resource_type, fhir_id, expected_version=if_match,
+                                        check_referrers=self.deferred is None)
+        if record is None:
+            return WriteResult(None, 200, f"{resource_type}/{fhir_id}: nothing to delete")
+        if self.deferred is not None:
+            self.deferred.deleted.append((resource_type, fhir_id, where))
+        return WriteResult(record, 200, f"Deleted {record.reference}")
+
+    def conditional_delete(self, resource_type: str, query: str, where: str = "") -> WriteResult:
+        matches = self.match(resource_type, query, "Conditional delete")
+        if len(matches) > 1:
+            raise PreconditionFailed(f"The criteria match more than one {resource_type}; be more specific")
+        if not matches:
+            return WriteResult(None, 200, f"No {resource_type} matches: nothing to delete")
+        return self.delete(resource_type, matches[0], where=where)
+
+    # ---------------------------------------------------------------- end of a transaction
+    def finish(self) -> None:
+        """Run the deferred checks; raise (and so roll back) if any fails."""
+        if self.deferred is None:
+            return
+        refs = self.deferred.references
+        found = self.repository.existing(self.conn, [(t, i) for t, i, _ in refs])
+        issues = [Issue(f"{t}/{i} does not exist on this server", code="not-found", expression=where)
+                  for t, i, where in refs if (t, i) not in found]
+        if issues:
+            raise Unprocessable(issues[0].diagnostics, issues=issues)
+        for resource_type, fhir_id, where in self.deferred.deleted:
+            referrers = self.repository.referrers(self.conn, resource_type, fhir_id)
+            if referrers:
+                raise Conflict(f"{resource_type}/{fhir_id} is referenced by {', '.join(referrers)}",
+                               expression=where or None)
