@@ -31,8 +31,10 @@ def bundle(bundle_type: str, entries: list[dict], links: dict[str, str], total: 
     }
     if total is not None:
         result["total"] = total
-    result["link"] = [{"relation": relation, "url": url} for relation, url in links.items()]
-    result["entry"] = entries
+    if links:  # FHIR allows no empty arrays
+        result["link"] = [{"relation": relation, "url": url} for relation, url in links.items()]
+    if entries:
+        result["entry"] = entries
     return result
 
 

@@ -14,7 +14,7 @@ from fhirportal.errors import MethodNotAllowed, NotFound
 from . import capability
 from .conformance import ConformanceResources
 from .context import FhirContext
-from .interactions import create, delete, history, patch, read, search, update
+from .interactions import create, delete, history, patch, read, search, transaction, update
 from .interactions.common import require_type
 from .negotiation import is_pretty, render, response_format
 from .response import FhirResponse
@@ -43,6 +43,10 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
     @blp.before_request
     def _negotiate_first():
         response_format(request)  # 406 before any work is done
+
+    @blp.route("", methods=["POST"], strict_slashes=False)
+    def system_bundle():
+        return answer(transaction.transaction(context(), request))
 
     @blp.route("/metadata", methods=["GET"])
     def metadata():

@@ -45,12 +45,22 @@ def conditional_criteria(ctx: FhirContext, resource_type: str, query: str, where
     return criteria
 
 
+def within_entry(where: str, expression: str | None) -> str:
+    """An issue's expression seen from a Bundle entry: ``Observation.status`` → ``Bundle.entry[3].resource.status``."""
+    if expression and expression.startswith("Bundle."):
+        return expression
+    if expression and "." in expression:
+        return f"{where}.resource.{expression.split('.', 1)[1]}"
+    return where
+
+
 class Writer:
     def __init__(self, ctx: FhirContext, conn, deferred: DeferredChecks | None = None):
         self.ctx = ctx
         self.conn = conn
         self.deferred = deferred
         self.repository = ctx.repository
+        self.entry = ""  # the Bundle entry being written, for deferred issues (``Bundle.entry[3]``)
 
     # ---------------------------------------------------------------- helpers
     def validate(self, body: dict, self_reference: tuple[str, str] | None = None) -> None:
@@ -59,7 +69,7 @@ class Writer:
             return
 
         def collect(refs):
-            self.deferred.references.extend(refs)
+            self.deferred.references.extend((t, i, within_entry(self.entry, where)) for t, i, where in refs)
             return {(t, i) for t, i, _ in refs}
 
         self.ctx.validator.validate(body, collect, self_reference=self_reference)

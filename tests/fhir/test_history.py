@@ -49,13 +49,13 @@ def test_type_and_system_history(fhir):
 def test_history_paging_walks_every_version_once_even_while_data_changes(fhir):
     ids = [fhir.create(patient())["id"] for _ in range(7)]
     page = fhir.get("Patient/_history?_count=3").get_json()
-    seen = [e["resource"]["id"] for e in page["entry"]]
+    seen = [e["resource"]["id"] for e in page.get("entry", [])]
     assert _links(page)["self"].endswith("_count=3")
     # a write between pages must not shift or repeat what later pages hold
     fhir.create(patient())
     while "next" in _links(page):
         page = _follow(fhir, _links(page)["next"]).get_json()
-        seen += [e["resource"]["id"] for e in page["entry"]]
+        seen += [e["resource"]["id"] for e in page.get("entry", [])]
     assert sorted(seen) == sorted(ids)
     assert len(seen) == len(set(seen))
 
@@ -71,7 +71,7 @@ def test_since_filters_history(fhir):
     ids = {e["resource"]["id"] for e in bundle["entry"]}
     assert newer["id"] in ids
     later = fhir.get("Patient/_history", query_string={"_since": "2999-01-01T00:00:00Z"}).get_json()
-    assert later["entry"] == []
+    assert "entry" not in later
 
 
 def test_bad_history_parameters_are_400(fhir):
