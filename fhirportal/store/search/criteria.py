@@ -9,12 +9,26 @@ from ..indexing.registry import SearchParameter
 
 @dataclass(frozen=True)
 class Criterion:
+    """``parameter[:modifier]=v1,v2`` on the searched type.
+
+    ``chain``: a chained search (``subject:Patient.name=x``): ``parameter`` is the reference, ``modifier``
+    the target type if given, and ``chain`` the criterion the referenced resource must meet.
+    ``has``: a reverse chain (``_has:Observation:patient:code=x``): (type, reference parameter) of the
+    resources that must point here, ``parameter`` the criterion they must meet.
+    """
+
     parameter: SearchParameter
     values: tuple[str, ...]
     modifier: str | None = None
+    chain: Criterion | None = None
+    has: tuple[str, str] | None = None
 
     @property
     def canonical(self) -> str:
         """Stable text for this criterion (used as a lock key for conditional writes)."""
         name = self.parameter.code + (f":{self.modifier}" if self.modifier else "")
+        if self.chain is not None:
+            return f"{name}.{self.chain.canonical}"
+        if self.has is not None:
+            return f"_has:{self.has[0]}:{self.has[1]}:{name}={','.join(self.values)}"
         return f"{name}={','.join(self.values)}"

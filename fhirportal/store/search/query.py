@@ -4,7 +4,7 @@ criteria, OR between a criterion's comma-separated values), the way the large FH
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, exists, false, not_, or_, select, true
@@ -107,52 +107,93 @@ _CLAUSES = {
 }
 
 
-def _table_param(criterion: Criterion):
+def _table_param(criterion: Criterion, res):
     """``_id`` and ``_lastUpdated`` live on the resource table itself."""
-    code = criterion.parameter.code
-    if code == "_id":
-        return resource.c.fhir_id.in_(criterion.values)
+    if criterion.parameter.code == "_id":
+        condition = res.c.fhir_id.in_(criterion.values)
+        return not_(condition) if criterion.modifier == "not" else condition
     conditions = []
     for value in criterion.values:
         prefix, text = split_prefix(value)
         low, high = dates.parse_range(text)
         low_dt = datetime.fromtimestamp(low / 1_000_000, UTC)
         high_dt = datetime.fromtimestamp(high / 1_000_000, UTC)
-        conditions.append(range_condition(prefix, resource.c.last_updated, resource.c.last_updated,
-                                          low_dt, high_dt))
+        conditions.append(range_condition(prefix, res.c.last_updated, res.c.last_updated, low_dt, high_dt))
     return or_(*conditions)
 
 
-def criterion_clause(criterion: Criterion, resource_type: str, base_url: str | None = None):
+def _chain(criterion: Criterion, res, base_url: str | None):
+    """The reference points at a resource that meets ``criterion.chain``."""
+    ref = INDEX_TABLES["reference"].alias()
+    target = resource.alias()
+    target_types = [criterion.modifier] if criterion.modifier else list(criterion.parameter.targets)
+    target_matches = and_(
+        target.c.resource_type == ref.c.target_type,
+        target.c.fhir_id == ref.c.target_id,
+        target.c.deleted == false(),
+        criterion_clause(criterion.chain, target, base_url),
+    )
+    conditions = [ref.c.pid == res.c.pid, ref.c.param == criterion.parameter.code,
+                  exists(select(1).where(target_matches))]
+    if target_types:
+        conditions.append(ref.c.target_type.in_(target_types))
+    return exists(select(1).where(*conditions))
+
+
+def _has(criterion: Criterion, res, base_url: str | None):
+    """Some resource of ``has[0]`` refers here through ``has[1]`` and meets the criterion."""
+    source_type, reference_param = criterion.has
+    ref = INDEX_TABLES["reference"].alias()
+    source = resource.alias()
+    plain = Criterion(criterion.parameter, criterion.values, criterion.modifier)
+    return exists(select(1).where(
+        source.c.resource_type == source_type,
+        source.c.deleted == false(),
+        ref.c.pid == source.c.pid,
+        ref.c.param == reference_param,
+        ref.c.target_type == res.c.resource_type,
+        ref.c.target_id == res.c.fhir_id,
+        criterion_clause(plain, source, base_url),
+    ))
+
+
+def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = None):
+    """SQL condition on the resource table (or an alias of it) for one criterion."""
     parameter = criterion.parameter
     where = f"{parameter.code}{':' + criterion.modifier if criterion.modifier else ''}"
     try:
+        if criterion.has is not None:
+            return _has(criterion, res, base_url)
+        if criterion.chain is not None:
+            return _chain(criterion, res, base_url)
         if parameter.code in ("_id", "_lastUpdated"):
-            return _table_param(criterion)
+            return _table_param(criterion, res)
         if parameter.type not in _CLAUSES:
             raise BadRequest(f"Search parameter '{parameter.code}' of type {parameter.type} is not supported",
                              expression=where)
-        table = INDEX_TABLES[parameter.type]
+        table = INDEX_TABLES[parameter.type].alias()
         param_name = parameter.code + (":of-type" if criterion.modifier == "of-type" else "")
-        rows_of = and_(table.c.pid == resource.c.pid, table.c.param == param_name)
+        rows_of = and_(table.c.pid == res.c.pid, table.c.param == param_name)
         if criterion.modifier == "missing":
             missing = criterion.values[-1] == "true"
             any_row = exists(select(1).where(rows_of))
             return not_(any_row) if missing else any_row
-        build = _CLAUSES[parameter.type]
         values = []
         for value in criterion.values:
             if parameter.type == "reference":
                 values.append(_reference(table, value, criterion.modifier, base_url))
             else:
-                values.append(build(table, value, None if criterion.modifier == "not" else criterion.modifier))
+                modifier = None if criterion.modifier == "not" else criterion.modifier
+                values.append(_CLAUSES[parameter.type](table, value, modifier))
         matching = exists(select(1).where(rows_of, or_(*values)))
         return not_(matching) if criterion.modifier == "not" else matching
     except ValueError as exc:
         raise BadRequest(f"Invalid value for search parameter '{where}': {exc}", expression=where) from exc
 
 
-def build_where(resource_type: str, criteria: Iterable[Criterion], base_url: str | None = None):
-    clauses = [resource.c.resource_type == resource_type, resource.c.deleted == false()]
-    clauses += [criterion_clause(c, resource_type, base_url) for c in criteria]
+def build_where(resource_types: str | Sequence[str], criteria: Iterable[Criterion], base_url: str | None = None):
+    types = [resource_types] if isinstance(resource_types, str) else list(resource_types)
+    type_clause = resource.c.resource_type == types[0] if len(types) == 1 else resource.c.resource_type.in_(types)
+    clauses = [type_clause, resource.c.deleted == false()]
+    clauses += [criterion_clause(c, resource, base_url) for c in criteria]
     return and_(true(), *clauses)
