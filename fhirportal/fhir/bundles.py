@@ -52,6 +52,8 @@ def history_entry(base_url: str, record: StoredResource) -> dict:
     return entry
 
 
-def search_entry(base_url: str, record: StoredResource, mode: str = "match") -> dict:
-    return {"fullUrl": f"{base_url}/{record.resource_type}/{record.fhir_id}",
-            "resource": _embed(record), "search": {"mode": mode}}
+def search_entry(base_url: str, record: StoredResource, mode: str = "match", resource=None) -> dict:
+    """A searchset entry; ``resource`` overrides the stored text (e.g. a ``_summary`` subset)."""
+    body = _embed(record) if resource is None else (Raw(resource) if isinstance(resource, str) else resource)
+    return {"fullUrl": f"{base_url}/{record.resource_type}/{record.fhir_id}", "resource": body,
+            "search": {"mode": mode}}

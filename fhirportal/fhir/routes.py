@@ -44,9 +44,15 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
     def _negotiate_first():
         response_format(request)  # 406 before any work is done
 
-    @blp.route("", methods=["POST"], strict_slashes=False)
-    def system_bundle():
+    @blp.route("", methods=["GET", "POST"], strict_slashes=False)
+    def system_level():
+        if request.method == "GET":
+            return answer(search.system_search(context(), request))
         return answer(transaction.transaction(context(), request))
+
+    @blp.route("/_search", methods=["POST"])
+    def system_search():
+        return answer(search.system_search(context(), request))
 
     @blp.route("/metadata", methods=["GET"])
     def metadata():

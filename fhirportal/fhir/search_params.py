@@ -1,22 +1,29 @@
-"""Turning query parameters into store criteria (the part of search that conditional
-create/update/delete share with the search interaction).
+"""Parsing a search's query parameters: criteria (including chains and ``_has``) and the result
+parameters (``_sort``, ``_include``, ``_revinclude``, ``_summary``, ``_elements``, ``_total``,
+``_count``). Pure functions over the registry; conditional writes share ``parse_criteria``.
+
+Unknown or unsupported parameters are collected; the caller decides (lenient: ignore and leave them
+out of the self link; strict: 400).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from fhirportal.errors import BadRequest, Issue
-from fhirportal.store.indexing import SearchParameterRegistry
+from fhirportal.store.indexing import SearchParameter, SearchParameterRegistry
 from fhirportal.store.search import Criterion
+from fhirportal.store.search.includes import IncludeSpec
+from fhirportal.store.search.sorting import SortKey
 
 # Parameters that shape the result rather than select resources.
 RESULT_PARAMETERS = frozenset({
-    "_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_contained",
-    "_containedType", "_format", "_pretty", "_cursor",
+    "_count", "_sort", "_include", "_revinclude", "_include:iterate", "_revinclude:iterate", "_summary",
+    "_elements", "_total", "_contained", "_containedType", "_format", "_pretty", "_cursor", "_type",
 })
-_MODIFIERS = {
-    "token": {"not", "text", "missing", "of-type", "in", "not-in", "above", "below"},
+MODIFIERS = {
+    "token": {"not", "text", "missing", "of-type"},
     "string": {"exact", "contains", "missing"},
     "date": {"missing"},
     "reference": {"missing"},
@@ -24,51 +31,196 @@ _MODIFIERS = {
     "number": {"missing"},
     "uri": {"missing", "below"},
 }
-_SUPPORTED_TOKEN_MODIFIERS = {"not", "text", "missing", "of-type"}
+SUMMARY_MODES = ("true", "false", "text", "data", "count")
+TOTAL_MODES = ("none", "estimate", "accurate")
+SEARCHABLE_TYPES = frozenset(MODIFIERS)
+
+
+class _Unsupported(Exception):
+    """A parameter this server cannot honour (turned into an ignored name or a strict 400)."""
+
+
+@dataclass
+class SearchRequest:
+    criteria: list[Criterion] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    include: list[IncludeSpec] = field(default_factory=list)
+    summary: str = "false"
+    elements: list[str] = field(default_factory=list)
+    total: str = "none"
+    ignored: list[str] = field(default_factory=list)
+
+
+def _check_modifier(parameter: SearchParameter, modifier: str) -> None:
+    if parameter.type == "reference":
+        names_a_target = modifier[:1].isupper() and (not parameter.targets or modifier in parameter.targets)
+        if modifier == "missing" or names_a_target:
+            return
+        raise _Unsupported(f"Modifier ':{modifier}' is not valid for reference parameter '{parameter.code}'")
+    if modifier not in MODIFIERS.get(parameter.type, set()):
+        raise _Unsupported(f"Modifier ':{modifier}' is not supported for {parameter.type} parameter '{parameter.code}'")
+
+
+def _lookup(registry: SearchParameterRegistry, resource_type: str, code: str) -> SearchParameter:
+    parameter = registry.get(resource_type, code)
+    if parameter is None:
+        raise _Unsupported(f"Unknown search parameter '{code}' for {resource_type}")
+    if parameter.type not in SEARCHABLE_TYPES:
+        raise _Unsupported(f"Search parameter '{code}' ({parameter.type}) is not supported")
+    return parameter
+
+
+def _simple(registry, resource_type: str, name: str, value: str) -> Criterion:
+    code, _, modifier = name.partition(":")
+    parameter = _lookup(registry, resource_type, code)
+    if modifier:
+        _check_modifier(parameter, modifier)
+    if modifier == "missing" and value not in ("true", "false"):
+        raise _Unsupported(f"':missing' takes true or false, not '{value}'")
+    values = tuple(split_or(value))
+    if not values:
+        raise _Unsupported(f"Search parameter '{name}' has no value")
+    return Criterion(parameter, values, modifier or None)
+
+
+def _chained(registry, resource_type: str, name: str, value: str) -> Criterion:
+    head, _, rest = name.partition(".")
+    code, _, target_type = head.partition(":")
+    reference = _lookup(registry, resource_type, code)
+    if reference.type != "reference":
+        raise _Unsupported(f"'{code}' is not a reference parameter, so it cannot be chained")
+    targets = [target_type] if target_type else list(reference.targets)
+    if target_type and reference.targets and target_type not in reference.targets:
+        raise _Unsupported(f"'{code}' cannot point at {target_type}")
+    if "." in rest:
+        raise _Unsupported("Only one level of chaining is supported")
+    chained_code = rest.partition(":")[0]
+    on = next((t for t in targets if registry.get(t, chained_code)), None)
+    if on is None:
+        raise _Unsupported(f"None of the types '{code}' points at has a search parameter '{chained_code}'")
+    chain = _simple(registry, on, rest, value)
+    return Criterion(reference, chain.values, target_type or None, chain=chain)
+
+
+def _reverse_chained(registry, resource_type: str, name: str, value: str) -> Criterion:
+    parts = name.split(":")
+    if len(parts) < 4:
+        raise _Unsupported("_has takes the form _has:Type:reference:parameter=value")
+    _, source_type, reference_code, *rest = parts
+    if source_type not in registry.resource_types:
+        raise _Unsupported(f"_has names an unknown type '{source_type}'")
+    reference = _lookup(registry, source_type, reference_code)
+    if reference.type != "reference" or (reference.targets and resource_type not in reference.targets):
+        raise _Unsupported(f"{source_type}.{reference_code} does not point at {resource_type}")
+    inner = ":".join(rest)
+    if inner.startswith("_has"):
+        raise _Unsupported("Only one level of _has is supported")
+    criterion = _simple(registry, source_type, inner, value)
+    return Criterion(criterion.parameter, criterion.values, criterion.modifier, has=(source_type, reference_code))
+
+
+def parse_criterion(registry: SearchParameterRegistry, resource_type: str, name: str, value: str) -> Criterion:
+    if name.startswith("_has:"):
+        return _reverse_chained(registry, resource_type, name, value)
+    if "." in name.partition(":")[2] or "." in name.partition(":")[0]:
+        return _chained(registry, resource_type, name, value)
+    return _simple(registry, resource_type, name, value)
 
 
 def parse_criteria(registry: SearchParameterRegistry, resource_type: str,
                    params: Iterable[tuple[str, str]], *, strict: bool) -> tuple[list[Criterion], list[str]]:
-    """(criteria, names of ignored parameters). Unknown parameters are 400 when ``strict``."""
+    """(criteria, names of ignored parameters). Unsupported parameters are a 400 when ``strict``."""
     criteria: list[Criterion] = []
     ignored: list[str] = []
     problems: list[Issue] = []
     for name, value in params:
         if name in RESULT_PARAMETERS:
             continue
-        code, _, modifier = name.partition(":")
-        parameter = registry.get(resource_type, code)
-        problem = None
-        if parameter is None:
-            problem = f"Unknown search parameter '{code}' for {resource_type}"
-        elif parameter.type in ("composite", "special"):
-            problem = f"Search parameter '{code}' ({parameter.type}) is not supported"
-        elif parameter.type == "reference" and modifier and modifier != "missing":
-            if not modifier[:1].isupper() or (parameter.targets and modifier not in parameter.targets):
-                problem = f"Modifier ':{modifier}' is not valid for reference parameter '{code}'"
-        elif modifier and modifier not in _MODIFIERS.get(parameter.type, set()):
-            problem = f"Modifier ':{modifier}' is not valid for {parameter.type} parameter '{code}'"
-        elif parameter.type == "token" and modifier and modifier not in _SUPPORTED_TOKEN_MODIFIERS:
-            problem = f"Modifier ':{modifier}' is not supported by this server"
-        if problem is None and modifier == "missing" and value not in ("true", "false"):
-            problem = f"':missing' takes true or false, not '{value}'"
-        if problem is None and value == "":
-            problem = f"Search parameter '{name}' has no value"
-        if problem:
+        try:
+            criteria.append(parse_criterion(registry, resource_type, name, value))
+        except _Unsupported as problem:
             if strict:
-                problems.append(Issue(problem, code="not-supported" if parameter is None else "invalid",
-                                      expression=name))
+                problems.append(Issue(str(problem), code="not-supported", expression=name))
             else:
                 ignored.append(name)
-            continue
-        values = tuple(_split_or(value))
-        criteria.append(Criterion(parameter, values, modifier or None))
     if problems:
         raise BadRequest(problems[0].diagnostics, issues=problems)
     return criteria, ignored
 
 
-def _split_or(value: str) -> list[str]:
+def _include_spec(registry, resource_types: list[str], name: str, value: str) -> IncludeSpec:
+    reverse = name.startswith("_revinclude")
+    iterate = name.endswith(":iterate")
+    parts = value.split(":")
+    if value in ("*", "*:*"):
+        return IncludeSpec(resource_types[0] if not reverse else "*", None, None, reverse, iterate)
+    if len(parts) not in (2, 3):
+        raise _Unsupported(f"{name}={value}: expected Type:parameter[:targetType]")
+    source_type, code = parts[0], parts[1]
+    target_type = parts[2] if len(parts) == 3 else None
+    if not reverse and source_type not in resource_types and not iterate:
+        raise _Unsupported(f"{name}={value}: {source_type} is not the type searched")
+    if code != "*":
+        parameter = _lookup(registry, source_type, code)
+        if parameter.type != "reference":
+            raise _Unsupported(f"{name}={value}: '{code}' is not a reference parameter")
+        if target_type and parameter.targets and target_type not in parameter.targets:
+            raise _Unsupported(f"{name}={value}: '{code}' cannot point at {target_type}")
+    return IncludeSpec(source_type, None if code == "*" else code, target_type, reverse, iterate)
+
+
+def _sort_keys(registry, resource_type: str, value: str) -> list[SortKey]:
+    keys = []
+    for item in split_or(value):
+        descending = item.startswith("-")
+        code = item.lstrip("-")
+        parameter = _lookup(registry, resource_type, code)
+        keys.append(SortKey(parameter, descending))
+    return keys
+
+
+def parse_search(registry: SearchParameterRegistry, resource_types: list[str],
+                 params: list[tuple[str, str]], *, strict: bool) -> SearchRequest:
+    """Everything a search asked for. With several types only the parameters common to all apply."""
+    primary = resource_types[0]
+    request = SearchRequest()
+    problems: list[Issue] = []
+
+    def refuse(name: str, problem: Exception) -> None:
+        if strict:
+            problems.append(Issue(str(problem), code="not-supported", expression=name))
+        else:
+            request.ignored.append(name)
+
+    for name, value in params:
+        try:
+            if name in ("_include", "_revinclude", "_include:iterate", "_revinclude:iterate"):
+                request.include.append(_include_spec(registry, resource_types, name, value))
+            elif name == "_sort":
+                request.sort = _sort_keys(registry, primary, value)
+            elif name == "_summary":
+                if value not in SUMMARY_MODES:
+                    raise _Unsupported(f"_summary must be one of {', '.join(SUMMARY_MODES)}")
+                request.summary = value
+            elif name == "_elements":
+                request.elements += [e.strip() for e in value.split(",") if e.strip()]
+            elif name == "_total":
+                if value not in TOTAL_MODES:
+                    raise _Unsupported(f"_total must be one of {', '.join(TOTAL_MODES)}")
+                request.total = value
+            elif name in RESULT_PARAMETERS:
+                continue
+            else:
+                criteria = [parse_criterion(registry, t, name, value) for t in resource_types]
+                request.criteria.append(criteria[0])
+        except _Unsupported as problem:
+            refuse(name, problem)
+    if problems:
+        raise BadRequest(problems[0].diagnostics, issues=problems)
+    return request
+
+
+def split_or(value: str) -> list[str]:
     """Comma means OR; ``\\,`` is a literal comma."""
     parts, current, escaped = [], "", False
     for char in value:

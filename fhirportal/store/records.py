@@ -32,3 +32,10 @@ class HistoryPage:
     entries: list[StoredResource]
     next_cursor: str | None
     total: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    matches: list[StoredResource]
+    next_cursor: str | None
+    included: list[StoredResource]

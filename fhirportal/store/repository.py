@@ -23,9 +23,11 @@ from fhirportal.errors import Conflict, Gone, NotFound, PreconditionFailed
 from . import clock
 from .database import Database
 from .indexing import IndexExtractor
-from .records import HistoryPage, StoredResource
+from .records import HistoryPage, SearchPage, StoredResource
 from .schema import INDEX_TABLES, resource, resource_version
 from .search import Criterion, build_where
+from .search.includes import IncludeSpec, included_rows
+from .search.sorting import SortKey, after, decode_values, encode_values, order_by, sort_columns
 
 _MAX_RETRIES = 5
 
@@ -339,20 +341,29 @@ class ResourceRepository:
             query = query.limit(limit)
         return list(conn.execute(query).scalars())
 
-    def search(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion], *,
-               count: int = 50, cursor: str | None = None) -> tuple[list[StoredResource], str | None]:
-        """Matches ordered by pid (insertion order), keyset-paged."""
-        where = build_where(resource_type, criteria, self.extractor.base_url)
-        query = select(resource).where(where)
+    def search(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion], *,
+               sort: Sequence[SortKey] = (), count: int = 50, cursor: str | None = None,
+               include: Sequence[IncludeSpec] = ()) -> SearchPage:
+        """One page of matches in ``sort`` order (then insertion order), keyset-paged, plus includes."""
+        columns = sort_columns(list(sort))
+        labels = [column.label(f"k{n}") for n, (column, _) in enumerate(columns)]
+        query = select(resource, *labels).where(build_where(resource_types, criteria, self.extractor.base_url))
         if cursor:
-            (after,) = decode_cursor(cursor)
-            query = query.where(resource.c.pid > int(after))
-        rows = conn.execute(query.order_by(resource.c.pid).limit(count + 1)).all()
-        next_cursor = encode_cursor(rows[count - 1].pid) if len(rows) > count else None
-        return [_record(r) for r in rows[:count]], next_cursor
+            values = decode_values(decode_cursor(cursor))
+            if len(values) != len(columns):
+                raise ValueError("the paging cursor belongs to another search")
+            query = query.where(after(columns, values))
+        rows = conn.execute(query.order_by(*order_by(columns)).limit(count + 1)).all()
+        next_cursor = None
+        if len(rows) > count:
+            last = rows[count - 1]
+            next_cursor = encode_cursor(*encode_values([getattr(last, f"k{n}") for n in range(len(columns))]))
+            rows = rows[:count]
+        included = included_rows(conn, rows, include) if include and rows else []
+        return SearchPage([_record(r) for r in rows], next_cursor, [_record(r) for r in included])
 
-    def count(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion]) -> int:
-        where = build_where(resource_type, criteria, self.extractor.base_url)
+    def count(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion]) -> int:
+        where = build_where(resource_types, criteria, self.extractor.base_url)
         return conn.execute(select(func.count()).select_from(resource).where(where)).scalar_one()
 
     # ------------------------------------------------------------------ conditional writes

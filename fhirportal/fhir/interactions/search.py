@@ -1,4 +1,5 @@
-"""search: ``GET [type]?…`` and ``POST [type]/_search`` returning a searchset Bundle.
+"""search: ``GET [type]?…``, ``POST [type]/_search`` and ``GET [base]?_type=…`` returning a searchset
+Bundle with match and include entries, keyset paging links and the requested total.
 
 Unknown or unsupported parameters are ignored (and left out of the ``self`` link) unless the client
 sends ``Prefer: handling=strict``, which makes them a 400.
@@ -14,37 +15,61 @@ from ..bundles import bundle, link, search_entry
 from ..context import FhirContext
 from ..negotiation import require_body_type
 from ..response import FhirResponse
-from ..search_params import handling_is_strict, parse_criteria
+from ..search_params import handling_is_strict, parse_search, split_or
+from ..subsetting import subset_text
 from .common import require_type
 from .history import page_size
 
 FORM = "application/x-www-form-urlencoded"
+_NOT_IN_LINKS = ("_cursor", "_format", "_pretty")
 
 
-def search(ctx: FhirContext, request: Request, resource_type: str) -> FhirResponse:
-    require_type(ctx, resource_type)
+def _params(request: Request) -> list[tuple[str, str]]:
     params = list(request.args.items(multi=True))
     if request.method == "POST":
         require_body_type(request, (FORM,))
         params += list(request.form.items(multi=True))
+    return params
+
+
+def search(ctx: FhirContext, request: Request, resource_type: str) -> FhirResponse:
+    require_type(ctx, resource_type)
+    return run_search(ctx, request, [resource_type], _params(request), resource_type)
+
+
+def system_search(ctx: FhirContext, request: Request) -> FhirResponse:
+    params = _params(request)
+    requested = [t for value in (v for k, v in params if k == "_type") for t in split_or(value)]
+    if not requested:
+        raise BadRequest("A search across types needs _type (e.g. _type=Patient,Practitioner)", expression="_type")
+    for resource_type in requested:
+        require_type(ctx, resource_type)
+    return run_search(ctx, request, requested, params, "")
+
+
+def run_search(ctx: FhirContext, request: Request, resource_types: list[str], params: list[tuple[str, str]],
+               path: str) -> FhirResponse:
     strict = handling_is_strict(request.headers.get("Prefer"))
-    criteria, ignored = parse_criteria(ctx.search_parameters, resource_type, params, strict=strict)
-    count = page_size(ctx, request)
+    parsed = parse_search(ctx.search_parameters, resource_types, params, strict=strict)
+    count = 0 if parsed.summary == "count" else page_size(ctx, request)
     cursor = next((v for k, v in params if k == "_cursor"), None)
-    total_mode = next((v for k, v in params if k == "_total"), "none")
     with ctx.database.read() as conn:
         try:
-            records, next_cursor = ctx.repository.search(conn, resource_type, criteria, count=max(count, 1),
-                                                         cursor=cursor)
+            page = ctx.repository.search(conn, resource_types, parsed.criteria, sort=parsed.sort,
+                                         count=max(count, 1), cursor=cursor, include=parsed.include)
         except ValueError as exc:
             raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
-        total = ctx.repository.count(conn, resource_type, criteria) if total_mode == "accurate" or count == 0 \
-            else None
-    kept = [(k, v) for k, v in params if k not in ignored and k not in ("_cursor", "_format", "_pretty")]
-    links = {"self": link(ctx.base_url, resource_type, kept + ([("_cursor", cursor)] if cursor else []))}
+        wants_total = parsed.total in ("accurate", "estimate") or count == 0
+        total = ctx.repository.count(conn, resource_types, parsed.criteria) if wants_total else None
+    kept = [(k, v) for k, v in params if k not in parsed.ignored and k not in _NOT_IN_LINKS]
+    links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
     if cursor:
-        links["first"] = link(ctx.base_url, resource_type, kept)
-    if next_cursor and count > 0:
-        links["next"] = link(ctx.base_url, resource_type, kept + [("_cursor", next_cursor)])
-    entries = [] if count == 0 else [search_entry(ctx.base_url, r) for r in records]
+        links["first"] = link(ctx.base_url, path, kept)
+    if page.next_cursor and count > 0:
+        links["next"] = link(ctx.base_url, path, kept + [("_cursor", page.next_cursor)])
+    entries = []
+    if count > 0:
+        entries = [search_entry(ctx.base_url, r, "match", subset_text(r.content, parsed.summary, parsed.elements))
+                   for r in page.matches]
+        entries += [search_entry(ctx.base_url, r, "include") for r in page.included]
     return FhirResponse(200, bundle("searchset", entries, links, total))

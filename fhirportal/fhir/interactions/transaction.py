@@ -280,8 +280,8 @@ def read_entry(ctx: FhirContext, conn, entry: Entry) -> dict:
     params = parse_qsl(entry.query, keep_blank_values=True)
     criteria, _ = parse_criteria(ctx.search_parameters, entry.resource_type, params, strict=False)
     count = min(ctx.settings.default_page_size, ctx.settings.max_page_size)
-    records, _ = ctx.repository.search(conn, entry.resource_type, criteria, count=count)
-    result = jsontext.to_plain(bundle("searchset", [search_entry(ctx.base_url, r) for r in records], {}))
+    page = ctx.repository.search(conn, entry.resource_type, criteria, count=count)
+    result = jsontext.to_plain(bundle("searchset", [search_entry(ctx.base_url, r) for r in page.matches], {}))
     return {"response": {"status": "200 OK"}, "resource": result}
 
 

@@ -1,0 +1,91 @@
+"""``_include`` and ``_revinclude``: the resources a page of matches points at, or that point at it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, false, or_, select
+
+from ..schema import INDEX_TABLES, resource
+
+
+@dataclass(frozen=True)
+class IncludeSpec:
+    """``source_type:param[:target_type]``; ``param`` None means every reference parameter (``*``)."""
+
+    source_type: str
+    param: str | None
+    target_type: str | None = None
+    reverse: bool = False
+    iterate: bool = False
+
+
+def _targets_of(conn: Connection, pids: Sequence[int], spec: IncludeSpec) -> set[tuple[str, str]]:
+    ref = INDEX_TABLES["reference"]
+    conditions = [ref.c.pid.in_(pids), ref.c.target_id.is_not(None)]
+    if spec.source_type != "*":
+        conditions.append(ref.c.resource_type == spec.source_type)
+    if spec.param:
+        conditions.append(ref.c.param == spec.param)
+    if spec.target_type:
+        conditions.append(ref.c.target_type == spec.target_type)
+    return {(row.target_type, row.target_id) for row in conn.execute(
+        select(ref.c.target_type, ref.c.target_id).where(*conditions).distinct())}
+
+
+def _rows_by_identity(conn: Connection, identities: set[tuple[str, str]]):
+    by_type: dict[str, list[str]] = {}
+    for resource_type, fhir_id in identities:
+        by_type.setdefault(resource_type, []).append(fhir_id)
+    if not by_type:
+        return []
+    condition = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(ids)) for t, ids in by_type.items()))
+    return conn.execute(select(resource).where(condition, resource.c.deleted == false())).all()
+
+
+def _referrers_of(conn: Connection, identities: set[tuple[str, str]], spec: IncludeSpec):
+    ref = INDEX_TABLES["reference"]
+    by_type: dict[str, list[str]] = {}
+    for resource_type, fhir_id in identities:
+        by_type.setdefault(resource_type, []).append(fhir_id)
+    if not by_type:
+        return []
+    pointing = or_(*(and_(ref.c.target_type == t, ref.c.target_id.in_(ids)) for t, ids in by_type.items()))
+    conditions = [pointing]
+    if spec.source_type != "*":
+        conditions.append(ref.c.resource_type == spec.source_type)
+    if spec.param:
+        conditions.append(ref.c.param == spec.param)
+    if spec.target_type:
+        conditions.append(ref.c.target_type == spec.target_type)
+    pids = select(ref.c.pid).where(*conditions).distinct()
+    return conn.execute(select(resource).where(resource.c.pid.in_(pids), resource.c.deleted == false())).all()
+
+
+def included_rows(conn: Connection, matches: list, specs: Sequence[IncludeSpec], max_rounds: int = 3,
+                  limit: int = 1000) -> list:
+    """Rows to add with search mode "include" (never the matches themselves, each once)."""
+    seen = {(row.resource_type, row.fhir_id) for row in matches}
+    found: list = []
+    current = list(matches)
+    for round_number in range(max_rounds):
+        active = [s for s in specs if round_number == 0 or s.iterate]
+        if not active or not current:
+            break
+        pids = [row.pid for row in current]
+        identities = {(row.resource_type, row.fhir_id) for row in current}
+        new_rows = []
+        for spec in active:
+            rows = _referrers_of(conn, identities, spec) if spec.reverse else \
+                _rows_by_identity(conn, _targets_of(conn, pids, spec))
+            for row in rows:
+                identity = (row.resource_type, row.fhir_id)
+                if identity not in seen:
+                    seen.add(identity)
+                    new_rows.append(row)
+        found += new_rows
+        if len(found) >= limit:
+            return found[:limit]
+        current = new_rows
+    return found
