@@ -9,6 +9,7 @@ from .fhir import conformance
 from .fhir.context import FhirContext
 from .fhir.negotiation import render
 from .fhir.operations import Operation, OperationRegistry
+from .fhir.operations import everything as everything_operation
 from .fhir.operations import validate as validate_operation
 from .fhir.outcome import register_error_handlers
 from .fhir.resource_types import SUPPORTED_TYPES
@@ -22,6 +23,7 @@ from .store.repository import ResourceRepository
 # Operation handlers by OperationDefinition id; a definition without a handler is an error.
 OPERATION_HANDLERS = {
     "Resource-validate": (validate_operation.validate, ("POST",)),
+    "Patient-everything": (everything_operation.everything, ("GET", "POST")),
 }
 
 

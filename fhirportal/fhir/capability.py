@@ -31,6 +31,16 @@ def searchable(ctx: FhirContext, resource_type: str) -> list:
     return [p for p in ctx.search_parameters.for_type(resource_type).values() if p.type not in ("composite", "special")]
 
 
+def revincludes(ctx: FhirContext, resource_type: str) -> list[str]:
+    """``Source:param`` for every reference parameter of any type that can point at ``resource_type``."""
+    found = set()
+    for source in ctx.resource_types:
+        for parameter in searchable(ctx, source):
+            if parameter.type == "reference" and (not parameter.targets or resource_type in parameter.targets):
+                found.add(f"{source}:{parameter.code}")
+    return sorted(found)
+
+
 def _resource_entry(ctx: FhirContext, resource_type: str) -> dict:
     entry = {
         "type": resource_type,
@@ -49,6 +59,9 @@ def _resource_entry(ctx: FhirContext, resource_type: str) -> dict:
             for p in sorted(searchable(ctx, resource_type), key=lambda p: p.code)
         ],
     }
+    references = [p for p in searchable(ctx, resource_type) if p.type == "reference"]
+    entry["searchInclude"] = ["*"] + sorted(f"{resource_type}:{p.code}" for p in references)
+    entry["searchRevInclude"] = revincludes(ctx, resource_type)
     operations = [
         {"name": op.name, "definition": op.definition["url"]} for op in ctx.operations.for_type(resource_type)
     ]

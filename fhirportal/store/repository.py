@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fhirportal.errors import Conflict, Gone, NotFound, PreconditionFailed
@@ -360,6 +360,30 @@ class ResourceRepository:
             next_cursor = encode_cursor(*encode_values([getattr(last, f"k{n}") for n in range(len(columns))]))
             rows = rows[:count]
         included = included_rows(conn, rows, include) if include and rows else []
+        return SearchPage([_record(r) for r in rows], next_cursor, [_record(r) for r in included])
+
+    def compartment(self, conn: Connection, compartment_type: str, compartment_id: str,
+                    params_by_type: dict[str, Sequence[str]], *, since: datetime | None = None, count: int = 50,
+                    cursor: str | None = None, include_referenced: bool = True) -> SearchPage:
+        """The compartment's owner and every resource that refers to it through the compartment's
+        parameters (``params_by_type``), in insertion order, keyset-paged; plus what a page refers to."""
+        ref = INDEX_TABLES["reference"]
+        members = [and_(resource.c.resource_type == compartment_type, resource.c.fhir_id == compartment_id)]
+        for resource_type, params in params_by_type.items():
+            members.append(and_(resource.c.resource_type == resource_type, exists(select(1).where(
+                ref.c.pid == resource.c.pid, ref.c.param.in_(list(params)),
+                ref.c.target_type == compartment_type, ref.c.target_id == compartment_id))))
+        query = select(resource).where(resource.c.deleted.is_(False), or_(*members))
+        if since is not None:
+            query = query.where(resource.c.last_updated >= since)
+        if cursor:
+            (after_pid,) = decode_cursor(cursor)
+            query = query.where(resource.c.pid > int(after_pid))
+        rows = conn.execute(query.order_by(resource.c.pid).limit(count + 1)).all()
+        next_cursor = encode_cursor(rows[count - 1].pid) if len(rows) > count else None
+        rows = rows[:count]
+        included = included_rows(conn, rows, [IncludeSpec("*", None)], max_rounds=1) if include_referenced and rows \
+            else []
         return SearchPage([_record(r) for r in rows], next_cursor, [_record(r) for r in included])
 
     def count(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion]) -> int:

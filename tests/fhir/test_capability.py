@@ -81,3 +81,19 @@ def test_operations_are_listed_served_and_routed(fhir, statement):
     assert definition["url"] == validate["definition"]
     assert fhir.post("Patient/$validate", patient()).status_code == 200
     assert fhir.get("OperationDefinition/nonexistent").status_code == 404
+
+
+def test_every_listed_include_and_revinclude_is_accepted_strictly(fhir, statement):
+    for entry in statement["rest"][0]["resource"]:
+        for value in entry.get("searchInclude", []):
+            response = fhir.get(entry["type"], query_string={"_include": value}, headers={"Prefer": "handling=strict"})
+            assert response.status_code == 200, (entry["type"], value, response.get_json())
+        for value in entry.get("searchRevInclude", []):
+            response = fhir.get(entry["type"], query_string={"_revinclude": value},
+                                headers={"Prefer": "handling=strict"})
+            assert response.status_code == 200, (entry["type"], value, response.get_json())
+
+
+def test_system_interactions_listed(statement):
+    codes = {i["code"] for i in statement["rest"][0]["interaction"]}
+    assert codes == {"transaction", "batch", "search-system", "history-system"}

@@ -27,6 +27,10 @@ def page_size(ctx: FhirContext, request: Request) -> int:
     return min(int(raw), ctx.settings.max_page_size)
 
 
+def since_instant(request: Request) -> datetime | None:
+    return _instant(request, "_since")
+
+
 def _instant(request: Request, name: str) -> datetime | None:
     raw = request.args.get(name)
     if raw is None:
@@ -45,7 +49,7 @@ def history(ctx: FhirContext, request: Request, resource_type: str | None = None
     if fhir_id:
         check_id(fhir_id)
     count = page_size(ctx, request)
-    since = _instant(request, "_since")
+    since = since_instant(request)
     cursor = request.args.get("_cursor")
     with ctx.database.read() as conn:
         try:

@@ -1,0 +1,52 @@
+"""``Patient/[id]/$everything``: the patient's compartment, paged, with ``_since``, ``_type``, ``_count``."""
+
+from __future__ import annotations
+
+from flask import Request
+
+from fhirportal import definitions
+from fhirportal.errors import BadRequest, NotFound
+
+from ..bundles import bundle, link, search_entry
+from ..context import FhirContext
+from ..interactions.history import page_size, since_instant
+from ..response import FhirResponse
+from ..search_params import split_or
+
+
+def compartment_params(ctx: FhirContext, types: list[str] | None = None) -> dict[str, list[str]]:
+    """Patient-compartment parameters per stored type (R4 CompartmentDefinition)."""
+    spec = definitions.load("compartment-patient")
+    wanted = set(types) if types else set(ctx.resource_types)
+    return {t: list(params) for t, params in spec.items() if t in wanted and t in ctx.resource_types and t != "Patient"}
+
+
+def everything(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str | None) -> FhirResponse:
+    if not fhir_id:
+        raise NotFound("$everything needs a patient: Patient/[id]/$everything")
+    types = [t for v in request.args.getlist("_type") for t in split_or(v)]
+    unknown = [t for t in types if t not in ctx.resource_types]
+    if unknown:
+        raise BadRequest(f"_type names types this server does not store: {', '.join(unknown)}", expression="_type")
+    count = max(page_size(ctx, request), 1)
+    cursor = request.args.get("_cursor")
+    with ctx.database.read() as conn:
+        ctx.repository.read(conn, "Patient", fhir_id)  # 404/410 for an unknown or deleted patient
+        try:
+            page = ctx.repository.compartment(
+                conn, "Patient", fhir_id, compartment_params(ctx, types or None), since=since_instant(request),
+                count=count, cursor=cursor)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
+    matches = [r for r in page.matches if not types or r.resource_type in types or r.resource_type == "Patient"]
+    path = f"Patient/{fhir_id}/$everything"
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k in ("_since", "_type", "_count")]
+    links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
+    if page.next_cursor:
+        links["next"] = link(ctx.base_url, path, kept + [("_cursor", page.next_cursor)])
+    entries = [search_entry(ctx.base_url, r) for r in matches]
+    # Referenced practitioners, organizations, medications ... but never other patients' data
+    # (a Group in the compartment refers to every member).
+    patient_data = set(compartment_params(ctx)) | {"Patient", "Person"}
+    entries += [search_entry(ctx.base_url, r, "include") for r in page.included if r.resource_type not in patient_data]
+    return FhirResponse(200, bundle("searchset", entries, links))
