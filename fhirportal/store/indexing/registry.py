@@ -14,6 +14,8 @@ from fhirpathpy.models import models
 
 from fhirportal import definitions
 
+from .paths import compile_simple
+
 _MODEL = models["r4"]
 # Resource-level parameters the store answers from the resource table itself, not from index rows.
 TABLE_PARAMS = {"_id", "_lastUpdated"}
@@ -37,8 +39,13 @@ class SearchParameter:
         return self.type not in ("composite", "special") and self.code not in TABLE_PARAMS
 
 
-def _compile(expression: str) -> Callable:
+def compile_fhirpath(expression: str) -> Callable:
+    """The general FHIRPath engine (fhirpathpy), for expressions the fast path does not take."""
     return fhirpathpy.compile(expression, model=_MODEL)
+
+
+def _compile(expression: str) -> Callable:
+    return compile_simple(expression) or compile_fhirpath(expression)
 
 
 def _build(base: str, code: str, spec: dict) -> SearchParameter:
