@@ -85,11 +85,21 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        Work buffered on the connection (``connection.info["before_commit"]`` callbacks, e.g. index
+        rows) is written just before the commit, inside the transaction.
+        """
         with self.engine.connect() as connection:
             connection = connection.execution_options(**{_WRITE: True})
-            with connection.begin():
-                yield connection
+            connection.info.clear()
+            try:
+                with connection.begin():
+                    yield connection
+                    for callback in connection.info.pop("before_commit", []):
+                        callback()
+            finally:
+                connection.info.clear()
 
     def lock(self, connection: Connection, key: str) -> None:
         """Serialise transactions that share ``key`` until the current transaction ends.

@@ -15,12 +15,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fhirportal.errors import Conflict, Gone, NotFound, PreconditionFailed
 
-from . import clock
+from . import clock, index_writer
 from .database import Database
 from .indexing import IndexExtractor
 from .records import HistoryPage, SearchPage, StoredResource
@@ -122,17 +122,17 @@ class ResourceRepository:
         ).first() is not None
 
     def existing(self, conn: Connection, pairs) -> set[tuple[str, str]]:
-        """Which of the (type, id) pairs exist and are not deleted: one query per type."""
+        """Which of the (type, id) pairs exist and are not deleted: one query."""
         by_type: dict[str, set[str]] = {}
         for resource_type, fhir_id in pairs:
             by_type.setdefault(resource_type, set()).add(fhir_id)
-        found: set[tuple[str, str]] = set()
-        for resource_type, ids in by_type.items():
-            rows = conn.execute(select(resource.c.fhir_id).where(
-                resource.c.resource_type == resource_type, resource.c.fhir_id.in_(ids),
-                resource.c.deleted.is_(False)))
-            found.update((resource_type, fhir_id) for fhir_id in rows.scalars())
-        return found
+        if not by_type:
+            return set()
+        wanted = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(sorted(ids)))
+                       for t, ids in by_type.items()))
+        rows = conn.execute(select(resource.c.resource_type, resource.c.fhir_id)
+                            .where(wanted, resource.c.deleted.is_(False)))
+        return {(row.resource_type, row.fhir_id) for row in rows}
 
     # ------------------------------------------------------------------ writes
     def _stamp(self, body: dict, fhir_id: str, version_id: int, moment: datetime) -> dict:
@@ -148,16 +148,12 @@ class ResourceRepository:
         return ordered
 
     def _write_indexes(self, conn: Connection, pid: int, body: dict | None, *, replace: bool) -> None:
-        if replace:
-            for table in INDEX_TABLES.values():
-                conn.execute(delete(table).where(table.c.pid == pid))
-        if body is None:
-            return
-        resource_type = body["resourceType"]
-        for kind, rows in self.extractor.extract(body).items():
-            if rows:
-                conn.execute(insert(INDEX_TABLES[kind]),
-                             [{**row, "pid": pid, "resource_type": resource_type} for row in rows])
+        rows = None
+        if body is not None:
+            resource_type = body["resourceType"]
+            rows = {kind: [{**row, "pid": pid, "resource_type": resource_type} for row in kind_rows]
+                    for kind, kind_rows in self.extractor.extract(body).items()}
+        index_writer.buffer_for(conn).replace(pid, rows, existing=replace)
 
     def _insert_version(self, conn, pid, record: StoredResource, method: str) -> None:
         conn.execute(insert(resource_version).values(
@@ -170,11 +166,14 @@ class ResourceRepository:
         moment = clock.now()
         stamped = self._stamp(body, fhir_id, 1, moment)
         content = _dumps(stamped)
-        with conn.begin_nested():
-            pid = conn.execute(insert(resource).values(
-                resource_type=body["resourceType"], fhir_id=fhir_id, version_id=1, last_updated=moment,
-                deleted=False, content=content, content_hash=_content_hash(stamped),
-            )).inserted_primary_key[0]
+        values = dict(resource_type=body["resourceType"], fhir_id=fhir_id, version_id=1, last_updated=moment,
+                      deleted=False, content=content, content_hash=_content_hash(stamped))
+        if self.database.dialect == "sqlite":
+            # SQLite's writers are serialised (BEGIN IMMEDIATE): nobody can insert the same id meanwhile.
+            pid = conn.execute(insert(resource).values(**values)).inserted_primary_key[0]
+        else:
+            with conn.begin_nested():  # a concurrent insert of the same id must not abort the transaction
+                pid = conn.execute(insert(resource).values(**values)).inserted_primary_key[0]
         record = StoredResource(body["resourceType"], fhir_id, 1, moment, False, content, method)
         self._insert_version(conn, pid, record, method)
         self._write_indexes(conn, pid, stamped, replace=False)
@@ -246,6 +245,7 @@ class ResourceRepository:
 
     def referrers(self, conn: Connection, resource_type: str, fhir_id: str, limit: int = 5) -> list[str]:
         """Current resources whose indexed references point at this one (``Type/id``)."""
+        index_writer.flush(conn)
         ref = INDEX_TABLES["reference"]
         rows = conn.execute(
             select(resource.c.resource_type, resource.c.fhir_id).distinct()
@@ -336,6 +336,7 @@ class ResourceRepository:
     # ------------------------------------------------------------------ search
     def search_ids(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion],
                    limit: int | None = None) -> list[str]:
+        index_writer.flush(conn)
         query = select(resource.c.fhir_id).where(build_where(resource_type, criteria, self.extractor.base_url))
         if limit is not None:
             query = query.limit(limit)
@@ -345,6 +346,7 @@ class ResourceRepository:
                sort: Sequence[SortKey] = (), count: int = 50, cursor: str | None = None,
                include: Sequence[IncludeSpec] = ()) -> SearchPage:
         """One page of matches in ``sort`` order (then insertion order), keyset-paged, plus includes."""
+        index_writer.flush(conn)
         columns = sort_columns(list(sort))
         labels = [column.label(f"k{n}") for n, (column, _) in enumerate(columns)]
         query = select(resource, *labels).where(build_where(resource_types, criteria, self.extractor.base_url))
@@ -367,6 +369,7 @@ class ResourceRepository:
                     cursor: str | None = None, include_referenced: bool = True) -> SearchPage:
         """The compartment's owner and every resource that refers to it through the compartment's
         parameters (``params_by_type``), in insertion order, keyset-paged; plus what a page refers to."""
+        index_writer.flush(conn)
         ref = INDEX_TABLES["reference"]
         members = [and_(resource.c.resource_type == compartment_type, resource.c.fhir_id == compartment_id)]
         for resource_type, params in params_by_type.items():
@@ -387,6 +390,7 @@ class ResourceRepository:
         return SearchPage([_record(r) for r in rows], next_cursor, [_record(r) for r in included])
 
     def count(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion]) -> int:
+        index_writer.flush(conn)
         where = build_where(resource_types, criteria, self.extractor.base_url)
         return conn.execute(select(func.count()).select_from(resource).where(where)).scalar_one()
 
