@@ -12,6 +12,7 @@ from pathlib import Path
 from fhirportal.errors import BadRequest, FhirError
 
 from .context import FhirContext
+from .writes import DeferredChecks, Writer
 
 BATCH_SIZE = 500
 
@@ -80,20 +81,28 @@ def count_resources(files: list[Path]) -> int:
     return total
 
 
-def _apply(ctx: FhirContext, conn, method: str, body: dict) -> str | None:
+def _apply(ctx: FhirContext, writer: Writer, method: str, body: dict, known: set[tuple[str, str]]) -> str | None:
     """Write one resource; returns what happened ("created", "updated", "deleted" or None)."""
     resource_type = body.get("resourceType")
     if resource_type not in ctx.resource_types:
         raise BadRequest(f"Resource type {resource_type!r} is not supported")
     if method == "DELETE":
-        return "deleted" if ctx.repository.delete(conn, resource_type, body["id"]) is not None else None
+        return "deleted" if writer.delete(resource_type, body["id"]).record is not None else None
     if method == "POST" or not body.get("id"):
-        ctx.validate(conn, body)
-        ctx.repository.create(conn, body)
+        writer.create(resource_type, body)
         return "created"
-    ctx.validate(conn, body, self_reference=(resource_type, body["id"]))
-    _, created = ctx.repository.update(conn, resource_type, body["id"], body)
-    return "created" if created else "updated"
+    result = writer.update(resource_type, body["id"], body, probably_new=(resource_type, body["id"]) not in known)
+    return "created" if result.status == 201 else "updated"
+
+
+def _write_batch(ctx: FhirContext, items: list[tuple[str, dict, str]], *, deferred: bool) -> list[str | None]:
+    """One transaction; with ``deferred`` the reference checks run once for the whole batch."""
+    with ctx.database.write() as conn:
+        writer = Writer(ctx, conn, DeferredChecks() if deferred else None)
+        known = ctx.repository.existing(conn, [(b.get("resourceType"), b["id"]) for _, b, _ in items if b.get("id")])
+        outcomes = [_apply(ctx, writer, method, body, known) for method, body, _ in items]
+        writer.finish()
+    return outcomes
 
 
 def load(ctx: FhirContext, files: list[Path], progress=None, batch_size: int = BATCH_SIZE) -> LoadReport:
@@ -112,16 +121,13 @@ def load(ctx: FhirContext, files: list[Path], progress=None, batch_size: int = B
         if not pending:
             return
         try:
-            with ctx.database.write() as conn:
-                outcomes = [_apply(ctx, conn, method, body) for method, body, _ in pending]
-            count(outcomes)
+            count(_write_batch(ctx, pending, deferred=True))
         except FhirError:
-            for method, body, source in pending:
+            for item in pending:
                 try:
-                    with ctx.database.write() as conn:
-                        count([_apply(ctx, conn, method, body)])
+                    count(_write_batch(ctx, [item], deferred=False))
                 except FhirError as error:
-                    report.failed.append(f"{source}: {error.message}")
+                    report.failed.append(f"{item[2]}: {error.message}")
         if progress is not None:
             progress(len(pending))
         pending.clear()

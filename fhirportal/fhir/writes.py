@@ -95,7 +95,8 @@ class Writer:
         record = self.repository.create(self.conn, body, fhir_id=fhir_id)
         return WriteResult(record, 201, f"Created {record.reference}")
 
-    def update(self, resource_type: str, fhir_id: str, body: dict, if_match: int | None = None) -> WriteResult:
+    def update(self, resource_type: str, fhir_id: str, body: dict, if_match: int | None = None, *,
+               probably_new: bool = False) -> WriteResult:
         check_id(fhir_id)
         if body.get("id") is None:
             raise BadRequest("The resource in an update must carry its id", expression=f"{resource_type}.id")
@@ -103,7 +104,8 @@ class Writer:
             raise BadRequest(f"The id in the body ({body.get('id')}) does not match the URL ({fhir_id})",
                              expression=f"{resource_type}.id")
         self.validate(body, (resource_type, fhir_id))
-        record, created = self.repository.update(self.conn, resource_type, fhir_id, body, expected_version=if_match)
+        record, created = self.repository.update(self.conn, resource_type, fhir_id, body, expected_version=if_match,
+                                                 probably_new=probably_new)
         return WriteResult(record, 201 if created else 200,
                            f"{'Created' if created else 'Updated'} {record.reference} version {record.version_id}")
 

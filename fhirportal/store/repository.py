@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhirportal.errors import Conflict, Gone, NotFound, PreconditionFailed
 
-from . import clock, index_writer
+from . import clock, write_buffer
 from .database import Database
 from .indexing import IndexExtractor
 from .records import HistoryPage, SearchPage, StoredResource
@@ -97,6 +98,7 @@ class ResourceRepository:
         return _record(row)
 
     def vread(self, conn: Connection, resource_type: str, fhir_id: str, version_id: int) -> StoredResource:
+        write_buffer.flush(conn)
         row = conn.execute(
             select(resource_version).where(
                 resource_version.c.resource_type == resource_type,
@@ -153,27 +155,28 @@ class ResourceRepository:
             resource_type = body["resourceType"]
             rows = {kind: [{**row, "pid": pid, "resource_type": resource_type} for row in kind_rows]
                     for kind, kind_rows in self.extractor.extract(body).items()}
-        index_writer.buffer_for(conn).replace(pid, rows, existing=replace)
+        write_buffer.buffer_for(conn).replace(pid, rows, existing=replace)
 
     def _insert_version(self, conn, pid, record: StoredResource, method: str) -> None:
-        conn.execute(insert(resource_version).values(
+        write_buffer.buffer_for(conn).add_version(dict(
             pid=pid, version_id=record.version_id, resource_type=record.resource_type,
             fhir_id=record.fhir_id, last_updated=record.last_updated, method=method,
             deleted=record.deleted, content=record.content,
         ))
 
-    def _insert_new(self, conn: Connection, body: dict, fhir_id: str, method: str) -> StoredResource:
+    def _insert_new(self, conn: Connection, body: dict, fhir_id: str, method: str) -> StoredResource | None:
+        """Insert version 1; None if the id is taken (also by a concurrent transaction), in one statement."""
         moment = clock.now()
         stamped = self._stamp(body, fhir_id, 1, moment)
         content = _dumps(stamped)
         values = dict(resource_type=body["resourceType"], fhir_id=fhir_id, version_id=1, last_updated=moment,
                       deleted=False, content=content, content_hash=_content_hash(stamped))
-        if self.database.dialect == "sqlite":
-            # SQLite's writers are serialised (BEGIN IMMEDIATE): nobody can insert the same id meanwhile.
-            pid = conn.execute(insert(resource).values(**values)).inserted_primary_key[0]
-        else:
-            with conn.begin_nested():  # a concurrent insert of the same id must not abort the transaction
-                pid = conn.execute(insert(resource).values(**values)).inserted_primary_key[0]
+        dialect_insert = postgresql_insert if self.database.dialect == "postgresql" else sqlite_insert
+        statement = (dialect_insert(resource).values(**values)
+                     .on_conflict_do_nothing(index_elements=["resource_type", "fhir_id"]).returning(resource.c.pid))
+        pid = conn.execute(statement).scalar_one_or_none()
+        if pid is None:
+            return None
         record = StoredResource(body["resourceType"], fhir_id, 1, moment, False, content, method)
         self._insert_version(conn, pid, record, method)
         self._write_indexes(conn, pid, stamped, replace=False)
@@ -182,15 +185,22 @@ class ResourceRepository:
     def create(self, conn: Connection, body: dict, *, fhir_id: str | None = None) -> StoredResource:
         """Create with a server-assigned id (or ``fhir_id`` for update-as-create)."""
         fhir_id = fhir_id or new_id()
-        try:
-            return self._insert_new(conn, body, fhir_id, "POST")
-        except IntegrityError as exc:
-            raise Conflict(f"{body['resourceType']}/{fhir_id} already exists") from exc
+        record = self._insert_new(conn, body, fhir_id, "POST")
+        if record is None:
+            raise Conflict(f"{body['resourceType']}/{fhir_id} already exists")
+        return record
 
     def update(self, conn: Connection, resource_type: str, fhir_id: str, body: dict, *,
                expected_version: int | None = None, allow_create: bool = True,
-               method: str = "PUT") -> tuple[StoredResource, bool]:
-        """Write a new current version. Returns (record, created)."""
+               method: str = "PUT", probably_new: bool = False) -> tuple[StoredResource, bool]:
+        """Write a new current version. Returns (record, created).
+
+        ``probably_new`` (bulk loads of unseen ids) tries the insert first, saving the read.
+        """
+        if probably_new and allow_create and expected_version is None:
+            record = self._insert_new(conn, body, fhir_id, method)
+            if record is not None:
+                return record, True
         for _attempt in range(_MAX_RETRIES):
             row = self._current_row(conn, resource_type, fhir_id)
             if row is None:
@@ -199,10 +209,10 @@ class ResourceRepository:
                         f"If-Match W/\"{expected_version}\" given, but {resource_type}/{fhir_id} does not exist")
                 if not allow_create:
                     raise NotFound(f"{resource_type}/{fhir_id} is not known")
-                try:
-                    return self._insert_new(conn, body, fhir_id, method), True
-                except IntegrityError:
-                    continue  # created concurrently: update it instead
+                record = self._insert_new(conn, body, fhir_id, method)
+                if record is not None:
+                    return record, True
+                continue  # created concurrently: update it instead
             if expected_version is not None and row.version_id != expected_version:
                 raise PreconditionFailed(
                     f"Version conflict: If-Match W/\"{expected_version}\" but {resource_type}/{fhir_id} "
@@ -245,7 +255,7 @@ class ResourceRepository:
 
     def referrers(self, conn: Connection, resource_type: str, fhir_id: str, limit: int = 5) -> list[str]:
         """Current resources whose indexed references point at this one (``Type/id``)."""
-        index_writer.flush(conn)
+        write_buffer.flush(conn)
         ref = INDEX_TABLES["reference"]
         rows = conn.execute(
             select(resource.c.resource_type, resource.c.fhir_id).distinct()
@@ -295,6 +305,7 @@ class ResourceRepository:
                 since: datetime | None = None, before: datetime | None = None, count: int = 50,
                 cursor: str | None = None) -> HistoryPage:
         """Versions newest first, paged by keyset on (last_updated, pid, version_id)."""
+        write_buffer.flush(conn)
         v = resource_version
         query = select(v)
         conditions = []
@@ -336,7 +347,7 @@ class ResourceRepository:
     # ------------------------------------------------------------------ search
     def search_ids(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion],
                    limit: int | None = None) -> list[str]:
-        index_writer.flush(conn)
+        write_buffer.flush(conn)
         query = select(resource.c.fhir_id).where(build_where(resource_type, criteria, self.extractor.base_url))
         if limit is not None:
             query = query.limit(limit)
@@ -346,7 +357,7 @@ class ResourceRepository:
                sort: Sequence[SortKey] = (), count: int = 50, cursor: str | None = None,
                include: Sequence[IncludeSpec] = ()) -> SearchPage:
         """One page of matches in ``sort`` order (then insertion order), keyset-paged, plus includes."""
-        index_writer.flush(conn)
+        write_buffer.flush(conn)
         columns = sort_columns(list(sort))
         labels = [column.label(f"k{n}") for n, (column, _) in enumerate(columns)]
         query = select(resource, *labels).where(build_where(resource_types, criteria, self.extractor.base_url))
@@ -369,7 +380,7 @@ class ResourceRepository:
                     cursor: str | None = None, include_referenced: bool = True) -> SearchPage:
         """The compartment's owner and every resource that refers to it through the compartment's
         parameters (``params_by_type``), in insertion order, keyset-paged; plus what a page refers to."""
-        index_writer.flush(conn)
+        write_buffer.flush(conn)
         ref = INDEX_TABLES["reference"]
         members = [and_(resource.c.resource_type == compartment_type, resource.c.fhir_id == compartment_id)]
         for resource_type, params in params_by_type.items():
@@ -390,7 +401,7 @@ class ResourceRepository:
         return SearchPage([_record(r) for r in rows], next_cursor, [_record(r) for r in included])
 
     def count(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion]) -> int:
-        index_writer.flush(conn)
+        write_buffer.flush(conn)
         where = build_where(resource_types, criteria, self.extractor.base_url)
         return conn.execute(select(func.count()).select_from(resource).where(where)).scalar_one()
 
