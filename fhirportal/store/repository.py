@@ -81,6 +81,11 @@ class ResourceRepository:
     def __init__(self, database: Database, extractor: IndexExtractor):
         self.database = database
         self.extractor = extractor
+        dialect_insert = postgresql_insert if database.dialect == "postgresql" else sqlite_insert
+        # Built once: INSERT ... ON CONFLICT (type, id) DO NOTHING RETURNING pid
+        self._insert_if_absent = (dialect_insert(resource)
+                                  .on_conflict_do_nothing(index_elements=["resource_type", "fhir_id"])
+                                  .returning(resource.c.pid))
 
     # ------------------------------------------------------------------ reads
     def _current_row(self, conn: Connection, resource_type: str, fhir_id: str):
@@ -171,10 +176,7 @@ class ResourceRepository:
         content = _dumps(stamped)
         values = dict(resource_type=body["resourceType"], fhir_id=fhir_id, version_id=1, last_updated=moment,
                       deleted=False, content=content, content_hash=_content_hash(stamped))
-        dialect_insert = postgresql_insert if self.database.dialect == "postgresql" else sqlite_insert
-        statement = (dialect_insert(resource).values(**values)
-                     .on_conflict_do_nothing(index_elements=["resource_type", "fhir_id"]).returning(resource.c.pid))
-        pid = conn.execute(statement).scalar_one_or_none()
+        pid = conn.execute(self._insert_if_absent, values).scalar_one_or_none()
         if pid is None:
             return None
         record = StoredResource(body["resourceType"], fhir_id, 1, moment, False, content, method)
