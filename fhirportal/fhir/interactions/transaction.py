@@ -156,6 +156,7 @@ class TransactionProcessor:
         self.preference = preference
         # A transaction checks references and deletions once every entry is written; a batch entry at once.
         self.writer = Writer(ctx, conn, DeferredChecks() if all_or_nothing else None)
+        self.known: set[tuple[str, str]] | None = None  # PUT targets known to exist (None: not looked up)
         self.resolved: dict[str, str] = {}
 
     def resolve_conditional(self, reference: str) -> str:
@@ -204,6 +205,8 @@ class TransactionProcessor:
         """Deletes first; then ids for what will be created (so conditional creates see the deletes),
         references rewritten; then POST, PUT/PATCH and GET/HEAD; then the deferred checks."""
         ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
+        puts = [(e.resource_type, e.fhir_id) for e in entries if e.method == "PUT" and e.fhir_id]
+        self.known = self.ctx.repository.existing(self.conn, puts) if puts else set()
         deletes = [e for e in ordered if e.method == "DELETE"]
         for entry in deletes:
             self.step(entry, self.process)
@@ -240,7 +243,9 @@ class TransactionProcessor:
                 return self.written(writer.create(entry.resource_type, entry.resource, fhir_id=target_id))
             case "PUT":
                 body = {**entry.resource, "id": entry.resource.get("id") or target_id}
-                return self.written(writer.update(entry.resource_type, target_id, body, entry.if_match))
+                probably_new = self.known is not None and (entry.resource_type, target_id) not in self.known
+                return self.written(writer.update(entry.resource_type, target_id, body, entry.if_match,
+                                                  probably_new=probably_new))
             case "PATCH":
                 return self.written(writer.patch(entry.resource_type, entry.fhir_id, _patch_document(entry),
                                                  entry.if_match))
