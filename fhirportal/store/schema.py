@@ -85,9 +85,11 @@ ix_token = _index_table(
 )
 
 # Strings: ``norm`` is lower-cased and accent-stripped (starts-with / contains), ``exact`` as written.
+# ``norm`` compares byte-wise on both databases ("C" collation on PostgreSQL, SQLite's default), so a
+# starts-with search is an index range scan.
 ix_string = _index_table(
     "ix_string",
-    Column("norm", String(255), nullable=False),
+    Column("norm", String(255).with_variant(String(255, collation="C"), "postgresql"), nullable=False),
     Column("exact", String(255), nullable=False),
     indexes=(("resource_type", "param", "norm"),),
 )

@@ -42,13 +42,17 @@ def _token(table, value: str, modifier: str | None):
     return and_(table.c.system == system, table.c.code == code)
 
 
+_LAST_CHARACTER = "\U0010ffff"
+
+
 def _string(table, value: str, modifier: str | None):
     if modifier == "exact":
         return table.c.exact == value
-    folded = _like_escape(normalize.fold(value))
+    folded = normalize.fold(value)
     if modifier == "contains":
-        return table.c.norm.like(f"%{folded}%", escape=_ESCAPE)
-    return table.c.norm.like(f"{folded}%", escape=_ESCAPE)
+        return table.c.norm.like(f"%{_like_escape(folded)}%", escape=_ESCAPE)
+    # starts-with as a byte-order range (an index range scan on both databases)
+    return and_(table.c.norm >= folded, table.c.norm < folded + _LAST_CHARACTER)
 
 
 def _date(table, value: str, _modifier):
@@ -131,7 +135,7 @@ def _chain(criterion: Criterion, res, base_url: str | None):
         target.c.resource_type == ref.c.target_type,
         target.c.fhir_id == ref.c.target_id,
         target.c.deleted == false(),
-        criterion_clause(criterion.chain, target, base_url),
+        criterion_clause(criterion.chain, target, base_url, target_types or None),
     )
     conditions = [ref.c.pid == res.c.pid, ref.c.param == criterion.parameter.code,
                   exists(select(1).where(target_matches))]
@@ -150,15 +154,21 @@ def _has(criterion: Criterion, res, base_url: str | None):
         source.c.resource_type == source_type,
         source.c.deleted == false(),
         ref.c.pid == source.c.pid,
+        ref.c.resource_type == source_type,
         ref.c.param == reference_param,
         ref.c.target_type == res.c.resource_type,
         ref.c.target_id == res.c.fhir_id,
-        criterion_clause(plain, source, base_url),
+        criterion_clause(plain, source, base_url, [source_type]),
     ))
 
 
-def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = None):
-    """SQL condition on the resource table (or an alias of it) for one criterion."""
+def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = None,
+                     types: Sequence[str] | None = None):
+    """SQL condition on the resource table (or an alias of it) for one criterion.
+
+    ``types``: the resource types searched, repeated on the index rows so that the
+    (resource_type, param, value) indexes apply.
+    """
     parameter = criterion.parameter
     where = f"{parameter.code}{':' + criterion.modifier if criterion.modifier else ''}"
     try:
@@ -174,6 +184,9 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
         table = INDEX_TABLES[parameter.type].alias()
         param_name = parameter.code + (":of-type" if criterion.modifier == "of-type" else "")
         rows_of = and_(table.c.pid == res.c.pid, table.c.param == param_name)
+        if types:
+            rows_of = and_(rows_of, table.c.resource_type == types[0] if len(types) == 1
+                           else table.c.resource_type.in_(list(types)))
         if criterion.modifier == "missing":
             missing = criterion.values[-1] == "true"
             any_row = exists(select(1).where(rows_of))
@@ -181,7 +194,8 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
         values = []
         for value in criterion.values:
             if parameter.type == "reference":
-                values.append(_reference(table, value, criterion.modifier, base_url))
+                only_target = parameter.targets[0] if len(parameter.targets) == 1 else None
+                values.append(_reference(table, value, criterion.modifier or only_target, base_url))
             else:
                 modifier = None if criterion.modifier == "not" else criterion.modifier
                 values.append(_CLAUSES[parameter.type](table, value, modifier))
@@ -195,5 +209,5 @@ def build_where(resource_types: str | Sequence[str], criteria: Iterable[Criterio
     types = [resource_types] if isinstance(resource_types, str) else list(resource_types)
     type_clause = resource.c.resource_type == types[0] if len(types) == 1 else resource.c.resource_type.in_(types)
     clauses = [type_clause, resource.c.deleted == false()]
-    clauses += [criterion_clause(c, resource, base_url) for c in criteria]
+    clauses += [criterion_clause(c, resource, base_url, types) for c in criteria]
     return and_(true(), *clauses)

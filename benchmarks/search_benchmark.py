@@ -1,0 +1,200 @@
+"""Ingest through transaction Bundles and search latency at scale, with query plans.
+
+    .venv/bin/python benchmarks/search_benchmark.py [--backend sqlite|postgresql|both]
+        [--patients N] [--observations-per-patient K] [--bundle-size B] [--queries Q]
+
+For each backend: a fresh database; synthetic data from ``fixtures.generate.iter_large`` plus two
+Conditions per patient, streamed (never all in memory) as transaction Bundles of PUT entries through
+the full FHIR stack (Flask test client: routing, validation, indexing, storage; no socket); then
+p50/p95 of the searches a patient app makes, and each search's plan (EXPLAIN on PostgreSQL,
+EXPLAIN QUERY PLAN on SQLite) with a warning when a table is scanned without an index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
+
+from fhirportal.app import create_app  # noqa: E402
+from fhirportal.fhir.search_params import parse_search  # noqa: E402
+from fhirportal.settings import Settings  # noqa: E402
+from fhirportal.store.schema import resource  # noqa: E402
+from fhirportal.store.search import build_where  # noqa: E402
+from fixtures.generate import iter_large  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DATABASE = "fhirportal_search_bench"
+CONDITIONS = [("44054006", "Diabetes mellitus type 2"), ("38341003", "Hypertensive disorder"),
+              ("55822004", "Hyperlipidemia"), ("195967001", "Asthma")]
+
+
+def with_conditions(patients: int, per_patient: int) -> Iterator[dict]:
+    """iter_large's resources, plus Conditions once the patients are out."""
+    patients_done = False
+    for item in iter_large(patients, per_patient):
+        if item["resourceType"] not in ("Organization", "Practitioner", "Patient") and not patients_done:
+            patients_done = True
+            for n in range(1, patients + 1):
+                for k in range(2):
+                    code, display = CONDITIONS[(n + k) % len(CONDITIONS)]
+                    yield {
+                        "resourceType": "Condition", "id": f"c{n:06d}-{k}",
+                        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                                       "code": "active"}]},
+                        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                                                  "code": "problem-list-item"}]}],
+                        "code": {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}]},
+                        "subject": {"reference": f"Patient/p{n:06d}"},
+                        "onsetDateTime": f"{2010 + (n + k) % 15}-0{1 + k}-15",
+                    }
+        yield item
+
+
+def bundles(items: Iterator[dict], size: int) -> Iterator[dict]:
+    entries = []
+    for item in items:
+        entries.append({"resource": item, "request": {"method": "PUT", "url": f"{item['resourceType']}/{item['id']}"}})
+        if len(entries) == size:
+            yield {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+            entries = []
+    if entries:
+        yield {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def fresh_database(backend: str, workdir: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{workdir}/search-bench.db"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+    return f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}"
+
+
+def drop_database(backend: str) -> None:
+    if backend == "postgresql":
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+
+
+def ingest(client, patients: int, per_patient: int, bundle_size: int) -> tuple[int, float]:
+    loaded, started = 0, time.perf_counter()
+    for number, document in enumerate(bundles(with_conditions(patients, per_patient), bundle_size), 1):
+        response = client.post("/fhir", json=document, content_type="application/fhir+json")
+        if response.status_code != 200:
+            raise SystemExit(f"bundle {number} failed: {response.status_code} {response.get_data(as_text=True)[:500]}")
+        loaded += len(document["entry"])
+        if number % 20 == 0:
+            rate = loaded / (time.perf_counter() - started)
+            print(f"  ingested {loaded:>9,} resources ({rate:,.0f}/s)", file=sys.stderr)
+    return loaded, time.perf_counter() - started
+
+
+def searches(patients: int, rng: random.Random) -> dict[str, list[str]]:
+    ids = [f"p{rng.randint(1, patients):06d}" for _ in range(1000)]
+    families = ["Mor", "Smi", "Gar", "Ngu", "Joh", "Lee", "Bro", "Wil"]
+    return {
+        "Observation?patient=X&category=laboratory":
+            [f"Observation?patient={i}&category=laboratory" for i in ids],
+        "Observation?patient=X&code=4548-4&date=ge2025-01-01":
+            [f"Observation?patient={i}&code=http://loinc.org|4548-4&date=ge2025-01-01" for i in ids],
+        "Condition?patient=X": [f"Condition?patient={i}" for i in ids],
+        "Patient?name=...": [f"Patient?name={rng.choice(families)}" for _ in ids],
+    }
+
+
+def latency(client, urls: list[str], count: int) -> tuple[float, float, int]:
+    timings, results = [], 0
+    for url in urls[:count]:
+        started = time.perf_counter()
+        response = client.get("/fhir/" + url)
+        timings.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"{url}: {response.status_code}")
+        results += len(response.get_json().get("entry", []))
+    timings.sort()
+    return statistics.median(timings), timings[int(len(timings) * 0.95) - 1], results
+
+
+def plan(ctx, query: str) -> list[str]:
+    resource_type, _, params = query.partition("?")
+    pairs = [tuple(p.split("=", 1)) for p in params.split("&")]
+    parsed = parse_search(ctx.search_parameters, [resource_type], pairs, strict=True)
+    statement = select(resource.c.pid).where(build_where(resource_type, parsed.criteria, ctx.base_url)) \
+        .order_by(resource.c.pid).limit(51)
+    compiled = statement.compile(ctx.database.engine, compile_kwargs={"literal_binds": True})
+    explain = "EXPLAIN QUERY PLAN " if ctx.database.dialect == "sqlite" else "EXPLAIN "
+    with ctx.database.read() as conn:
+        rows = conn.execute(text(explain + str(compiled))).all()
+    return [str(row[-1]) for row in rows]
+
+
+def full_scans(lines: list[str]) -> list[str]:
+    bad = []
+    for line in lines:
+        if "Seq Scan" in line or (line.strip().startswith("SCAN") and "USING" not in line):
+            bad.append(line.strip())
+    return bad
+
+
+def run(backend: str, args) -> None:
+    print(f"\n=== {backend}: {args.patients:,} patients x {args.observations_per_patient} observations")
+    with tempfile.TemporaryDirectory() as workdir:
+        url = fresh_database(backend, workdir)
+        try:
+            settings = Settings(database_url=url, base_url="http://localhost/fhir", max_body_bytes=512 * 1024 * 1024)
+            app = create_app(settings)
+            ctx = app.extensions["fhirportal"]
+            client = app.test_client()
+            loaded, seconds = ingest(client, args.patients, args.observations_per_patient, args.bundle_size)
+            print(f"ingest: {loaded:,} resources in {seconds:,.1f} s = {loaded / seconds:,.0f} resources/s "
+                  f"(transaction Bundles of {args.bundle_size}, validation and indexing included)")
+            with ctx.database.engine.connect() as conn:
+                conn.execute(text("ANALYZE"))
+                conn.commit()
+            print(f"{'search':<55}{'p50 ms':>9}{'p95 ms':>9}{'hits/query':>12}")
+            for name, urls in searches(args.patients, random.Random(7)).items():
+                latency(client, urls, 20)  # warm-up
+                p50, p95, hits = latency(client, urls[20:], args.queries)
+                print(f"{name:<55}{p50:>9.2f}{p95:>9.2f}{hits / args.queries:>12.1f}")
+            print("plans:")
+            for name, urls in searches(args.patients, random.Random(7)).items():
+                lines = plan(ctx, urls[0])
+                scans = full_scans(lines)
+                verdict = "index only" if not scans else "FULL SCAN: " + "; ".join(scans)
+                print(f"  {name}: {verdict}")
+                if args.verbose:
+                    print("    " + "\n    ".join(lines))
+            ctx.database.dispose()
+        finally:
+            drop_database(backend)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--observations-per-patient", type=int, default=10)
+    parser.add_argument("--bundle-size", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--verbose", action="store_true", help="print whole plans")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
+        run(backend, args)
+
+
+if __name__ == "__main__":
+    main()
