@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, exists, false, not_, or_, select, true
+from sqlalchemy import and_, exists, false, not_, or_, select, true, tuple_
 
 from fhirportal.errors import BadRequest
 
@@ -126,54 +126,73 @@ def _table_param(criterion: Criterion, res):
     return or_(*conditions)
 
 
+def _type_condition(column, types: Sequence[str] | None):
+    if not types:
+        return true()
+    return column == types[0] if len(types) == 1 else column.in_(list(types))
+
+
 def _chain(criterion: Criterion, res, base_url: str | None):
     """The reference points at a resource that meets ``criterion.chain``."""
     ref = INDEX_TABLES["reference"].alias()
     target = resource.alias()
     target_types = [criterion.modifier] if criterion.modifier else list(criterion.parameter.targets)
-    target_matches = and_(
-        target.c.resource_type == ref.c.target_type,
-        target.c.fhir_id == ref.c.target_id,
-        target.c.deleted == false(),
-        criterion_clause(criterion.chain, target, base_url, target_types or None),
+    targets = select(target.c.resource_type, target.c.fhir_id).where(
+        target.c.deleted == false(), _type_condition(target.c.resource_type, target_types),
+        criterion_clause(criterion.chain, target, base_url, target_types or None))
+    referring = select(ref.c.pid).where(
+        ref.c.param == criterion.parameter.code,
+        _type_condition(ref.c.target_type, target_types),
+        tuple_(ref.c.target_type, ref.c.target_id).in_(targets),
     )
-    conditions = [ref.c.pid == res.c.pid, ref.c.param == criterion.parameter.code,
-                  exists(select(1).where(target_matches))]
-    if target_types:
-        conditions.append(ref.c.target_type.in_(target_types))
-    return exists(select(1).where(*conditions))
+    return res.c.pid.in_(referring)
 
 
-def _has(criterion: Criterion, res, base_url: str | None):
+def _has(criterion: Criterion, res, base_url: str | None, types: Sequence[str] | None):
     """Some resource of ``has[0]`` refers here through ``has[1]`` and meets the criterion."""
     source_type, reference_param = criterion.has
     ref = INDEX_TABLES["reference"].alias()
     source = resource.alias()
     plain = Criterion(criterion.parameter, criterion.values, criterion.modifier)
-    return exists(select(1).where(
-        source.c.resource_type == source_type,
-        source.c.deleted == false(),
-        ref.c.pid == source.c.pid,
+    sources = select(source.c.pid).where(source.c.resource_type == source_type, source.c.deleted == false(),
+                                         criterion_clause(plain, source, base_url, [source_type]))
+    referenced = select(ref.c.target_id).where(
         ref.c.resource_type == source_type,
         ref.c.param == reference_param,
-        ref.c.target_type == res.c.resource_type,
-        ref.c.target_id == res.c.fhir_id,
-        criterion_clause(plain, source, base_url, [source_type]),
-    ))
+        _type_condition(ref.c.target_type, types),
+        ref.c.pid.in_(sources),
+    )
+    return res.c.fhir_id.in_(referenced)
+
+
+def _selectivity(criterion: Criterion) -> int:
+    """A rough rank, most selective first: which criterion should drive the search."""
+    if criterion.modifier in ("missing", "not"):
+        return 5
+    if criterion.chain is not None or criterion.has is not None:
+        return 4
+    kind = criterion.parameter.type
+    if criterion.parameter.code == "_id" or kind == "reference":
+        return 0
+    if criterion.parameter.code == "identifier" or kind == "string":
+        return 1
+    return 3
 
 
 def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = None,
-                     types: Sequence[str] | None = None):
+                     types: Sequence[str] | None = None, *, drives: bool = True):
     """SQL condition on the resource table (or an alias of it) for one criterion.
 
-    ``types``: the resource types searched, repeated on the index rows so that the
-    (resource_type, param, value) indexes apply.
+    The criterion that ``drives`` the search is an uncorrelated ``pid IN (SELECT pid FROM ix_… WHERE
+    …)`` so the database starts from that index; the others are correlated ``EXISTS`` checks of the
+    rows found, through each index table's pid index. ``types``: the resource types searched,
+    repeated on the index rows so that the (resource_type, param, value) indexes apply.
     """
     parameter = criterion.parameter
     where = f"{parameter.code}{':' + criterion.modifier if criterion.modifier else ''}"
     try:
         if criterion.has is not None:
-            return _has(criterion, res, base_url)
+            return _has(criterion, res, base_url, types)
         if criterion.chain is not None:
             return _chain(criterion, res, base_url)
         if parameter.code in ("_id", "_lastUpdated"):
@@ -183,14 +202,16 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
                              expression=where)
         table = INDEX_TABLES[parameter.type].alias()
         param_name = parameter.code + (":of-type" if criterion.modifier == "of-type" else "")
-        rows_of = and_(table.c.pid == res.c.pid, table.c.param == param_name)
-        if types:
-            rows_of = and_(rows_of, table.c.resource_type == types[0] if len(types) == 1
-                           else table.c.resource_type.in_(list(types)))
+        rows_of = and_(table.c.param == param_name, _type_condition(table.c.resource_type, types))
+
+        def having(*conditions):
+            if drives:
+                return res.c.pid.in_(select(table.c.pid).where(rows_of, *conditions))
+            return exists(select(1).where(table.c.pid == res.c.pid, rows_of, *conditions))
+
         if criterion.modifier == "missing":
-            missing = criterion.values[-1] == "true"
-            any_row = exists(select(1).where(rows_of))
-            return not_(any_row) if missing else any_row
+            with_value = having()
+            return not_(with_value) if criterion.values[-1] == "true" else with_value
         values = []
         for value in criterion.values:
             if parameter.type == "reference":
@@ -199,7 +220,7 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
             else:
                 modifier = None if criterion.modifier == "not" else criterion.modifier
                 values.append(_CLAUSES[parameter.type](table, value, modifier))
-        matching = exists(select(1).where(rows_of, or_(*values)))
+        matching = having(or_(*values))
         return not_(matching) if criterion.modifier == "not" else matching
     except ValueError as exc:
         raise BadRequest(f"Invalid value for search parameter '{where}': {exc}", expression=where) from exc
@@ -209,5 +230,6 @@ def build_where(resource_types: str | Sequence[str], criteria: Iterable[Criterio
     types = [resource_types] if isinstance(resource_types, str) else list(resource_types)
     type_clause = resource.c.resource_type == types[0] if len(types) == 1 else resource.c.resource_type.in_(types)
     clauses = [type_clause, resource.c.deleted == false()]
-    clauses += [criterion_clause(c, resource, base_url, types) for c in criteria]
+    ordered = sorted(criteria, key=_selectivity)
+    clauses += [criterion_clause(c, resource, base_url, types, drives=(n == 0)) for n, c in enumerate(ordered)]
     return and_(true(), *clauses)
