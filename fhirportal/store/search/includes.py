@@ -21,45 +21,46 @@ class IncludeSpec:
     iterate: bool = False
 
 
-def _targets_of(conn: Connection, pids: Sequence[int], spec: IncludeSpec) -> set[tuple[str, str]]:
-    ref = INDEX_TABLES["reference"]
-    conditions = [ref.c.pid.in_(pids), ref.c.target_id.is_not(None)]
+def _by_type(identities: set[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for resource_type, fhir_id in identities:
+        grouped.setdefault(resource_type, []).append(fhir_id)
+    return grouped
+
+
+def _spec_conditions(ref, spec: IncludeSpec) -> list:
+    conditions = []
     if spec.source_type != "*":
         conditions.append(ref.c.resource_type == spec.source_type)
     if spec.param:
         conditions.append(ref.c.param == spec.param)
     if spec.target_type:
         conditions.append(ref.c.target_type == spec.target_type)
+    return conditions
+
+
+def _targets_of(conn: Connection, pids: Sequence[int], spec: IncludeSpec) -> set[tuple[str, str]]:
+    ref = INDEX_TABLES["reference"]
+    conditions = [ref.c.pid.in_(pids), ref.c.target_id.is_not(None), *_spec_conditions(ref, spec)]
     return {(row.target_type, row.target_id) for row in conn.execute(
         select(ref.c.target_type, ref.c.target_id).where(*conditions).distinct())}
 
 
 def _rows_by_identity(conn: Connection, identities: set[tuple[str, str]]):
-    by_type: dict[str, list[str]] = {}
-    for resource_type, fhir_id in identities:
-        by_type.setdefault(resource_type, []).append(fhir_id)
-    if not by_type:
+    grouped = _by_type(identities)
+    if not grouped:
         return []
-    condition = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(ids)) for t, ids in by_type.items()))
+    condition = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(ids)) for t, ids in grouped.items()))
     return conn.execute(select(resource).where(condition, resource.c.deleted == false())).all()
 
 
 def _referrers_of(conn: Connection, identities: set[tuple[str, str]], spec: IncludeSpec):
     ref = INDEX_TABLES["reference"]
-    by_type: dict[str, list[str]] = {}
-    for resource_type, fhir_id in identities:
-        by_type.setdefault(resource_type, []).append(fhir_id)
-    if not by_type:
+    grouped = _by_type(identities)
+    if not grouped:
         return []
-    pointing = or_(*(and_(ref.c.target_type == t, ref.c.target_id.in_(ids)) for t, ids in by_type.items()))
-    conditions = [pointing]
-    if spec.source_type != "*":
-        conditions.append(ref.c.resource_type == spec.source_type)
-    if spec.param:
-        conditions.append(ref.c.param == spec.param)
-    if spec.target_type:
-        conditions.append(ref.c.target_type == spec.target_type)
-    pids = select(ref.c.pid).where(*conditions).distinct()
+    pointing = or_(*(and_(ref.c.target_type == t, ref.c.target_id.in_(ids)) for t, ids in grouped.items()))
+    pids = select(ref.c.pid).where(pointing, *_spec_conditions(ref, spec)).distinct()
     return conn.execute(select(resource).where(resource.c.pid.in_(pids), resource.c.deleted == false())).all()
 
 
