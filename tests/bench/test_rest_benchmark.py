@@ -1,0 +1,45 @@
+"""Pieces of benchmarks/rest_benchmark.py that do not need a server: the built-in data generator
+(used when fixtures.generate is missing) produces loadable data, and the create bodies are valid."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from benchmarks import rest_benchmark as bench
+from fhirportal.app import create_app
+from fhirportal.fhir.loading import expand_paths, load
+from fhirportal.settings import Settings
+
+
+def test_fallback_data_loads_without_failures(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_iter_large", lambda: (bench._fallback_iter_large, "fallback"))
+    counts, source = bench.write_ndjson(tmp_path, 5, 3)
+    assert source == "fallback"
+    assert counts == {"Patient": 5, "Observation": 15}
+    assert [p.name for p in expand_paths([str(tmp_path)])] == ["00-Patient.ndjson", "01-Observation.ndjson"]
+    app = create_app(Settings(database_url="sqlite://"))
+    report = load(app.extensions["fhirportal"], expand_paths([str(tmp_path)]))
+    assert report.failed == []
+    assert report.created == 20
+
+
+def test_create_bodies_are_accepted():
+    app = create_app(Settings(database_url="sqlite://"))
+    client = app.test_client()
+    patient = client.post("/fhir/Patient", json={"resourceType": "Patient"}, content_type="application/fhir+json")
+    phases = bench.build_phases([patient.get_json()["id"]], [])
+    create = next(p for p in phases if p.method == "POST")
+    assert [p.label for p in phases] == ["read Patient", "ceiling Patient", "create Observation"]
+    for body in create.bodies[:5]:
+        response = client.post(create.paths[0], data=body, content_type="application/fhir+json")
+        assert response.status_code == 201, response.get_data(as_text=True)
+        assert json.loads(body)["subject"]["reference"] == f"Patient/{patient.get_json()['id']}"
+
+
+def test_percentile_nearest_rank():
+    values = sorted(random.Random(1).sample(range(1, 101), 100))
+    assert bench._percentile(values, 0.50) == 50
+    assert bench._percentile(values, 0.95) == 95
+    assert bench._percentile(values, 0.99) == 99
+    assert bench._percentile([7.0], 0.99) == 7.0
