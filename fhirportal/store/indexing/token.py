@@ -14,10 +14,12 @@ def _row(system: str | None, code: str | None, text: str | None = None) -> dict:
 
 
 def _codeable_concept(value: dict) -> Iterator[dict]:
+    """One row per coding; ``text`` holds the concept's text and the coding's display (for ``:text``)."""
     text = value.get("text")
     codings = value.get("coding") or []
     for coding in codings:
-        yield _row(coding.get("system"), coding.get("code"), text or coding.get("display"))
+        words = " ".join(t for t in (text, coding.get("display")) if t)
+        yield _row(coding.get("system"), coding.get("code"), words or None)
     if not codings and text:
         yield _row(None, None, text)
 

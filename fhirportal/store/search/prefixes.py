@@ -28,8 +28,12 @@ def number_range(text: str) -> tuple[float, float, float]:
     return float(value), float(value - half), float(value + half)
 
 
-def range_condition(prefix: str, low_col, high_col, low: float | int, high: float | int, value=None):
-    """SQL condition for a stored [low_col, high_col] range against a search range [low, high]."""
+def range_condition(prefix: str, low_col, high_col, low, high, slack=0):
+    """SQL condition for a stored [low_col, high_col] range against a search range [low, high].
+
+    ``slack`` is how far "approximately" (``ap``) reaches beyond the search range; the caller knows
+    the scale (10 % of a number, 10 % of the distance from now for a date).
+    """
     match prefix:
         case "eq":
             return and_(low_col >= low, high_col <= high)
@@ -48,7 +52,5 @@ def range_condition(prefix: str, low_col, high_col, low: float | int, high: floa
         case "eb":
             return high_col < low
         case "ap":
-            width = abs(high - low) or abs(value or 0)
-            slack = max(width, abs(value or 0)) * 0.1
             return and_(low_col <= high + slack, high_col >= low - slack)
     raise ValueError(f"unknown prefix {prefix!r}")

@@ -24,8 +24,8 @@ def _like_escape(text: str) -> str:
 
 
 def _token(table, value: str, modifier: str | None):
-    if modifier == "text":
-        return table.c.text.like(_like_escape(normalize.fold(value)) + "%", escape=_ESCAPE)
+    if modifier == "text":  # the words of the concept's text or a coding's display
+        return table.c.text.like("%" + _like_escape(normalize.fold(value)) + "%", escape=_ESCAPE)
     if modifier == "of-type":
         parts = value.split("|")
         if len(parts) != 3:
@@ -58,7 +58,8 @@ def _string(table, value: str, modifier: str | None):
 def _date(table, value: str, _modifier):
     prefix, text = split_prefix(value)
     low, high = dates.parse_range(text)
-    return range_condition(prefix, table.c.low, table.c.high, low, high, value=low)
+    slack = abs(dates.to_micros(datetime.now(UTC)) - low) // 10 if prefix == "ap" else 0
+    return range_condition(prefix, table.c.low, table.c.high, low, high, slack)
 
 
 def _reference(table, value: str, modifier: str | None, base_url: str | None = None):
@@ -76,8 +77,8 @@ def _number(table, value: str, _modifier, column=None):
     prefix, text = split_prefix(value)
     exact, low, high = number_range(text)
     if prefix in ("eq", "ne", "ap"):
-        return range_condition(prefix, column, column, low, high, value=exact)
-    return range_condition(prefix, column, column, exact, exact, value=exact)
+        return range_condition(prefix, column, column, low, high, abs(exact) * 0.1)
+    return range_condition(prefix, column, column, exact, exact)
 
 
 def _quantity(table, value: str, modifier):
