@@ -1,7 +1,7 @@
 """Profile the FHIR read path in-process (no HTTP server): N x ``GET /fhir/Patient/<id>`` through the
 Flask test client, against the same N x ``GET /_bench/raw/Patient/<id>``, with cProfile.
 
-    .venv/bin/python benchmarks/profile_read.py [--requests 2000] [--top 30] [--database-url URL]
+    .venv/bin/python benchmarks/profile_read.py [--requests 2000] [--top 30] [--sort tottime] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import cProfile
 import io
 import pstats
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,11 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--database-url", default="sqlite://")
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime"))
     args = parser.parse_args(argv)
 
-    app = create_app(Settings(database_url=args.database_url, benchmark_routes=True))
+    workdir = tempfile.TemporaryDirectory(prefix="fhirportal-profile-")
+    url = args.database_url or f"sqlite:///{workdir.name}/profile.db"
+    app = create_app(Settings(database_url=url, benchmark_routes=True))
     client = app.test_client()
     ids = []
     for _ in range(50):
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         stats.strip_dirs().sort_stats(args.sort).print_stats(args.top)
         print(f"\n===== cProfile: {label} x {args.requests} (sorted by {args.sort}) =====")
         print(out.getvalue())
+    app.extensions["fhirportal"].database.dispose()
+    workdir.cleanup()
     return 0
 
 

@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 BENCH_DB = "fhirportal_bench"
+LOCK_KEY = 0x66687062656E6368  # pg advisory lock held by a run while it owns BENCH_DB
+LOCK_TIMEOUT_S = 900.0
 ADMIN_USERS = ("postgres", "root")
 TARGET_RATIO = 0.6
 NOISY_CORES = 0.2  # CPU used by other processes during a measurement above which it is flagged
@@ -159,13 +161,13 @@ class PostgresBackend(Backend):
 
     def __init__(self):
         self.user: str | None = None
+        self.admin = None  # held for the whole run: it owns the advisory lock
 
-    def _admin(self):
+    def _connect_admin(self):
         import psycopg
 
         errors = []
-        users = (self.user,) if self.user else ADMIN_USERS
-        for user in users:
+        for user in ADMIN_USERS:
             try:
                 conn = psycopg.connect(f"postgresql://{user}@{HOST}:5432/postgres", autocommit=True,
                                        connect_timeout=10)
@@ -176,13 +178,20 @@ class PostgresBackend(Backend):
             return conn
         raise RuntimeError("cannot connect to PostgreSQL on 127.0.0.1:5432: " + "; ".join(errors))
 
-    def _drop(self, conn) -> None:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
     def prepare(self) -> None:
-        with self._admin() as conn:
-            self._drop(conn)
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        # Two runs at once would drop each other's database: serialise them on a session lock.
+        self.admin = self._connect_admin()
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        announced = False
+        while not self.admin.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"another rest_benchmark run held {BENCH_DB} for {LOCK_TIMEOUT_S:g} s")
+            if not announced:
+                print(f"waiting for another rest_benchmark run to release {BENCH_DB} ...", flush=True)
+                announced = True
+            time.sleep(2)
+        self.admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        self.admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
         self.url = f"postgresql://{self.user}@{HOST}:5432/{BENCH_DB}"
 
     def settle(self) -> None:
@@ -195,10 +204,14 @@ class PostgresBackend(Backend):
                 conn.execute("CHECKPOINT")
 
     def cleanup(self) -> None:
-        if self.user is None:
+        if self.admin is None:
             return
-        with self._admin() as conn:
-            self._drop(conn)
+        try:
+            if self.url:  # only once the lock was ours
+                self.admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        finally:
+            self.admin.close()  # ends the session, which releases the advisory lock
+            self.admin = None
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -579,6 +592,10 @@ def run_backend(backend: Backend, args, workdir: Path) -> BackendResult:
             figures = run_phase(server.port, phase, args.concurrency, WARMUP_S, args.duration,
                                 server.proc.pid, args.reconnect)
             result.results.append(figures)
+            if any(key.startswith("5") for key in figures["error_detail"]):
+                figures["server_log_tail"] = server.log_tail()[-2000:]
+                print(f"server errors during {phase.label}; gunicorn log tail:\n"
+                      f"{figures['server_log_tail']}", file=sys.stderr, flush=True)
             print(f"  {figures['operation']:<22} {figures['requests_per_s']:>9.1f} req/s  "
                   f"p50 {figures['p50_ms']:.2f} ms  errors {figures['errors']}  "
                   f"server CPU {_server_cpu(figures)}  other CPU {figures['other_cpu_cores']}", flush=True)
