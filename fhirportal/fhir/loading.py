@@ -99,7 +99,8 @@ def _write_batch(ctx: FhirContext, items: list[tuple[str, dict, str]], *, deferr
     """One transaction; with ``deferred`` the reference checks run once for the whole batch."""
     with ctx.database.write() as conn:
         writer = Writer(ctx, conn, DeferredChecks() if deferred else None)
-        known = ctx.repository.existing(conn, [(b.get("resourceType"), b["id"]) for _, b, _ in items if b.get("id")])
+        known = ctx.repository.existing(conn, [(b.get("resourceType"), b["id"]) for _, b, _ in items if b.get("id")],
+                                        include_deleted=True)
         outcomes = [_apply(ctx, writer, method, body, known) for method, body, _ in items]
         writer.finish()
     return outcomes

@@ -89,6 +89,7 @@ class ResourceRepository:
 
     # ------------------------------------------------------------------ reads
     def _current_row(self, conn: Connection, resource_type: str, fhir_id: str):
+        write_buffer.flush(conn)
         return conn.execute(
             select(resource).where(resource.c.resource_type == resource_type, resource.c.fhir_id == fhir_id)
         ).first()
@@ -120,6 +121,7 @@ class ResourceRepository:
         return _record(row)
 
     def exists(self, conn: Connection, resource_type: str, fhir_id: str) -> bool:
+        write_buffer.flush(conn)
         return conn.execute(
             select(resource.c.pid).where(
                 resource.c.resource_type == resource_type,
@@ -128,8 +130,9 @@ class ResourceRepository:
             )
         ).first() is not None
 
-    def existing(self, conn: Connection, pairs) -> set[tuple[str, str]]:
-        """Which of the (type, id) pairs exist and are not deleted: one query."""
+    def existing(self, conn: Connection, pairs, *, include_deleted: bool = False) -> set[tuple[str, str]]:
+        """Which of the (type, id) pairs exist (and are not deleted, unless ``include_deleted``): one query."""
+        write_buffer.flush(conn)
         by_type: dict[str, set[str]] = {}
         for resource_type, fhir_id in pairs:
             by_type.setdefault(resource_type, set()).add(fhir_id)
@@ -137,8 +140,8 @@ class ResourceRepository:
             return set()
         wanted = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(sorted(ids)))
                        for t, ids in by_type.items()))
-        rows = conn.execute(select(resource.c.resource_type, resource.c.fhir_id)
-                            .where(wanted, resource.c.deleted.is_(False)))
+        query = select(resource.c.resource_type, resource.c.fhir_id).where(wanted)
+        rows = conn.execute(query if include_deleted else query.where(resource.c.deleted.is_(False)))
         return {(row.resource_type, row.fhir_id) for row in rows}
 
     # ------------------------------------------------------------------ writes
@@ -169,16 +172,28 @@ class ResourceRepository:
             deleted=record.deleted, content=record.content,
         ))
 
-    def _insert_new(self, conn: Connection, body: dict, fhir_id: str, method: str) -> StoredResource | None:
-        """Insert version 1; None if the id is taken (also by a concurrent transaction), in one statement."""
+    def _insert_new(self, conn: Connection, body: dict, fhir_id: str, method: str, *,
+                    buffered: bool = False) -> StoredResource | None:
+        """Insert version 1; None if the id is taken (also by a concurrent transaction), in one statement.
+
+        ``buffered`` (ids believed new, in bulk writes): the row joins the connection's write buffer
+        under a reserved pid and is inserted with the others at the next flush; an id taken
+        meanwhile then fails the transaction with 409.
+        """
         moment = clock.now()
         stamped = self._stamp(body, fhir_id, 1, moment)
         content = _dumps(stamped)
         values = dict(resource_type=body["resourceType"], fhir_id=fhir_id, version_id=1, last_updated=moment,
                       deleted=False, content=content, content_hash=_content_hash(stamped))
-        pid = conn.execute(self._insert_if_absent, values).scalar_one_or_none()
-        if pid is None:
-            return None
+        buffer = write_buffer.buffer_for(conn)
+        if buffered:
+            pid = buffer.reserve_pid(conn)
+            buffer.add_resource({**values, "pid": pid})
+        else:
+            write_buffer.flush(conn)  # pending rows first, so pids and unique ids stay consistent
+            pid = conn.execute(self._insert_if_absent, values).scalar_one_or_none()
+            if pid is None:
+                return None
         record = StoredResource(body["resourceType"], fhir_id, 1, moment, False, content, method)
         self._insert_version(conn, pid, record, method)
         self._write_indexes(conn, pid, stamped, replace=False)
@@ -197,12 +212,11 @@ class ResourceRepository:
                method: str = "PUT", probably_new: bool = False) -> tuple[StoredResource, bool]:
         """Write a new current version. Returns (record, created).
 
-        ``probably_new`` (bulk loads of unseen ids) tries the insert first, saving the read.
+        ``probably_new``: the caller looked (``existing(..., include_deleted=True)``) and the id has no
+        row at all; the insert joins the write buffer (see ``_insert_new``).
         """
         if probably_new and allow_create and expected_version is None:
-            record = self._insert_new(conn, body, fhir_id, method)
-            if record is not None:
-                return record, True
+            return self._insert_new(conn, body, fhir_id, method, buffered=True), True
         for _attempt in range(_MAX_RETRIES):
             row = self._current_row(conn, resource_type, fhir_id)
             if row is None:

@@ -11,23 +11,59 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete, insert, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .schema import INDEX_TABLES, resource_version
+from fhirportal.errors import Conflict
+
+from .schema import INDEX_TABLES, resource, resource_version
 
 _KEY = "fhirportal.write_buffer"
 _DELETES = {kind: delete(table) for kind, table in INDEX_TABLES.items()}
 _INSERTS = {kind: insert(table) for kind, table in INDEX_TABLES.items()}
 _INSERT_VERSION = insert(resource_version)
 _CHUNK = 500
+_PID_BLOCK = 500
+
+
+def _insert_resources(dialect: str):
+    """Multi-row INSERT of new resources that skips ids already taken and says which it wrote."""
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (dialect_insert(resource).on_conflict_do_nothing(index_elements=["resource_type", "fhir_id"])
+            .returning(resource.c.pid))
 
 
 class WriteBuffer:
-    def __init__(self):
+    def __init__(self, dialect: str):
+        self.dialect = dialect
         self.cleared: set[int] = set()  # pids whose existing index rows must go
         self.rows: dict[str, list[dict]] = defaultdict(list)
         self.pending: set[int] = set()
         self.versions: list[dict] = []
+        self.resources: list[dict] = []  # new resources, with pids reserved by reserve_pid
+        self.free_pids: list[int] = []
+        self.next_pid: int | None = None
+
+    def reserve_pid(self, conn: Connection) -> int:
+        """A pid for a new resource written at the next flush.
+
+        PostgreSQL hands out blocks from the table's sequence; on SQLite, whose writers are
+        serialised, the next pid follows the highest one in the table or already reserved.
+        """
+        if self.dialect == "postgresql":
+            if not self.free_pids:
+                self.free_pids = list(conn.execute(
+                    text("SELECT nextval(pg_get_serial_sequence('resource', 'pid')) FROM generate_series(1, :n)"),
+                    {"n": _PID_BLOCK}).scalars())[::-1]
+            return self.free_pids.pop()
+        if self.next_pid is None:
+            self.next_pid = conn.execute(text("SELECT coalesce(max(pid), 0) + 1 FROM resource")).scalar_one()
+        self.next_pid += 1
+        return self.next_pid - 1
+
+    def add_resource(self, row: dict) -> None:
+        self.resources.append(row)
 
     def add_version(self, row: dict) -> None:
         self.versions.append(row)
@@ -43,6 +79,14 @@ class WriteBuffer:
             self.rows[kind].extend(rows)
 
     def flush(self, conn: Connection) -> None:
+        for start in range(0, len(self.resources), _CHUNK):
+            chunk = self.resources[start:start + _CHUNK]
+            written = set(conn.execute(_insert_resources(self.dialect), chunk).scalars())
+            lost = [f"{row['resource_type']}/{row['fhir_id']}" for row in chunk if row["pid"] not in written]
+            if lost:
+                raise Conflict(f"{', '.join(lost[:5])} was created by another request meanwhile; try again")
+        self.resources.clear()
+        self.next_pid = None  # autoincrement inserts may follow; count from the table again
         for start in range(0, len(self.versions), _CHUNK):
             conn.execute(_INSERT_VERSION, self.versions[start:start + _CHUNK])
         self.versions.clear()
@@ -63,7 +107,7 @@ def buffer_for(conn: Connection) -> WriteBuffer:
     """The connection's buffer; created on first use and flushed before the transaction commits."""
     buffer = conn.info.get(_KEY)
     if buffer is None:
-        buffer = conn.info[_KEY] = WriteBuffer()
+        buffer = conn.info[_KEY] = WriteBuffer(conn.dialect.name)
         conn.info.setdefault("before_commit", []).append(lambda: flush(conn))
     return buffer
 

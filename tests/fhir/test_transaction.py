@@ -192,3 +192,30 @@ def test_base_url_without_trailing_slash(fhir):
     document = _bundle("batch", {"request": {"method": "GET", "url": "Patient?gender=female"}})
     assert fhir.client.post("/fhir/", json=document, content_type="application/fhir+json").status_code == 200
     assert fhir.client.post("/fhir", json=document, content_type="application/fhir+json").status_code == 200
+
+
+def test_put_revives_a_deleted_resource_and_one_resource_cannot_be_written_twice(fhir):
+    fhir.put("Patient/revive", patient(id="revive"))
+    fhir.delete("Patient/revive")
+    document = _bundle("transaction", {"resource": patient(id="revive"), "request": {"method": "PUT",
+                                                                                      "url": "Patient/revive"}})
+    result = _post(fhir, document).get_json()
+    assert result["entry"][0]["response"]["status"] == "201 Created"
+    assert result["entry"][0]["response"]["etag"] == 'W/"3"'
+    twice = _bundle("transaction",
+                    {"resource": patient(id="dup"), "request": {"method": "PUT", "url": "Patient/dup"}},
+                    {"resource": patient(id="dup"), "request": {"method": "PUT", "url": "Patient/dup"}})
+    response = _post(fhir, twice)
+    assert response.status_code == 400
+    assert fhir.get("Patient/dup").status_code == 404
+
+
+def test_large_transaction_of_new_resources_is_written_whole(fhir):
+    entries = [{"resource": patient(id=f"bulk-{n}"), "request": {"method": "PUT", "url": f"Patient/bulk-{n}"}}
+               for n in range(520)]
+    entries += [{"resource": observation(f"bulk-{n}", id=f"bulk-o{n}"),
+                 "request": {"method": "PUT", "url": f"Observation/bulk-o{n}"}} for n in range(0, 520, 7)]
+    assert _post(fhir, _bundle("transaction", *entries)).status_code == 200
+    assert _count(fhir, "Patient?family=Lovelace") == 520
+    assert _count(fhir, "Observation?patient=bulk-7") == 1
+    assert fhir.get("Patient/bulk-519/_history").get_json()["total"] == 1

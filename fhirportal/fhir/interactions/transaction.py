@@ -206,7 +206,7 @@ class TransactionProcessor:
         references rewritten; then POST, PUT/PATCH and GET/HEAD; then the deferred checks."""
         ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
         puts = [(e.resource_type, e.fhir_id) for e in entries if e.method == "PUT" and e.fhir_id]
-        self.known = self.ctx.repository.existing(self.conn, puts) if puts else set()
+        self.known = self.ctx.repository.existing(self.conn, puts, include_deleted=True) if puts else set()
         deletes = [e for e in ordered if e.method == "DELETE"]
         for entry in deletes:
             self.step(entry, self.process)
@@ -243,7 +243,8 @@ class TransactionProcessor:
                 return self.written(writer.create(entry.resource_type, entry.resource, fhir_id=target_id))
             case "PUT":
                 body = {**entry.resource, "id": entry.resource.get("id") or target_id}
-                probably_new = self.known is not None and (entry.resource_type, target_id) not in self.known
+                probably_new = (self.known is not None and entry.fhir_id is not None
+                                and (entry.resource_type, entry.fhir_id) not in self.known)
                 return self.written(writer.update(entry.resource_type, target_id, body, entry.if_match,
                                                   probably_new=probably_new))
             case "PATCH":
@@ -311,6 +312,18 @@ def _batch_entry(ctx: FhirContext, index: int, raw, preference: str) -> dict:
         return {"response": {"status": str(error.status), "outcome": operation_outcome(located.issues)}}
 
 
+def _refuse_duplicates(entries: list[Entry]) -> None:
+    """A transaction may not write one resource twice (the spec makes it an error)."""
+    seen: dict[tuple[str, str], int] = {}
+    for entry in entries:
+        if entry.method in ("PUT", "PATCH", "DELETE") and entry.fhir_id:
+            key = (entry.resource_type, entry.fhir_id)
+            if key in seen:
+                raise BadRequest(f"{key[0]}/{key[1]} is written by entries {seen[key]} and {entry.index}",
+                                 expression=f"{entry.where}.request.url")
+            seen[key] = entry.index
+
+
 def transaction(ctx: FhirContext, request: Request) -> FhirResponse:
     document = json_body(request)
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
@@ -326,6 +339,7 @@ def transaction(ctx: FhirContext, request: Request) -> FhirResponse:
         responses = [_batch_entry(ctx, i, raw, preference) for i, raw in enumerate(raw_entries)]
         return FhirResponse(200, bundle("batch-response", responses, {}))
     entries = [_parse_entry(ctx, i, raw) for i, raw in enumerate(raw_entries)]
+    _refuse_duplicates(entries)
     with ctx.database.write() as conn:
         TransactionProcessor(ctx, conn, preference).run(entries)
     return FhirResponse(200, bundle("transaction-response", [e.response for e in entries], {}))
