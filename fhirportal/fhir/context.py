@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fhirportal.settings import Settings
 from fhirportal.store.database import Database
@@ -26,9 +27,9 @@ class FhirContext:
     def base_url(self) -> str:
         return self.settings.base_url
 
-    @property
-    def resource_types(self) -> list[str]:
-        return self.search_parameters.resource_types
+    @cached_property
+    def resource_types(self) -> frozenset[str]:
+        return frozenset(self.search_parameters.resource_types)
 
     def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
         self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),

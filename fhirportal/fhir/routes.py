@@ -6,7 +6,7 @@ Routes are registered on a flask-smorest Blueprint so they appear in the OpenAPI
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint
 
 from fhirportal.errors import MethodNotAllowed, NotFound
@@ -25,7 +25,8 @@ def context() -> FhirContext:
 
 
 def answer(result: FhirResponse):
-    return render(result, response_format(request), is_pretty(request))
+    media_type = g.get("fhir_media_type") or response_format(request)
+    return render(result, media_type, is_pretty(request))
 
 
 def _operation(resource_type: str | None, fhir_id: str | None, name: str):
@@ -42,7 +43,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
 
     @blp.before_request
     def _negotiate_first():
-        response_format(request)  # 406 before any work is done
+        g.fhir_media_type = response_format(request)  # 406 before any work is done
 
     @blp.route("", methods=["GET", "POST"], strict_slashes=False)
     def system_level():

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -51,6 +51,7 @@ def new_id() -> str:
 
 
 def _record(row, method: str = "PUT") -> StoredResource:
+    """A current-version row (``resource``) as a StoredResource."""
     return StoredResource(
         resource_type=row.resource_type,
         fhir_id=row.fhir_id,
@@ -58,8 +59,18 @@ def _record(row, method: str = "PUT") -> StoredResource:
         last_updated=clock.ensure_utc(row.last_updated),
         deleted=bool(row.deleted),
         content=row.content,
-        method=getattr(row, "method", method),
+        method=method,
     )
+
+
+def _version_record(row) -> StoredResource:
+    """A ``resource_version`` row, which also says how the version was written."""
+    return _record(row, row.method)
+
+
+# Built once; executed with bind parameters (no statement construction per read).
+_CURRENT_ROW = select(resource).where(resource.c.resource_type == bindparam("resource_type"),
+                                      resource.c.fhir_id == bindparam("fhir_id"))
 
 
 def encode_cursor(*values) -> str:
@@ -90,9 +101,7 @@ class ResourceRepository:
     # ------------------------------------------------------------------ reads
     def _current_row(self, conn: Connection, resource_type: str, fhir_id: str):
         write_buffer.flush(conn)
-        return conn.execute(
-            select(resource).where(resource.c.resource_type == resource_type, resource.c.fhir_id == fhir_id)
-        ).first()
+        return conn.execute(_CURRENT_ROW, {"resource_type": resource_type, "fhir_id": fhir_id}).first()
 
     def read(self, conn: Connection, resource_type: str, fhir_id: str) -> StoredResource:
         row = self._current_row(conn, resource_type, fhir_id)
@@ -118,7 +127,7 @@ class ResourceRepository:
             raise NotFound(f"{resource_type}/{fhir_id} has no version {version_id}")
         if row.deleted:
             raise Gone(f"{resource_type}/{fhir_id} version {version_id} is a deletion")
-        return _record(row)
+        return _version_record(row)
 
     def exists(self, conn: Connection, resource_type: str, fhir_id: str) -> bool:
         write_buffer.flush(conn)
@@ -358,7 +367,7 @@ class ResourceRepository:
             last = rows[count - 1]
             next_cursor = encode_cursor(clock.ensure_utc(last.last_updated).isoformat(), last.pid, last.version_id)
             rows = rows[:count]
-        return HistoryPage([_record(r) for r in rows], next_cursor, total)
+        return HistoryPage([_version_record(r) for r in rows], next_cursor, total)
 
     # ------------------------------------------------------------------ search
     def search_ids(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion],
