@@ -36,32 +36,45 @@ def _wipe(url: str) -> None:
     database.dispose()
 
 
+def _wait_until_up(server: subprocess.Popen, base_url: str, seconds: float = 120) -> bool:
+    deadline = time.monotonic() + seconds
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base_url}/metadata", timeout=5).status_code == 200:
+                return True
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
     url = os.environ.get("FHIRPORTAL_TEST_DATABASE_URL") or \
         f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'fhirportal-e2e.db'}"
     _wipe(url)
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}/fhir"
-    env = dict(os.environ, FHIRPORTAL_DATABASE_URL=url, FHIRPORTAL_BASE_URL=base_url)
-    loaded = subprocess.run([str(BIN / "fhirportal"), "load", "--quiet", str(ROOT / "fixtures" / "demo")],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert loaded.returncode == 0, loaded.stderr
-    server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
-         "--threads", "4", "wsgi:app"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path_factory.mktemp("e2e-log") / "gunicorn.log"
+    loaded = None
+    server = None
+    for _attempt in range(3):  # a port taken between choosing and binding: choose again
+        port = _free_port()
+        base_url = f"http://127.0.0.1:{port}/fhir"
+        env = dict(os.environ, FHIRPORTAL_DATABASE_URL=url, FHIRPORTAL_BASE_URL=base_url)
+        if loaded is None:
+            loaded = subprocess.run([str(BIN / "fhirportal"), "load", "--quiet", str(ROOT / "fixtures" / "demo")],
+                                    env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+            assert loaded.returncode == 0, loaded.stderr
+        server = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
+             "--threads", "4", "wsgi:app"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_path.open("a"))  # a file: a pipe could fill up
+        if _wait_until_up(server, base_url):
+            break
+        server.kill()
+        server.wait(timeout=10)
+    else:
+        raise RuntimeError(f"server did not start: {log_path.read_text()[-3000:]}")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base_url}/metadata", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {server.stderr.read() if server.stderr else ''}")
-            time.sleep(0.2)
         yield {"base_url": base_url, "load_output": loaded.stderr}
     finally:
         server.terminate()

@@ -208,9 +208,9 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
         def having(*conditions):
             if drives:
                 return res.c.pid.in_(select(table.c.pid).where(rows_of, *conditions))
-            # OFFSET 0 keeps PostgreSQL from flattening the check into a join that may read the
-            # whole index table; it stays a per-row lookup through the pid index.
-            return exists(select(1).where(table.c.pid == res.c.pid, rows_of, *conditions).offset(0))
+            # LIMIT 1 OFFSET 0 keeps PostgreSQL from flattening the check into a join that may read
+            # the whole index table; it stays a per-row lookup through the pid index.
+            return exists(select(1).where(table.c.pid == res.c.pid, rows_of, *conditions).limit(1).offset(0))
 
         if criterion.modifier == "missing":
             with_value = having()
