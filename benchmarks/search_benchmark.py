@@ -179,7 +179,10 @@ def run(backend: str, args) -> None:
                     print("    " + "\n    ".join(lines))
             ctx.database.dispose()
         finally:
-            drop_database(backend)
+            if args.keep and backend == "postgresql":
+                print(f"kept {url}")
+            else:
+                drop_database(backend)
 
 
 def main() -> None:
@@ -190,6 +193,7 @@ def main() -> None:
     parser.add_argument("--bundle-size", type=int, default=500)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--verbose", action="store_true", help="print whole plans")
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database for inspection")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
