@@ -14,9 +14,7 @@ from fhirportal.store import clock
 
 from .conformance import load_template
 from .context import FhirContext
-
-TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
-                     "create", "search-type")
+from .resource_types import interactions
 
 
 def _software_version() -> str:
@@ -42,17 +40,19 @@ def revincludes(ctx: FhirContext, resource_type: str) -> list[str]:
 
 
 def _resource_entry(ctx: FhirContext, resource_type: str) -> dict:
+    allowed = interactions(resource_type)
+    changeable = "update" in allowed
     entry = {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
-        "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+        "interaction": [{"code": code} for code in allowed],
         "versioning": "versioned-update",
         "readHistory": True,
-        "updateCreate": True,
+        "updateCreate": changeable,
         "conditionalCreate": True,
         "conditionalRead": "full-support",
-        "conditionalUpdate": True,
-        "conditionalDelete": "single",
+        "conditionalUpdate": changeable,
+        "conditionalDelete": "single" if "delete" in allowed else "not-supported",
         "referencePolicy": ["literal", "enforced", "local"],
         "searchParam": [
             {"name": p.code, "definition": p.url, "type": p.type}

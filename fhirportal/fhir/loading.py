@@ -12,6 +12,7 @@ from pathlib import Path
 from fhirportal.errors import BadRequest, FhirError
 
 from .context import FhirContext
+from .resource_types import APPEND_ONLY_TYPES
 from .writes import DeferredChecks, Writer
 
 BATCH_SIZE = 500
@@ -90,6 +91,9 @@ def _apply(ctx: FhirContext, writer: Writer, method: str, body: dict, known: set
         return "deleted" if writer.delete(resource_type, body["id"]).record is not None else None
     if method == "POST" or not body.get("id"):
         writer.create(resource_type, body)
+        return "created"
+    if resource_type in APPEND_ONLY_TYPES:  # never updated: a record with its id is created once
+        writer.create(resource_type, body, fhir_id=body["id"])
         return "created"
     result = writer.update(resource_type, body["id"], body, probably_new=(resource_type, body["id"]) not in known)
     return "created" if result.status == 201 else "updated"

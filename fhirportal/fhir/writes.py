@@ -11,10 +11,11 @@ from urllib.parse import parse_qsl
 
 import jsonpatch
 
-from fhirportal.errors import BadRequest, Conflict, Issue, PreconditionFailed, Unprocessable
+from fhirportal.errors import BadRequest, Conflict, Issue, MethodNotAllowed, PreconditionFailed, Unprocessable
 from fhirportal.store.records import StoredResource
 
 from .context import FhirContext
+from .resource_types import APPEND_ONLY_TYPES
 from .search_params import parse_criteria
 from .validation import check_id
 
@@ -43,6 +44,13 @@ def conditional_criteria(ctx: FhirContext, resource_type: str, query: str, where
     if not criteria:
         raise BadRequest(f"{where} needs search criteria, not only result parameters", expression=where)
     return criteria
+
+
+def refuse_change(resource_type: str, interaction: str) -> None:
+    """Append-only types (AuditEvent) are never updated, patched or deleted through the API."""
+    if resource_type in APPEND_ONLY_TYPES:
+        raise MethodNotAllowed(f"{resource_type} is append-only: {interaction} is not allowed",
+                               headers={"Allow": "GET, POST"})
 
 
 def within_entry(where: str, expression: str | None) -> str:
@@ -97,6 +105,7 @@ class Writer:
 
     def update(self, resource_type: str, fhir_id: str, body: dict, if_match: int | None = None, *,
                probably_new: bool = False) -> WriteResult:
+        refuse_change(resource_type, "update")
         check_id(fhir_id)
         if body.get("id") is None:
             raise BadRequest("The resource in an update must carry its id", expression=f"{resource_type}.id")
@@ -111,6 +120,7 @@ class Writer:
 
     def conditional_update(self, resource_type: str, query: str, body: dict, if_match: int | None = None,
                            new_id: str | None = None) -> WriteResult:
+        refuse_change(resource_type, "update")
         matches = self.match(resource_type, query, "the search criteria")
         if len(matches) > 1:
             raise PreconditionFailed(f"The criteria match more than one {resource_type}; be more specific")
@@ -128,6 +138,7 @@ class Writer:
 
     def patch(self, resource_type: str, fhir_id: str, operations: jsonpatch.JsonPatch,
               if_match: int | None = None) -> WriteResult:
+        refuse_change(resource_type, "patch")
         check_id(fhir_id)
 
         def apply(body: dict) -> dict:
@@ -146,6 +157,7 @@ class Writer:
 
     def delete(self, resource_type: str, fhir_id: str, if_match: int | None = None,
                where: str = "") -> WriteResult:
+        refuse_change(resource_type, "delete")
         check_id(fhir_id)
         record = self.repository.delete(self.conn, resource_type, fhir_id, expected_version=if_match,
                                         check_referrers=self.deferred is None)
@@ -156,6 +168,7 @@ class Writer:
         return WriteResult(record, 200, f"Deleted {record.reference}")
 
     def conditional_delete(self, resource_type: str, query: str, where: str = "") -> WriteResult:
+        refuse_change(resource_type, "delete")
         matches = self.match(resource_type, query, "Conditional delete")
         if len(matches) > 1:
             raise PreconditionFailed(f"The criteria match more than one {resource_type}; be more specific")

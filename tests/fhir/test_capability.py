@@ -40,10 +40,14 @@ def test_every_supported_type_is_listed_with_its_interactions(statement):
     for resource_type in SUPPORTED_TYPES:
         entry = resources[resource_type]
         codes = {i["code"] for i in entry["interaction"]}
-        assert codes == {"read", "vread", "update", "patch", "delete", "history-instance", "history-type",
-                         "create", "search-type"}
+        if resource_type == "AuditEvent":
+            assert codes == {"read", "vread", "history-instance", "history-type", "create", "search-type"}
+            assert entry["conditionalDelete"] == "not-supported" and entry["updateCreate"] is False
+        else:
+            assert codes == {"read", "vread", "update", "patch", "delete", "history-instance", "history-type",
+                             "create", "search-type"}
+            assert entry["conditionalDelete"] == "single"
         assert entry["versioning"] == "versioned-update"
-        assert entry["conditionalDelete"] == "single"
 
 
 def test_listed_types_are_exactly_what_the_server_serves(fhir, statement):
@@ -97,3 +101,31 @@ def test_every_listed_include_and_revinclude_is_accepted_strictly(fhir, statemen
 def test_system_interactions_listed(statement):
     codes = {i["code"] for i in statement["rest"][0]["interaction"]}
     assert codes == {"transaction", "batch", "search-system", "history-system"}
+
+
+AUDIT_EVENT = {
+    "resourceType": "AuditEvent",
+    "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+    "recorded": "2026-11-25T10:00:00Z",
+    "agent": [{"requestor": True, "who": {"display": "portal"}}],
+    "source": {"observer": {"display": "fhirportal"}},
+}
+
+
+def test_append_only_types_refuse_change_as_the_statement_says(fhir):
+    created = fhir.create(AUDIT_EVENT)
+    path = f"AuditEvent/{created['id']}"
+    for response in (
+        fhir.put(path, dict(created, outcome="4")),
+        fhir.patch(path, [{"op": "add", "path": "/outcome", "value": "4"}]),
+        fhir.delete(path),
+        fhir.delete("AuditEvent", query_string={"_id": created["id"]}),
+        fhir.put("AuditEvent", dict(AUDIT_EVENT, outcome="4"), query_string={"_id": created["id"]}),
+    ):
+        assert response.status_code == 405, response.get_json()
+        assert response.get_json()["resourceType"] == "OperationOutcome"
+    in_bundle = fhir.client.post("/fhir", content_type="application/fhir+json", json={
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": path}}]})
+    assert in_bundle.status_code == 405
+    assert fhir.get(path).get_json()["meta"]["versionId"] == "1"
