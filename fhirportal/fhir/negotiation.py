@@ -102,6 +102,27 @@ def json_body(request: Request, allowed: tuple[str, ...] = (FHIR_JSON, JSON, "ap
     if not raw.strip():
         raise BadRequest("The request has no body")
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
+    except RecursionError as exc:
+        raise BadRequest(f"The body nests deeper than {MAX_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}") from exc
+    if _depth(document) > MAX_DEPTH:
+        raise BadRequest(f"The body nests deeper than {MAX_DEPTH} levels")
+    return document
+
+
+MAX_DEPTH = 64  # no FHIR resource needs more; deeper documents only serve to exhaust the stack
+
+
+def _depth(document) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest

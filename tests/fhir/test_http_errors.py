@@ -88,3 +88,18 @@ def test_garbage_never_gives_500(fhir, body):
     response = fhir.post("Patient", body)
     assert 400 <= response.status_code < 500
     _outcome(response)
+
+
+@pytest.mark.parametrize("depth", [70, 100_000])
+def test_deeply_nested_bodies_are_400_not_500(client, depth):
+    payload = b'{"resourceType":"Patient","extension":' + b"[" * depth + b"]" * depth + b"}"
+    response = client.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
+    assert response.status_code in (400, 413)
+    _outcome(response)
+
+
+def test_nested_extensions_within_the_limit_are_fine(fhir):
+    extension = {"url": "http://example.org/leaf", "valueString": "x"}
+    for _ in range(10):
+        extension = {"url": "http://example.org/branch", "extension": [extension]}
+    assert fhir.post("Patient", {"resourceType": "Patient", "extension": [extension]}).status_code == 201
