@@ -101,6 +101,8 @@ def json_body(request: Request, allowed: tuple[str, ...] = (FHIR_JSON, JSON, "ap
     raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
     if not raw.strip():
         raise BadRequest("The request has no body")
+    if b"\\u0000" in raw or b"\x00" in raw:
+        raise BadRequest("The body contains a NUL character, which FHIR strings may not hold")
     try:
         document = json.loads(raw)
     except RecursionError as exc:

@@ -120,6 +120,9 @@ def _reverse_chained(registry, resource_type: str, name: str, value: str) -> Cri
 
 
 def parse_criterion(registry: SearchParameterRegistry, resource_type: str, name: str, value: str) -> Criterion:
+    if "\x00" in name or "\x00" in value:
+        raise BadRequest(f"Search parameter '{name.replace(chr(0), '')}' contains a NUL character",
+                         expression=name.replace("\x00", ""))
     if name.startswith("_has:"):
         return _reverse_chained(registry, resource_type, name, value)
     if "." in name.partition(":")[2] or "." in name.partition(":")[0]:

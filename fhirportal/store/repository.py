@@ -83,7 +83,7 @@ def decode_cursor(cursor: str) -> list:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("malformed paging cursor") from exc
-    if not isinstance(values, list):
+    if not isinstance(values, list) or any(isinstance(v, int) and abs(v) >= 2**62 for v in values):
         raise ValueError("malformed paging cursor")
     return values
 

@@ -103,3 +103,30 @@ def test_nested_extensions_within_the_limit_are_fine(fhir):
     for _ in range(10):
         extension = {"url": "http://example.org/branch", "extension": [extension]}
     assert fhir.post("Patient", {"resourceType": "Patient", "extension": [extension]}).status_code == 201
+
+
+@pytest.mark.parametrize("path", [
+    "Patient?birthdate=9999-12-31T23:59:59-14:00",
+    "Patient?birthdate=0001-01-01T00:00:00+14:00",
+    "Patient?_lastUpdated=lt9999-12-31T23:59:59-14:00",
+    "_history?_since=9999-12-31T23:59:59-14:00",
+    "Patient/x/_history/99999999999999999999999",
+    "Patient?_cursor=WzEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MF0",
+    "Observation?value-quantity=1e400",
+    "Patient?name=%00",
+])
+def test_extreme_query_values_never_give_500(fhir, path):
+    response = fhir.get(path)
+    assert response.status_code < 500, response.get_json()
+
+
+def test_extreme_dates_in_resources_are_stored_and_found(fhir):
+    created = fhir.post("Patient", {"resourceType": "Patient", "birthDate": "9999-12-31"})
+    assert created.status_code == 201
+    assert fhir.get("Patient?birthdate=9999-12-31").get_json()["entry"][0]["resource"]["id"] == created.get_json()["id"]
+
+
+def test_nul_characters_are_400(client):
+    body = b'{"resourceType":"Patient","name":[{"family":"a\\u0000b"}]}'
+    assert client.post("/fhir/Patient", data=body, content_type="application/fhir+json").status_code == 400
+    assert client.get("/fhir/Patient?name=%00").status_code == 400

@@ -4,12 +4,12 @@ with ``_since``, ``_at``-free keyset paging (``_cursor``) and ``_count``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Request
 
 from fhirportal.errors import BadRequest
-from fhirportal.store.indexing.dates import parse_range
+from fhirportal.store.indexing.dates import parse_range, to_datetime
 
 from ..bundles import bundle, history_entry, link
 from ..context import FhirContext
@@ -39,7 +39,7 @@ def _instant(request: Request, name: str) -> datetime | None:
         low, _ = parse_range(raw)
     except ValueError as exc:
         raise BadRequest(f"{name} must be a FHIR instant, e.g. 2024-01-01T00:00:00Z: {exc}", expression=name) from exc
-    return datetime.fromtimestamp(low / 1_000_000, UTC)
+    return to_datetime(low)
 
 
 def history(ctx: FhirContext, request: Request, resource_type: str | None = None,

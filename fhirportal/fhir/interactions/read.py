@@ -27,7 +27,7 @@ def read(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str) -
 def vread(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str, version: str) -> FhirResponse:
     require_type(ctx, resource_type)
     check_id(fhir_id)
-    if not version.isdigit():
+    if not version.isdigit() or len(version) > 9:
         raise NotFound(f"'{version}' is not a version of {resource_type}/{fhir_id}")
     with ctx.database.read() as conn:
         record = ctx.repository.vread(conn, resource_type, fhir_id, int(version))

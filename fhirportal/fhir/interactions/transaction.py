@@ -273,7 +273,7 @@ def read_entry(ctx: FhirContext, conn, entry: Entry) -> dict:
     """GET/HEAD inside a Bundle: read, vread or search."""
     if entry.fhir_id:
         if entry.version:
-            if not entry.version.isdigit():
+            if not entry.version.isdigit() or len(entry.version) > 9:
                 raise NotFound(f"'{entry.version}' is not a version")
             record = ctx.repository.vread(conn, entry.resource_type, entry.fhir_id, int(entry.version))
         else:

@@ -18,11 +18,23 @@ _PATTERN = re.compile(
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_MICROS = -(2**62)
 MAX_MICROS = 2**62
+_MICROS = 1_000_000
+_DAY = 86_400 * _MICROS
 
 
 def to_micros(moment: datetime) -> int:
     delta = moment - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_FIRST = datetime(1, 1, 1, tzinfo=UTC)
+_LAST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def to_datetime(micros: int) -> datetime:
+    """The UTC instant of a microsecond count, clamped to what ``datetime`` can hold."""
+    clamped = max(to_micros(_FIRST), min(to_micros(_LAST), micros))
+    return EPOCH + timedelta(microseconds=clamped)
 
 
 def parse_range(value: str) -> tuple[int, int]:
@@ -42,21 +54,23 @@ def parse_range(value: str) -> tuple[int, int]:
     second = int(parts["second"] or 0)
     fraction = parts["fraction"]
     micro = int((fraction or "0")[:6].ljust(6, "0"))
-    offset = timedelta(0)
+    offset_minutes = 0
     if parts["tz"] and parts["tz"] != "Z":
         sign = 1 if parts["tz"][0] == "+" else -1
-        offset = sign * timedelta(hours=int(parts["tz"][1:3]), minutes=int(parts["tz"][4:6]))
-    start = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC) - offset
+        offset_minutes = sign * (int(parts["tz"][1:3]) * 60 + int(parts["tz"][4:6]))
+    # Integer arithmetic from here on: the first and last instants of 0001 and 9999 stay in range.
+    local = to_micros(datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC))
+    start = local - offset_minutes * 60 * _MICROS
     if parts["month"] is None:
-        end = start.replace(year=year + 1)
+        span = (366 if calendar.isleap(year) else 365) * _DAY
     elif parts["day"] is None:
-        end = start + timedelta(days=calendar.monthrange(year, month)[1])
+        span = calendar.monthrange(year, month)[1] * _DAY
     elif parts["hour"] is None:
-        end = start + timedelta(days=1)
+        span = _DAY
     elif parts["second"] is None:
-        end = start + timedelta(minutes=1)
+        span = 60 * _MICROS
     elif fraction is None:
-        end = start + timedelta(seconds=1)
+        span = _MICROS
     else:
-        end = start + timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
-    return to_micros(start), to_micros(end) - 1
+        span = 10 ** max(0, 6 - len(fraction))
+    return start, start + span - 1

@@ -52,5 +52,5 @@ class IndexExtractor:
             return reference.rows(value, self.base_url)
         try:
             return list(_ROW_BUILDERS[kind](value))
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError):
             return []

@@ -121,8 +121,7 @@ def _table_param(criterion: Criterion, res):
     for value in criterion.values:
         prefix, text = split_prefix(value)
         low, high = dates.parse_range(text)
-        low_dt = datetime.fromtimestamp(low / 1_000_000, UTC)
-        high_dt = datetime.fromtimestamp(high / 1_000_000, UTC)
+        low_dt, high_dt = dates.to_datetime(low), dates.to_datetime(high)
         conditions.append(range_condition(prefix, res.c.last_updated, res.c.last_updated, low_dt, high_dt))
     return or_(*conditions)
 

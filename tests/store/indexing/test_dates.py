@@ -31,3 +31,10 @@ def test_ranges(text, low, high):
 def test_invalid(text):
     with pytest.raises(ValueError):
         parse_range(text)
+
+
+def test_the_edges_of_the_calendar():
+    low, high = parse_range("9999-12-31T23:59:59-14:00")
+    assert high - low == 999_999
+    assert parse_range("9999")[1] > parse_range("9999-12-31")[0]
+    assert parse_range("0001-01-01T00:00:00+14:00")[0] < parse_range("0001")[0] + 1
