@@ -263,7 +263,7 @@ class TransactionProcessor:
         }}
         body = shaped_body(result, self.preference)
         if isinstance(body, str):
-            answer["resource"] = json.loads(body)
+            answer["resource"] = jsontext.Raw(body)  # the stored text, spliced in unparsed
         elif body is not None:
             answer["response"]["outcome"] = body
         return answer
@@ -281,13 +281,13 @@ def read_entry(ctx: FhirContext, conn, entry: Entry) -> dict:
         answer = {"response": {"status": "200 OK", "etag": etag(record.version_id),
                                "lastModified": clock.as_instant(record.last_updated)}}
         if entry.method == "GET":
-            answer["resource"] = json.loads(record.content)
+            answer["resource"] = jsontext.Raw(record.content)
         return answer
     params = parse_qsl(entry.query, keep_blank_values=True)
     criteria, _ = parse_criteria(ctx.search_parameters, entry.resource_type, params, strict=False)
     count = min(ctx.settings.default_page_size, ctx.settings.max_page_size)
     page = ctx.repository.search(conn, entry.resource_type, criteria, count=count)
-    result = jsontext.to_plain(bundle("searchset", [search_entry(ctx.base_url, r) for r in page.matches], {}))
+    result = bundle("searchset", [search_entry(ctx.base_url, r) for r in page.matches], {})
     return {"response": {"status": "200 OK"}, "resource": result}
 
 
