@@ -16,6 +16,7 @@ from .resource_types import APPEND_ONLY_TYPES
 from .writes import DeferredChecks, Writer
 
 BATCH_SIZE = 500
+ANALYZE_EVERY = 100_000  # resources: keep the planner's statistics in step with a growing database
 
 
 @dataclass
@@ -116,6 +117,7 @@ def load(ctx: FhirContext, files: list[Path], progress=None, batch_size: int = B
     """
     report = LoadReport()
     pending: list[tuple[str, dict, str]] = []
+    analyzed_at = 0
 
     def count(outcomes: list[str | None]) -> None:
         for outcome in outcomes:
@@ -136,6 +138,10 @@ def load(ctx: FhirContext, files: list[Path], progress=None, batch_size: int = B
         if progress is not None:
             progress(len(pending))
         pending.clear()
+        nonlocal analyzed_at
+        if report.total - analyzed_at >= ANALYZE_EVERY:
+            ctx.database.analyze()
+            analyzed_at = report.total
 
     for path in files:
         for item in iter_file(path):
@@ -143,4 +149,6 @@ def load(ctx: FhirContext, files: list[Path], progress=None, batch_size: int = B
             if len(pending) >= batch_size:
                 flush()
     flush()
+    if report.total:
+        ctx.database.analyze()
     return report

@@ -111,5 +111,11 @@ class Database:
             number = int.from_bytes(digest, "big", signed=True)
             connection.execute(text("SELECT pg_advisory_xact_lock(:n)"), {"n": number})
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (after bulk loads; autovacuum may be off or behind)."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+
     def dispose(self) -> None:
         self.engine.dispose()
