@@ -132,23 +132,11 @@ def parse_criterion(registry: SearchParameterRegistry, resource_type: str, name:
 
 def parse_criteria(registry: SearchParameterRegistry, resource_type: str,
                    params: Iterable[tuple[str, str]], *, strict: bool) -> tuple[list[Criterion], list[str]]:
-    """(criteria, names of ignored parameters). Unsupported parameters are a 400 when ``strict``."""
-    criteria: list[Criterion] = []
-    ignored: list[str] = []
-    problems: list[Issue] = []
-    for name, value in params:
-        if name in RESULT_PARAMETERS:
-            continue
-        try:
-            criteria.append(parse_criterion(registry, resource_type, name, value))
-        except _Unsupported as problem:
-            if strict:
-                problems.append(Issue(str(problem), code="not-supported", expression=name))
-            else:
-                ignored.append(name)
-    if problems:
-        raise BadRequest(problems[0].diagnostics, issues=problems)
-    return criteria, ignored
+    """(criteria, names of ignored parameters), result parameters left aside. Unsupported parameters
+    are a 400 when ``strict``."""
+    selecting = [(name, value) for name, value in params if name not in RESULT_PARAMETERS]
+    parsed = parse_search(registry, [resource_type], selecting, strict=strict)
+    return parsed.criteria, parsed.ignored
 
 
 def _include_spec(registry, resource_types: list[str], name: str, value: str) -> IncludeSpec:

@@ -27,7 +27,7 @@ from .indexing import IndexExtractor
 from .records import HistoryPage, SearchPage, StoredResource
 from .schema import INDEX_TABLES, resource, resource_version
 from .search import Criterion, build_where
-from .search.includes import IncludeSpec, included_rows
+from .search.includes import IncludeSpec, group_by_type, included_rows
 from .search.sorting import SortKey, after, decode_values, encode_values, order_by, sort_columns
 
 _MAX_RETRIES = 5
@@ -142,13 +142,10 @@ class ResourceRepository:
     def existing(self, conn: Connection, pairs, *, include_deleted: bool = False) -> set[tuple[str, str]]:
         """Which of the (type, id) pairs exist (and are not deleted, unless ``include_deleted``): one query."""
         write_buffer.flush(conn)
-        by_type: dict[str, set[str]] = {}
-        for resource_type, fhir_id in pairs:
-            by_type.setdefault(resource_type, set()).add(fhir_id)
+        by_type = group_by_type(pairs)
         if not by_type:
             return set()
-        wanted = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(sorted(ids)))
-                       for t, ids in by_type.items()))
+        wanted = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(ids)) for t, ids in by_type.items()))
         query = select(resource.c.resource_type, resource.c.fhir_id).where(wanted)
         rows = conn.execute(query if include_deleted else query.where(resource.c.deleted.is_(False)))
         return {(row.resource_type, row.fhir_id) for row in rows}

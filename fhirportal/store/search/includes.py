@@ -21,11 +21,12 @@ class IncludeSpec:
     iterate: bool = False
 
 
-def _by_type(identities: set[tuple[str, str]]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
+def group_by_type(identities) -> dict[str, list[str]]:
+    """(type, id) pairs as {type: [ids]}, each id once."""
+    grouped: dict[str, set[str]] = {}
     for resource_type, fhir_id in identities:
-        grouped.setdefault(resource_type, []).append(fhir_id)
-    return grouped
+        grouped.setdefault(resource_type, set()).add(fhir_id)
+    return {resource_type: sorted(ids) for resource_type, ids in grouped.items()}
 
 
 def _spec_conditions(ref, spec: IncludeSpec) -> list:
@@ -47,7 +48,7 @@ def _targets_of(conn: Connection, pids: Sequence[int], spec: IncludeSpec) -> set
 
 
 def _rows_by_identity(conn: Connection, identities: set[tuple[str, str]]):
-    grouped = _by_type(identities)
+    grouped = group_by_type(identities)
     if not grouped:
         return []
     condition = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(ids)) for t, ids in grouped.items()))
@@ -56,7 +57,7 @@ def _rows_by_identity(conn: Connection, identities: set[tuple[str, str]]):
 
 def _referrers_of(conn: Connection, identities: set[tuple[str, str]], spec: IncludeSpec):
     ref = INDEX_TABLES["reference"]
-    grouped = _by_type(identities)
+    grouped = group_by_type(identities)
     if not grouped:
         return []
     pointing = or_(*(and_(ref.c.target_type == t, ref.c.target_id.in_(ids)) for t, ids in grouped.items()))
