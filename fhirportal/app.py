@@ -16,6 +16,7 @@ from .fhir.resource_types import SUPPORTED_TYPES
 from .fhir.routes import build_blueprint
 from .fhir.validation import ResourceValidator
 from .settings import Settings
+from .smart.tokens import TokenStore
 from .store.database import Database
 from .store.indexing import IndexExtractor, SearchParameterRegistry
 from .store.repository import ResourceRepository
@@ -45,6 +46,7 @@ def build_context(settings: Settings, database: Database | None = None) -> FhirC
         repository=ResourceRepository(database, extractor),
         validator=ResourceValidator(SUPPORTED_TYPES, settings.base_url, settings.validate_references),
         search_parameters=registry,
+        tokens=TokenStore(database, SUPPORTED_TYPES),
         operations=build_operations(conformance.operation_definitions()),
     )
 

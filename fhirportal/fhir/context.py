@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from fhirportal.settings import Settings
+from fhirportal.smart.tokens import TokenStore
 from fhirportal.store.database import Database
 from fhirportal.store.indexing import SearchParameterRegistry
 from fhirportal.store.repository import ResourceRepository
@@ -21,6 +22,7 @@ class FhirContext:
     repository: ResourceRepository
     validator: ResourceValidator
     search_parameters: SearchParameterRegistry
+    tokens: TokenStore
     operations: OperationRegistry = field(default_factory=OperationRegistry)
 
     @property

@@ -1,0 +1,145 @@
+"""Tables of the authorization server and the portal accounts, on the same metadata as the resources.
+
+Every secret (password, client secret, authorization code, access and refresh token, launch value,
+session id) is stored as a hash, never as itself. Nothing here is kept in process memory, so any
+number of workers and hosts share one state.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text
+
+from .schema import metadata
+
+# A person who signs in: practice staff (fhir_user Practitioner/…) or a portal user (Patient/… or
+# RelatedPerson/… for a caregiver). ``roles`` is space-separated (admin, staff, invite).
+account = Table(
+    "account",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(200), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=True),  # null: no password yet (an invited portal user)
+    Column("kind", String(16), nullable=False),  # staff | patient
+    Column("fhir_user", String(200), nullable=True),
+    Column("organization", String(200), nullable=True),  # Organization/… the staff member works for
+    Column("roles", Text, nullable=False, default=""),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+# The patients a portal account may act for (its own record; a caregiver's patients).
+account_patient = Table(
+    "account_patient",
+    metadata,
+    Column("account_id", Integer, ForeignKey("account.id"), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+)
+
+# A registered SMART app. ``client_metadata`` is the RFC 7591 metadata as JSON.
+oauth_client = Table(
+    "oauth_client",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("client_secret_hash", String(128), nullable=True),
+    Column("client_metadata", Text, nullable=False),
+    Column("issued_at", Integer, nullable=False),
+)
+
+authorization_code = Table(
+    "oauth_authorization_code",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(128), nullable=False),
+    Column("account_id", Integer, nullable=True),
+    Column("redirect_uri", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("nonce", Text, nullable=True),
+    Column("code_challenge", Text, nullable=True),
+    Column("code_challenge_method", String(16), nullable=True),
+    Column("context", Text, nullable=False),  # JSON: patient, encounter, fhirUser, banner, style
+    Column("auth_time", Integer, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+)
+
+# One row per issued access token (and its refresh token). Rotation issues a new row in the same
+# ``grant_id``; revoking an authorization revokes every row of the grant.
+oauth_token = Table(
+    "oauth_token",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("access_token_hash", String(64), nullable=False, unique=True),
+    Column("refresh_token_hash", String(64), nullable=True, unique=True),
+    Column("grant_id", String(64), nullable=False),
+    Column("client_id", String(128), nullable=False),
+    Column("account_id", Integer, nullable=True),
+    Column("scope", Text, nullable=False),
+    Column("context", Text, nullable=False),  # JSON: patient, encounter, fhirUser, organization
+    Column("code_hash", String(64), nullable=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("refresh_expires_at", DateTime(timezone=True), nullable=True),
+    Column("refreshed_at", DateTime(timezone=True), nullable=True),  # its refresh token was used
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("ix_oauth_token_grant", "grant_id"),
+    Index("ix_oauth_token_account_client", "account_id", "client_id"),
+    Index("ix_oauth_token_code", "code_hash"),
+)
+
+# An EHR launch: the ``launch`` value an app brings to the authorize endpoint.
+launch_context = Table(
+    "smart_launch",
+    metadata,
+    Column("launch_hash", String(64), primary_key=True),
+    Column("account_id", Integer, nullable=True),
+    Column("context", Text, nullable=False),  # JSON: patient, encounter
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# ``jti`` values of client assertions already used (replay refused until they expire).
+client_assertion = Table(
+    "oauth_client_assertion",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# The server's signing keys (id_tokens). The oldest active key signs; all are published.
+signing_key = Table(
+    "signing_key",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_jwk", Text, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+# A browser session on the login / consent / portal pages.
+login_session = Table(
+    "login_session",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("account_id", Integer, nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("auth_time", Integer, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Who accessed which patient's data, with what, and the outcome; read by the AuditEvent view.
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recorded", DateTime(timezone=True), nullable=False),
+    Column("account_id", Integer, nullable=True),
+    Column("fhir_user", String(200), nullable=True),
+    Column("client_id", String(128), nullable=True),
+    Column("patient_id", String(64), nullable=True),
+    Column("action", String(16), nullable=False),  # read vread search create update patch delete …
+    Column("resource_type", String(64), nullable=True),
+    Column("query", Text, nullable=True),  # the id read, or the search string
+    Column("outcome", Integer, nullable=False),  # HTTP status
+    Index("ix_access_log_patient", "patient_id", "recorded"),
+)
