@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_cors import CORS
 from flask_smorest import Api
 
 from .fhir import conformance
@@ -16,6 +17,8 @@ from .fhir.resource_types import SUPPORTED_TYPES
 from .fhir.routes import build_blueprint
 from .fhir.validation import ResourceValidator
 from .settings import Settings
+from .smart import routes as smart_routes
+from .smart.server import SmartServer, build_authorization_server
 from .smart.tokens import TokenStore
 from .store.database import Database
 from .store.indexing import IndexExtractor, SearchParameterRegistry
@@ -51,6 +54,24 @@ def build_context(settings: Settings, database: Database | None = None) -> FhirC
     )
 
 
+# Browser apps call these from their own origin with a bearer token (no cookies): any origin may.
+CORS_PATHS = [r"/fhir/*", r"/.well-known/*", r"/auth/token", r"/auth/revoke", r"/auth/introspect",
+              r"/auth/register", r"/auth/jwks", r"/auth/smart-style.json"]
+CORS_EXPOSED = ["Location", "ETag", "Last-Modified", "Content-Location", "WWW-Authenticate", "X-Progress",
+                "Retry-After"]
+
+
+def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
+    smart = SmartServer(ctx.settings, ctx.database, ctx.tokens, frozenset(SUPPORTED_TYPES))
+    app.extensions["smart"] = smart
+    app.extensions["smart_authorization_server"] = build_authorization_server(app, smart)
+    app.register_blueprint(smart_routes.bp)
+    app.register_blueprint(smart_routes.fhir_discovery_blueprint(ctx.settings.base_path))
+    fhir_path = ctx.settings.base_path + "/*"
+    CORS(app, resources={path.replace("/fhir/*", fhir_path): {"origins": "*"} for path in CORS_PATHS},
+         expose_headers=CORS_EXPOSED, supports_credentials=False, max_age=3600)
+
+
 def create_app(settings: Settings | None = None, *, create_schema: bool = True) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -70,6 +91,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     api.register_blueprint(build_blueprint(settings.base_path, conformance.ConformanceResources(
         ctx.search_parameters, conformance.operation_definitions())))
     register_error_handlers(app, render)
+    install_authorization_server(app, ctx)
     if settings.benchmark_routes:
         from .bench import benchmark_blueprint
 

@@ -64,13 +64,17 @@ class TokenStore:
 
     # ------------------------------------------------------------------ issuing
     def issue(self, conn: Connection, *, client_id: str, scope: str, account_id: int | None, context: dict,
-              refresh: str | None = None, grant_id: str | None = None, code_hash: str | None = None,
-              expires_in: int = ACCESS_TOKEN_LIFETIME) -> dict:
-        """A new token row; returns the token response members (``refresh``: None, "offline" or "online")."""
+              refresh: bool = False, grant_id: str | None = None, code_hash: str | None = None,
+              expires_in: int = ACCESS_TOKEN_LIFETIME, access_token: str | None = None,
+              refresh_token: str | None = None) -> dict:
+        """Store a new token (generated here unless given) and return the token response members.
+
+        A refresh token lives 90 days under ``offline_access`` and 12 hours under ``online_access``.
+        """
         now = clock.now()
-        access_token = new_secret()
-        refresh_token = new_secret() if refresh else None
-        lifetime = REFRESH_TOKEN_LIFETIME if refresh == "offline" else ONLINE_REFRESH_TOKEN_LIFETIME
+        access_token = access_token or new_secret()
+        refresh_token = refresh_token or (new_secret() if refresh else None)
+        lifetime = REFRESH_TOKEN_LIFETIME if "offline_access" in scope.split() else ONLINE_REFRESH_TOKEN_LIFETIME
         conn.execute(insert(oauth_token).values(
             access_token_hash=digest(access_token),
             refresh_token_hash=digest(refresh_token) if refresh_token else None,

@@ -1,0 +1,149 @@
+"""People who sign in: staff and portal accounts, password checks with lockout, browser sessions.
+
+Failed sign-ins are counted in the database (so every worker sees them): after
+``MAX_FAILED_LOGINS`` the account is locked for ``LOCKOUT``. Sessions are random ids whose digests
+are stored with the CSRF token of the forms shown in that session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from fhirportal.store import clock
+from fhirportal.store.auth_schema import account, account_patient, login_session
+from fhirportal.store.database import Database
+
+from .secrets import digest, hash_password, new_secret, verify_password
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+SESSION_LIFETIME = timedelta(hours=8)
+KINDS = ("staff", "patient")
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    username: str
+    kind: str
+    fhir_user: str | None
+    organization: str | None
+    roles: frozenset[str]
+    active: bool
+    patients: tuple[str, ...] = ()
+
+    def get_user_id(self) -> str:  # authlib asks the resource owner for its id
+        return str(self.id)
+
+    @property
+    def subject(self) -> str:
+        """The OpenID Connect ``sub``: stable, opaque, never reassigned."""
+        return f"account-{self.id}"
+
+
+@dataclass(frozen=True)
+class Session:
+    account: Account
+    csrf_token: str
+    auth_time: int
+
+
+class LoginRefused(Exception):
+    """Wrong username or password, locked or inactive account (one message for all: no enumeration)."""
+
+
+class AccountStore:
+    def __init__(self, database: Database):
+        self.database = database
+
+    # ------------------------------------------------------------------ accounts
+    def create(self, username: str, password: str | None, *, kind: str, fhir_user: str | None = None,
+               organization: str | None = None, roles: tuple[str, ...] = (), patients: tuple[str, ...] = (),
+               active: bool = True) -> Account:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        with self.database.write() as conn:
+            account_id = conn.execute(insert(account).values(
+                username=username, password_hash=hash_password(password) if password else None, kind=kind,
+                fhir_user=fhir_user, organization=organization, roles=" ".join(roles), active=active,
+                failed_logins=0, created=clock.now()).returning(account.c.id)).scalar_one()
+            for patient_id in patients:
+                conn.execute(insert(account_patient).values(account_id=account_id, patient_id=patient_id))
+        return self.get(account_id)
+
+    def get(self, account_id: int) -> Account | None:
+        with self.database.read() as conn:
+            return self._load(conn, account.c.id == account_id)
+
+    def by_username(self, username: str) -> Account | None:
+        with self.database.read() as conn:
+            return self._load(conn, account.c.username == username)
+
+    def _load(self, conn: Connection, where) -> Account | None:
+        row = conn.execute(select(account).where(where)).first()
+        if row is None:
+            return None
+        patients = tuple(conn.execute(select(account_patient.c.patient_id).where(
+            account_patient.c.account_id == row.id).order_by(account_patient.c.patient_id)).scalars())
+        return Account(row.id, row.username, row.kind, row.fhir_user, row.organization,
+                       frozenset(row.roles.split()), row.active, patients)
+
+    def set_active(self, account_id: int, active: bool) -> None:
+        with self.database.write() as conn:
+            conn.execute(update(account).where(account.c.id == account_id).values(active=active))
+            if not active:
+                conn.execute(delete(login_session).where(login_session.c.account_id == account_id))
+
+    # ------------------------------------------------------------------ signing in
+    def authenticate(self, username: str, password: str) -> Account:
+        """The account, or LoginRefused. Failures count towards the lockout, successes reset it."""
+        now = clock.now()
+        with self.database.write() as conn:
+            row = conn.execute(select(account).where(account.c.username == username)).first()
+            valid = verify_password(row.password_hash if row else None, password)
+            if row is None:
+                raise LoginRefused()
+            locked = row.locked_until is not None and clock.ensure_utc(row.locked_until) > now
+            if locked or not row.active:
+                raise LoginRefused()
+            if not valid:
+                failures = row.failed_logins + 1
+                values = {"failed_logins": failures}
+                if failures >= MAX_FAILED_LOGINS:
+                    values = {"failed_logins": 0, "locked_until": now + LOCKOUT}
+                conn.execute(update(account).where(account.c.id == row.id).values(**values))
+                raise LoginRefused()
+            conn.execute(update(account).where(account.c.id == row.id).values(failed_logins=0, locked_until=None))
+        return self.get(row.id)
+
+    # ------------------------------------------------------------------ sessions
+    def start_session(self, account_id: int) -> str:
+        session_id = new_secret()
+        now = clock.now()
+        with self.database.write() as conn:
+            conn.execute(delete(login_session).where(login_session.c.expires_at < now))
+            conn.execute(insert(login_session).values(
+                session_hash=digest(session_id), account_id=account_id, csrf_token=new_secret(24),
+                auth_time=int(now.timestamp()), expires_at=now + SESSION_LIFETIME))
+        return session_id
+
+    def session(self, session_id: str | None) -> Session | None:
+        if not session_id:
+            return None
+        with self.database.read() as conn:
+            row = conn.execute(select(login_session).where(
+                login_session.c.session_hash == digest(session_id))).first()
+        if row is None or clock.ensure_utc(row.expires_at) <= clock.now():
+            return None
+        found = self.get(row.account_id)
+        if found is None or not found.active:
+            return None
+        return Session(found, row.csrf_token, row.auth_time)
+
+    def end_session(self, session_id: str | None) -> None:
+        if session_id:
+            with self.database.write() as conn:
+                conn.execute(delete(login_session).where(login_session.c.session_hash == digest(session_id)))

@@ -1,0 +1,148 @@
+"""Registered SMART apps: the authlib client model over the ``oauth_client`` table.
+
+A client is public (``token_endpoint_auth_method`` none: PKCE only), confidential symmetric
+(``client_secret_basic`` / ``client_secret_post``, the secret stored hashed) or confidential
+asymmetric (``private_key_jwt`` with a JWKS or a ``jwks_uri``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import requests
+from authlib.oauth2.rfc6749 import ClientMixin
+from joserfc.jwk import KeySet
+from sqlalchemy import insert, select
+
+from fhirportal.store.auth_schema import oauth_client
+from fhirportal.store.database import Database
+
+from .secrets import digest, new_secret, same
+
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+JWKS_FETCH_TIMEOUT = 5
+
+
+@dataclass
+class Client(ClientMixin):
+    client_id: str
+    client_secret_hash: str | None
+    client_metadata: dict
+
+    # ------------------------------------------------------------------ authlib's ClientMixin
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        uris = self.redirect_uris
+        return uris[0] if len(uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        registered = self.client_metadata.get("scope")
+        if not scope:
+            return registered or ""
+        return scope  # unknown scopes are dropped when the grant is decided, never fatal
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris  # exact match, no prefixes or patterns
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return bool(self.client_secret_hash) and same(self.client_secret_hash, digest(client_secret))
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == self.auth_method  # the same method at the token, revocation and introspection endpoints
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def name(self) -> str:
+        return self.client_metadata.get("client_name") or self.client_id
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        return list(self.client_metadata.get("redirect_uris") or [])
+
+    @property
+    def grant_types(self) -> list[str]:
+        return list(self.client_metadata.get("grant_types") or ["authorization_code", "refresh_token"])
+
+    @property
+    def auth_method(self) -> str:
+        return self.client_metadata.get("token_endpoint_auth_method") or "client_secret_basic"
+
+    @property
+    def is_public(self) -> bool:
+        return self.auth_method == "none"
+
+    @property
+    def origins(self) -> set[str]:
+        """Web origins of the redirect URIs (the CORS origins a browser app calls from)."""
+        from urllib.parse import urlsplit
+
+        origins = set()
+        for uri in self.redirect_uris:
+            parts = urlsplit(uri)
+            if parts.scheme in ("http", "https") and parts.netloc:
+                origins.add(f"{parts.scheme}://{parts.netloc}")
+        return origins
+
+    def public_keys(self) -> KeySet:
+        """The app's signature keys for ``private_key_jwt``: registered JWKS or fetched from ``jwks_uri``."""
+        jwks = self.client_metadata.get("jwks")
+        if not jwks and self.client_metadata.get("jwks_uri"):
+            response = requests.get(self.client_metadata["jwks_uri"], timeout=JWKS_FETCH_TIMEOUT)
+            response.raise_for_status()
+            jwks = response.json()
+        return KeySet.import_key_set(jwks or {"keys": []})
+
+
+class ClientStore:
+    def __init__(self, database: Database):
+        self.database = database
+
+    def get(self, client_id: str | None) -> Client | None:
+        if not client_id:
+            return None
+        with self.database.read() as conn:
+            row = conn.execute(select(oauth_client).where(oauth_client.c.client_id == client_id)).first()
+        if row is None:
+            return None
+        return Client(row.client_id, row.client_secret_hash, json.loads(row.client_metadata))
+
+    def register(self, client_metadata: dict, *, client_id: str | None = None,
+                 client_secret: str | None = None) -> tuple[Client, str | None]:
+        """Store a client; confidential symmetric clients get a secret (returned once, stored hashed)."""
+        metadata = dict(client_metadata)
+        metadata.setdefault("grant_types", ["authorization_code", "refresh_token"])
+        metadata.setdefault("response_types", ["code"] if "authorization_code" in metadata["grant_types"] else [])
+        metadata.setdefault("token_endpoint_auth_method", "client_secret_basic")
+        method = metadata["token_endpoint_auth_method"]
+        if method not in AUTH_METHODS:
+            raise ValueError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+        unknown = set(metadata["grant_types"]) - set(GRANT_TYPES)
+        if unknown:
+            raise ValueError(f"unsupported grant_types: {', '.join(sorted(unknown))}")
+        if "authorization_code" in metadata["grant_types"] and not metadata.get("redirect_uris"):
+            raise ValueError("redirect_uris is required for the authorization_code grant")
+        if method == "private_key_jwt" and not (metadata.get("jwks") or metadata.get("jwks_uri")):
+            raise ValueError("private_key_jwt needs jwks or jwks_uri")
+        if metadata.get("jwks"):
+            KeySet.import_key_set(metadata["jwks"])  # refuses malformed keys now, not at first use
+        client_id = client_id or new_secret(18)
+        if method.startswith("client_secret"):
+            client_secret = client_secret or new_secret(32)
+        else:
+            client_secret = None
+        with self.database.write() as conn:
+            conn.execute(insert(oauth_client).values(
+                client_id=client_id, client_secret_hash=digest(client_secret) if client_secret else None,
+                client_metadata=json.dumps(metadata, sort_keys=True), issued_at=int(time.time())))
+        return Client(client_id, digest(client_secret) if client_secret else None, metadata), client_secret

@@ -1,0 +1,353 @@
+"""HTTP endpoints of the authorization server: authorize (login + consent pages), token,
+revocation, introspection, registration, JWKS, discovery, EHR launch and the patient's
+connected-apps page.
+
+The login and consent forms post back to the authorize URL with the OAuth parameters in its
+query string, so every step is validated again by authlib and no authorization request is held
+in memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from flask import Blueprint, Response, current_app, g, jsonify, make_response, redirect, render_template, request
+from markupsafe import Markup
+
+from .accounts import Account, LoginRefused, Session
+from .consent import choices, granted, requested_scopes
+from .discovery import openid_configuration, smart_configuration
+from .grants import Decision
+from .secrets import new_secret
+from .server import SmartServer
+
+SESSION_COOKIE = "fhirportal_session"
+CSRF_COOKIE = "fhirportal_csrf"
+STYLE = {"color_background": "#f7f8fb", "color_error": "#9b1c1c", "color_highlight": "#2a5bd7",
+         "color_modal_backdrop": "", "color_success": "#1c7c3c", "color_text": "#1d2433",
+         "dim_border_radius": "6px", "dim_font_size": "16px", "dim_spacing_size": "16px",
+         "font_family_body": "system-ui, sans-serif", "font_family_heading": "system-ui, sans-serif"}
+HTML_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+                               "base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+}
+OAUTH_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "aud", "launch",
+                "code_challenge", "code_challenge_method", "nonce", "prompt", "max_age")
+
+
+def smart() -> SmartServer:
+    return current_app.extensions["smart"]
+
+
+def server():
+    return current_app.extensions["smart_authorization_server"]
+
+
+def _page(template: str, status: int = 200, **values) -> Response:
+    response = make_response(render_template(template, **values), status)
+    response.headers.update(HTML_SECURITY_HEADERS)
+    return response
+
+
+def _set_cookie(response: Response, name: str, value: str, max_age: int | None = None) -> None:
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax", secure=smart().is_https,
+                        path="/auth")
+
+
+def _csrf_ok(expected: str | None) -> bool:
+    sent = request.form.get("csrf_token", "")
+    return bool(expected) and bool(sent) and hmac.compare_digest(sent, expected)
+
+
+def _session() -> Session | None:
+    return smart().accounts.session(request.cookies.get(SESSION_COOKIE))
+
+
+def _oauth_params() -> dict[str, str]:
+    """The authorization request's parameters: from the query string when a login or consent form
+    posts back (its own fields are in the body), else from the query or the form (authorize-post)."""
+    source = request.args if request.form.get("step") else request.values
+    return {k: source.get(k) for k in OAUTH_PARAMS if source.get(k) is not None}
+
+
+def _oauth_request(params: dict[str, str]) -> OAuth2Request:
+    oauth_request = OAuth2Request("GET", request.base_url + "?" + urlencode(params), headers=request.headers)
+    oauth_request.payload = BasicOAuth2Payload(params)
+    return oauth_request
+
+
+def _error_redirect(oauth_request: OAuth2Request, redirect_uri: str, error: OAuth2Error) -> Response:
+    error.redirect_uri = redirect_uri
+    error.state = oauth_request.payload.state
+    return server().handle_error_response(oauth_request, error)
+
+
+bp = Blueprint("smart", __name__, template_folder="templates")
+
+
+@bp.route("/auth/authorize", methods=["GET", "POST"])
+def authorize():
+    params = _oauth_params()
+    oauth_request = _oauth_request(params)
+    try:
+        grant = server().get_consent_grant(oauth_request)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return server().handle_error_response(oauth_request, error)
+        return _page("error.html", 400, message=f"{error.error}: {error.description or ''}")
+    redirect_uri = grant.redirect_uri
+    if params.get("aud", "").rstrip("/") != smart().fhir_base:
+        return _error_redirect(oauth_request, redirect_uri, InvalidRequestError(
+            f"aud must be this server's FHIR base URL, {smart().fhir_base}"))
+    launch = None
+    if params.get("launch"):
+        launch = smart().launches.resolve(params["launch"])
+        if launch is None:
+            return _error_redirect(oauth_request, redirect_uri, InvalidRequestError("Unknown or expired launch"))
+    action = Markup.escape(request.base_url + "?" + urlencode(params))
+    client = grant.client
+    step = request.form.get("step") if request.method == "POST" else None
+
+    if step == "login":
+        if not _csrf_ok(request.cookies.get(CSRF_COOKIE)):
+            return _page("error.html", 400, message="The sign-in form expired; go back to the app and try again.")
+        try:
+            account = smart().accounts.authenticate(request.form.get("username", ""), request.form.get("password", ""))
+        except LoginRefused:
+            return _login_page(action, client.name, "Wrong user name or password, or the account is locked.", 401)
+        session_id = smart().accounts.start_session(account.id)
+        session = smart().accounts.session(session_id)
+        response = _consent_page(action, client, session, params, launch)
+        _set_cookie(response, SESSION_COOKIE, session_id)
+        return response
+
+    session = _session()
+    if session is None:
+        return _login_page(action, client.name)
+    if step != "consent":
+        return _consent_page(action, client, session, params, launch)
+    if not _csrf_ok(session.csrf_token):
+        return _page("error.html", 400, message="The consent form expired; go back to the app and try again.")
+    if request.form.get("decision") != "allow":
+        return _error_redirect(oauth_request, redirect_uri, AccessDeniedError("The user denied access"))
+    try:
+        decision = _decide(session, params, launch)
+    except ValueError as exc:
+        return _error_redirect(oauth_request, redirect_uri, InvalidRequestError(str(exc)))
+    grant.request.decision = decision
+    return server().create_authorization_response(oauth_request, grant_user=decision.account, grant=grant)
+
+
+def _login_page(action, client_name: str, error: str | None = None, status: int = 200) -> Response:
+    csrf = new_secret(24)
+    response = _page("login.html", status, action=action, client_name=client_name, error=error, csrf_token=csrf)
+    _set_cookie(response, CSRF_COOKIE, csrf, max_age=1800)
+    return response
+
+
+def _patient_choices(account: Account) -> list[dict]:
+    return [{"id": p, "label": f"Patient/{p}"} for p in account.patients]
+
+
+def _consent_page(action, client, session: Session, params: dict, launch: dict | None) -> Response:
+    requested = requested_scopes(params.get("scope"), smart().resource_types)
+    return _page("consent.html", action=action, client_name=client.name, username=session.account.username,
+                 csrf_token=session.csrf_token, choices=choices(requested),
+                 patients=_patient_choices(session.account) if not launch else [])
+
+
+def _decide(session: Session, params: dict, launch: dict | None) -> Decision:
+    """The granted scope and the launch context, from the ticked boxes and who signed in."""
+    account = session.account
+    requested = requested_scopes(params.get("scope"), smart().resource_types)
+    context: dict = {}
+    if account.fhir_user:
+        context["fhirUser"] = account.fhir_user
+    if account.kind == "patient":
+        patient = request.form.get("patient") or (account.patients[0] if account.patients else None)
+        if patient not in account.patients:
+            raise ValueError("This account cannot act for that patient")
+        if launch and launch.get("patient") not in (None, patient):
+            raise ValueError("The launch is for another patient")
+        context.update(patient=patient, need_patient_banner=True)
+        contexts = {"patient"}
+    else:
+        if account.organization:
+            context["organization"] = account.organization
+        contexts = {"user"}
+        if launch:
+            context.update({k: v for k, v in launch.items() if k in ("patient", "encounter") and v})
+            context["need_patient_banner"] = False
+        if context.get("patient"):
+            contexts.add("patient")
+    allowed_other = {"openid", "fhirUser", "profile", "offline_access", "online_access"}
+    if context.get("patient"):
+        allowed_other.add("launch/patient")
+    if launch:
+        allowed_other.add("launch")
+        if launch.get("encounter"):
+            allowed_other.add("launch/encounter")
+    scope = granted(requested, request.form.getlist("scope"), smart().resource_types, contexts=contexts,
+                    allowed_other=allowed_other)
+    if not ({"launch", "launch/patient"} & scope.other) and account.kind != "patient":
+        context.pop("patient", None)
+        context.pop("encounter", None)
+    if "launch/encounter" not in scope.other and "launch" not in scope.other:
+        context.pop("encounter", None)
+    return Decision(account, scope.text, context, session.auth_time)
+
+
+@bp.route("/auth/token", methods=["POST"])
+def token():
+    return server().create_token_response()
+
+
+@bp.route("/auth/revoke", methods=["POST"])
+def revoke():
+    return server().create_endpoint_response("revocation")
+
+
+@bp.route("/auth/introspect", methods=["POST"])
+def introspect():
+    return server().create_endpoint_response("introspection")
+
+
+@bp.route("/auth/register", methods=["POST"])
+def register():
+    return server().create_endpoint_response("client_registration")
+
+
+@bp.route("/auth/jwks", methods=["GET"])
+def jwks():
+    return jsonify(smart().keys.public_jwks())
+
+
+@bp.route("/auth/smart-style.json", methods=["GET"])
+def smart_style():
+    return jsonify(STYLE)
+
+
+@bp.route("/.well-known/smart-configuration", methods=["GET"])
+def root_smart_configuration():
+    return jsonify(smart_configuration(smart()))
+
+
+@bp.route("/.well-known/openid-configuration", methods=["GET"])
+def root_openid_configuration():
+    return jsonify(openid_configuration(smart()))
+
+
+# ---------------------------------------------------------------------- EHR launch
+@bp.route("/auth/launch", methods=["POST"])
+def create_launch():
+    """The EHR registers a launch context and gets the ``launch`` value to hand to the app.
+
+    Called with a staff (``user/``) or backend (``system/``) access token; body (JSON or form):
+    ``patient`` (required), ``encounter`` (optional).
+    """
+    authorization = request.headers.get("Authorization", "")
+    access = smart().tokens.authenticate(authorization[7:]) if authorization.lower().startswith("bearer ") else None
+    if access is None:
+        return _oauth_error(401, "invalid_token", "A staff or backend access token is required",
+                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if access.context not in ("user", "system"):
+        return _oauth_error(403, "insufficient_scope", "Only staff and backend tokens create launches")
+    body = request.get_json(silent=True) if request.is_json else request.form
+    body = body if isinstance(body, dict) or hasattr(body, "get") else {}
+    patient, encounter = body.get("patient"), body.get("encounter")
+    if not isinstance(patient, str) or not patient:
+        return _oauth_error(400, "invalid_request", "patient is required")
+    context = {"patient": patient.removeprefix("Patient/")}
+    if isinstance(encounter, str) and encounter:
+        context["encounter"] = encounter.removeprefix("Encounter/")
+    launch = smart().launches.create(context, access.account_id)
+    return jsonify({"launch": launch, "iss": smart().fhir_base, "expires_in": 600}), 201
+
+
+def _oauth_error(status: int, error: str, description: str, headers: dict | None = None) -> Response:
+    response = jsonify({"error": error, "error_description": description})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+# ---------------------------------------------------------------------- connected apps
+@bp.route("/auth/apps", methods=["GET", "POST"])
+def apps():
+    """The signed-in user's authorized apps, each with a Revoke button."""
+    session = _session()
+    if request.method == "POST" and request.form.get("step") == "login":
+        if not _csrf_ok(request.cookies.get(CSRF_COOKIE)):
+            return _page("error.html", 400, message="The sign-in form expired; reload the page.")
+        try:
+            account = smart().accounts.authenticate(request.form.get("username", ""), request.form.get("password", ""))
+        except LoginRefused:
+            return _login_page(request.base_url, "", "Wrong user name or password, or the account is locked.", 401)
+        session_id = smart().accounts.start_session(account.id)
+        response = _apps_page(smart().accounts.session(session_id))
+        _set_cookie(response, SESSION_COOKIE, session_id)
+        return response
+    if session is None:
+        return _login_page(request.base_url, "")
+    return _apps_page(session, g.get("apps_message"))
+
+
+def _apps_page(session: Session, message: str | None = None) -> Response:
+    with smart().database.read() as conn:
+        authorized = smart().tokens.authorized_apps(conn, session.account.id)
+    rows = []
+    for client_id, scope, issued in authorized:
+        client = smart().clients.get(client_id)
+        rows.append({"client_id": client_id, "name": client.name if client else client_id, "scope": scope,
+                     "issued": issued.strftime("%Y-%m-%d %H:%M")})
+    return _page("apps.html", username=session.account.username, apps=rows, csrf_token=session.csrf_token,
+                 message=message)
+
+
+@bp.route("/auth/apps/revoke", methods=["POST"])
+def revoke_app():
+    session = _session()
+    if session is None or not _csrf_ok(session.csrf_token):
+        return _page("error.html", 400, message="Sign in again to manage your apps.")
+    client_id = request.form.get("client_id", "")
+    with smart().database.write() as conn:
+        count = smart().tokens.revoke_app(conn, session.account.id, client_id)
+    client = smart().clients.get(client_id)
+    name = client.name if client else client_id
+    return _apps_page(session, f"{name}: access revoked ({count} token(s))." if count else "Nothing to revoke.")
+
+
+@bp.route("/auth/logout", methods=["POST"])
+def logout():
+    session = _session()
+    if session is not None and _csrf_ok(session.csrf_token):
+        smart().accounts.end_session(request.cookies.get(SESSION_COOKIE))
+    response = redirect("/auth/apps", 303)
+    response.delete_cookie(SESSION_COOKIE, path="/auth")
+    return response
+
+
+def fhir_discovery_blueprint(base_path: str) -> Blueprint:
+    """The discovery documents under the FHIR base (where SMART clients and Inferno look) and the
+    OpenID configuration under the issuer (the FHIR base too)."""
+    well_known = Blueprint("smart_discovery", __name__, url_prefix=base_path + "/.well-known")
+
+    @well_known.route("/smart-configuration", methods=["GET"])
+    def fhir_smart_configuration():
+        return jsonify(smart_configuration(smart()))
+
+    @well_known.route("/openid-configuration", methods=["GET"])
+    def fhir_openid_configuration():
+        return jsonify(openid_configuration(smart()))
+
+    return well_known
