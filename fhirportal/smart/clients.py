@@ -137,10 +137,7 @@ class ClientStore:
         if metadata.get("jwks"):
             KeySet.import_key_set(metadata["jwks"])  # refuses malformed keys now, not at first use
         client_id = client_id or new_secret(18)
-        if method.startswith("client_secret"):
-            client_secret = client_secret or new_secret(32)
-        else:
-            client_secret = None
+        client_secret = (client_secret or new_secret(32)) if method.startswith("client_secret") else None
         with self.database.write() as conn:
             conn.execute(insert(oauth_client).values(
                 client_id=client_id, client_secret_hash=digest(client_secret) if client_secret else None,

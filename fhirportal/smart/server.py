@@ -97,7 +97,8 @@ def _generate_token(smart: SmartServer):
             scope = backend_scope(scope, smart.resource_types)
         token = {"token_type": "Bearer", "access_token": new_secret(), "expires_in": ACCESS_TOKEN_LIFETIME,
                  "scope": scope or ""}
-        if include_refresh_token and grant_type != "client_credentials" and REFRESH_SCOPES & set(token["scope"].split()):
+        wants_refresh = REFRESH_SCOPES & set(token["scope"].split())
+        if include_refresh_token and grant_type != "client_credentials" and wants_refresh:
             token["refresh_token"] = new_secret()
         return token
 

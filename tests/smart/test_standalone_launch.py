@@ -73,8 +73,9 @@ def test_refresh_rotates_and_never_widens(client, confidential_app, patient_acco
     second = refreshed.get_json()
     assert set(second["scope"].split()) == set(first["scope"].split())
     assert second["patient"] == "p1"
-    narrowed = client.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": second["refresh_token"],
-                                                "scope": "patient/Patient.rs launch/patient offline_access"}, headers=basic)
+    narrowed = client.post("/auth/token", headers=basic, data={
+        "grant_type": "refresh_token", "refresh_token": second["refresh_token"],
+        "scope": "patient/Patient.rs launch/patient offline_access"})
     assert narrowed.status_code == 200
     assert narrowed.get_json()["scope"] == "patient/Patient.rs launch/patient offline_access"
     widened = client.post("/auth/token", data={"grant_type": "refresh_token",
