@@ -101,22 +101,21 @@ class AccountStore:
     def authenticate(self, username: str, password: str) -> Account:
         """The account, or LoginRefused. Failures count towards the lockout, successes reset it."""
         now = clock.now()
-        with self.database.write() as conn:
+        with self.database.write() as conn:  # the failure count must commit: decide, then raise outside
             row = conn.execute(select(account).where(account.c.username == username)).first()
             valid = verify_password(row.password_hash if row else None, password)
-            if row is None:
-                raise LoginRefused()
-            locked = row.locked_until is not None and clock.ensure_utc(row.locked_until) > now
-            if locked or not row.active:
-                raise LoginRefused()
-            if not valid:
+            locked = row is not None and row.locked_until is not None and clock.ensure_utc(row.locked_until) > now
+            refused = row is None or locked or not row.active or not valid
+            if row is not None and not locked and row.active and not valid:
                 failures = row.failed_logins + 1
                 values = {"failed_logins": failures}
                 if failures >= MAX_FAILED_LOGINS:
                     values = {"failed_logins": 0, "locked_until": now + LOCKOUT}
                 conn.execute(update(account).where(account.c.id == row.id).values(**values))
-                raise LoginRefused()
-            conn.execute(update(account).where(account.c.id == row.id).values(failed_logins=0, locked_until=None))
+            elif not refused:
+                conn.execute(update(account).where(account.c.id == row.id).values(failed_logins=0, locked_until=None))
+        if refused:
+            raise LoginRefused()
         return self.get(row.id)
 
     # ------------------------------------------------------------------ sessions
