@@ -12,7 +12,7 @@ from sqlalchemy import delete
 from fhirportal.app import create_app
 from fhirportal.settings import Settings
 from fhirportal.store.schema import metadata
-from tests.support import Fhir
+from tests.support import SYSTEM_SCOPE, TEST_CLIENT_ID, Fhir
 
 BASE_URL = "http://localhost/fhir"
 
@@ -63,5 +63,16 @@ def client(app):
 
 
 @pytest.fixture
-def fhir(client) -> Fhir:
-    return Fhir(client)
+def token(ctx) -> str:
+    """An access token with every right (``system/*.cruds``): what the existing tests act with."""
+    return ctx.tokens.mint(client_id=TEST_CLIENT_ID, scope=SYSTEM_SCOPE)
+
+
+@pytest.fixture
+def auth_headers(token) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def fhir(client, token) -> Fhir:
+    return Fhir(client, token)

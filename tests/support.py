@@ -3,31 +3,58 @@
 from __future__ import annotations
 
 FHIR_JSON = "application/fhir+json"
+SYSTEM_SCOPE = "system/*.cruds"
+TEST_CLIENT_ID = "test-suite"
 
 
 class Fhir:
-    """A thin FHIR client over the Flask test client: paths are relative to the FHIR base."""
+    """A thin FHIR client over the Flask test client: paths are relative to the FHIR base (or start with
+    ``/fhir``). Every call carries ``Authorization: Bearer <token>`` unless the caller gives its own
+    Authorization header; ``token=None`` makes anonymous calls."""
 
-    def __init__(self, client):
+    def __init__(self, client, token: str | None = None):
         self.client = client
+        self.token = token
 
     def _url(self, path: str) -> str:
+        if path == "/fhir" or path.startswith(("/fhir/", "/fhir?")):
+            return path
         return "/fhir/" + path.lstrip("/")
 
-    def get(self, path, **kw):
-        return self.client.get(self._url(path), **kw)
+    def _headers(self, headers) -> dict:
+        merged = dict(headers or {})
+        if self.token and not any(k.lower() == "authorization" for k in merged):
+            merged["Authorization"] = f"Bearer {self.token}"
+        return merged
+
+    def with_token(self, token: str | None) -> Fhir:
+        return Fhir(self.client, token)
+
+    def _send(self, method: str, path: str, body, headers, content_type, kw):
+        if "json" in kw:
+            body = kw.pop("json")
+        if "data" not in kw:
+            kw["json"] = body
+        return self.client.open(self._url(path), method=method, headers=self._headers(headers),
+                                content_type=content_type, **kw)
+
+    def get(self, path, headers=None, **kw):
+        return self.client.get(self._url(path), headers=self._headers(headers), **kw)
 
     def post(self, path, body=None, headers=None, content_type=FHIR_JSON, **kw):
-        return self.client.post(self._url(path), json=body, headers=headers, content_type=content_type, **kw)
+        return self._send("POST", path, body, headers, content_type, kw)
 
     def put(self, path, body=None, headers=None, content_type=FHIR_JSON, **kw):
-        return self.client.put(self._url(path), json=body, headers=headers, content_type=content_type, **kw)
+        return self._send("PUT", path, body, headers, content_type, kw)
 
     def patch(self, path, body=None, headers=None, content_type="application/json-patch+json", **kw):
-        return self.client.patch(self._url(path), json=body, headers=headers, content_type=content_type, **kw)
+        return self._send("PATCH", path, body, headers, content_type, kw)
 
     def delete(self, path, headers=None, **kw):
-        return self.client.delete(self._url(path), headers=headers, **kw)
+        return self.client.delete(self._url(path), headers=self._headers(headers), **kw)
+
+    def options(self, path, headers=None, **kw):
+        return self.client.options(self._url(path), headers=self._headers(headers), **kw)
 
     def create(self, body) -> dict:
         response = self.post(body["resourceType"], body)

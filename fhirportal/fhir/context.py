@@ -11,6 +11,7 @@ from fhirportal.store.database import Database
 from fhirportal.store.indexing import SearchParameterRegistry
 from fhirportal.store.repository import ResourceRepository
 
+from .authorization import AccessPolicy
 from .operations import OperationRegistry
 from .validation import ResourceValidator
 
@@ -32,6 +33,10 @@ class FhirContext:
     @cached_property
     def resource_types(self) -> frozenset[str]:
         return frozenset(self.search_parameters.resource_types)
+
+    @cached_property
+    def access_policy(self) -> AccessPolicy:
+        return AccessPolicy(self.search_parameters, self.resource_types)
 
     def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
         self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),

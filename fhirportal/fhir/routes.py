@@ -2,6 +2,10 @@
 
 Routes are registered on a flask-smorest Blueprint so they appear in the OpenAPI document
 (``/api-docs/openapi.json``); every answer goes through the same renderer.
+
+Every request needs a bearer token (``authorization.authenticate``, before any other work) except
+the conformance reads (``GET metadata``, ``OperationDefinition/{id}``, ``SearchParameter/{id}``) and
+CORS preflight ``OPTIONS``; the resulting ``Authorization`` is passed to the interaction.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from flask_smorest import Blueprint
 from fhirportal.errors import MethodNotAllowed, NotFound
 
 from . import capability
+from .authorization import Authorization, authenticate
 from .conformance import ConformanceResources
 from .context import FhirContext
 from .interactions import create, delete, history, patch, read, search, transaction, update
@@ -22,6 +27,19 @@ from .response import FhirResponse
 
 def context() -> FhirContext:
     return current_app.extensions["fhirportal"]
+
+
+# Endpoints anyone may GET: what the server can do, never data.
+PUBLIC_ENDPOINTS = frozenset({"fhir.metadata", "fhir.operation_definition", "fhir.search_parameter"})
+
+
+def is_public(request) -> bool:
+    return request.method == "OPTIONS" or (request.method in ("GET", "HEAD") and request.endpoint in PUBLIC_ENDPOINTS)
+
+
+def auth() -> Authorization:
+    """The request's Authorization, established by the blueprint's first before_request."""
+    return g.fhir_authorization
 
 
 def answer(result: FhirResponse):
@@ -35,25 +53,31 @@ def _operation(resource_type: str | None, fhir_id: str | None, name: str):
     if resource_type:
         require_type(ctx, resource_type)
     operation = ctx.operations.resolve(name, request.method, level, resource_type)
-    return answer(operation.handler(ctx, request, resource_type, fhir_id))
+    return answer(operation.handler(ctx, request, auth(), resource_type, fhir_id))
 
 
 def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Blueprint:
     blp = Blueprint("fhir", __name__, url_prefix=url_prefix, description="FHIR R4 REST API")
 
     @blp.before_request
-    def _negotiate_first():
+    def _authenticate_first():
+        if not is_public(request):
+            ctx = context()
+            g.fhir_authorization = authenticate(ctx.tokens, ctx.access_policy, request)
+
+    @blp.before_request
+    def _negotiate():
         g.fhir_media_type = response_format(request)  # 406 before any work is done
 
     @blp.route("", methods=["GET", "POST"], strict_slashes=False)
     def system_level():
         if request.method == "GET":
-            return answer(search.system_search(context(), request))
-        return answer(transaction.transaction(context(), request))
+            return answer(search.system_search(context(), request, auth()))
+        return answer(transaction.transaction(context(), request, auth()))
 
     @blp.route("/_search", methods=["POST"])
     def system_search():
-        return answer(search.system_search(context(), request))
+        return answer(search.system_search(context(), request, auth()))
 
     @blp.route("/metadata", methods=["GET"])
     def metadata():
@@ -61,7 +85,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
 
     @blp.route("/_history", methods=["GET"])
     def system_history():
-        return answer(history.history(context(), request))
+        return answer(history.history(context(), request, auth()))
 
     @blp.route("/OperationDefinition/<fhir_id>", methods=["GET"])
     def operation_definition(fhir_id):
@@ -78,21 +102,21 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
         ctx = context()
         match request.method:
             case "GET":
-                return answer(search.search(ctx, request, resource_type))
+                return answer(search.search(ctx, request, auth(), resource_type))
             case "POST":
-                return answer(create.create(ctx, request, resource_type))
+                return answer(create.create(ctx, request, auth(), resource_type))
             case "PUT":
-                return answer(update.conditional_update(ctx, request, resource_type))
+                return answer(update.conditional_update(ctx, request, auth(), resource_type))
             case _:
-                return answer(delete.conditional_delete(ctx, request, resource_type))
+                return answer(delete.conditional_delete(ctx, request, auth(), resource_type))
 
     @blp.route("/<resource_type>/_search", methods=["POST"])
     def type_search(resource_type):
-        return answer(search.search(context(), request, resource_type))
+        return answer(search.search(context(), request, auth(), resource_type))
 
     @blp.route("/<resource_type>/_history", methods=["GET"])
     def type_history(resource_type):
-        return answer(history.history(context(), request, resource_type))
+        return answer(history.history(context(), request, auth(), resource_type))
 
     @blp.route("/<resource_type>/<fhir_id>", methods=["GET", "PUT", "PATCH", "DELETE", "POST"])
     def instance(resource_type, fhir_id):
@@ -101,13 +125,13 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
         ctx = context()
         match request.method:
             case "GET":
-                return answer(read.read(ctx, request, resource_type, fhir_id))
+                return answer(read.read(ctx, request, auth(), resource_type, fhir_id))
             case "PUT":
-                return answer(update.update(ctx, request, resource_type, fhir_id))
+                return answer(update.update(ctx, request, auth(), resource_type, fhir_id))
             case "PATCH":
-                return answer(patch.patch(ctx, request, resource_type, fhir_id))
+                return answer(patch.patch(ctx, request, auth(), resource_type, fhir_id))
             case "DELETE":
-                return answer(delete.delete(ctx, request, resource_type, fhir_id))
+                return answer(delete.delete(ctx, request, auth(), resource_type, fhir_id))
             case _:
                 require_type(ctx, resource_type)
                 raise MethodNotAllowed(f"POST is not allowed on {resource_type}/{fhir_id}; use PUT to update",
@@ -115,11 +139,11 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
 
     @blp.route("/<resource_type>/<fhir_id>/_history", methods=["GET"])
     def instance_history(resource_type, fhir_id):
-        return answer(history.history(context(), request, resource_type, fhir_id))
+        return answer(history.history(context(), request, auth(), resource_type, fhir_id))
 
     @blp.route("/<resource_type>/<fhir_id>/_history/<version>", methods=["GET"])
     def version_read(resource_type, fhir_id, version):
-        return answer(read.vread(context(), request, resource_type, fhir_id, version))
+        return answer(read.vread(context(), request, auth(), resource_type, fhir_id, version))
 
     @blp.route("/<resource_type>/<fhir_id>/<operation>", methods=["GET", "POST"])
     def instance_operation(resource_type, fhir_id, operation):

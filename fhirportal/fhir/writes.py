@@ -14,6 +14,7 @@ import jsonpatch
 from fhirportal.errors import BadRequest, Conflict, Issue, MethodNotAllowed, PreconditionFailed, Unprocessable
 from fhirportal.store.records import StoredResource
 
+from .authorization import UNRESTRICTED, Authorization
 from .context import FhirContext
 from .resource_types import APPEND_ONLY_TYPES
 from .search_params import parse_criteria
@@ -63,10 +64,16 @@ def within_entry(where: str, expression: str | None) -> str:
 
 
 class Writer:
-    def __init__(self, ctx: FhirContext, conn, deferred: DeferredChecks | None = None):
+    """The writes of one transaction, within what ``auth`` allows: a restricted token may only change
+    resources it can see and only produce resources it can see (checked in the same transaction,
+    which a refusal rolls back)."""
+
+    def __init__(self, ctx: FhirContext, conn, deferred: DeferredChecks | None = None,
+                 auth: Authorization = UNRESTRICTED):
         self.ctx = ctx
         self.conn = conn
         self.deferred = deferred
+        self.auth = auth
         self.repository = ctx.repository
         self.entry = ""  # the Bundle entry being written, for deferred issues (``Bundle.entry[3]``)
 
@@ -82,18 +89,33 @@ class Writer:
 
         self.ctx.validator.validate(body, collect, self_reference=self_reference)
 
-    def match(self, resource_type: str, query: str, where: str) -> list[str]:
-        """Ids matching conditional criteria (at most 2: enough to tell none/one/many), under a lock."""
+    def match(self, resource_type: str, query: str, where: str, interaction: str) -> list[str]:
+        """Ids matching conditional criteria (at most 2: enough to tell none/one/many), under a lock;
+        only among the resources ``interaction`` may see."""
         criteria = conditional_criteria(self.ctx, resource_type, query, where)
         self.repository.lock_criteria(self.conn, resource_type, criteria)
-        return self.repository.search_ids(self.conn, resource_type, criteria, limit=2)
+        return self.repository.search_ids(self.conn, resource_type, criteria, limit=2,
+                                          visibility=self.auth.visibility(interaction))
+
+    def may_change(self, resource_type: str, fhir_id: str, interaction: str) -> None:
+        """403 if the resource exists but ``interaction`` may not see it."""
+        visibility = self.auth.visibility(interaction)
+        if visibility is not None and self.repository.visible(self.conn, resource_type, fhir_id, visibility) is False:
+            self.auth.refuse_write(f"{resource_type}/{fhir_id}", interaction)
+
+    def may_produce(self, record: StoredResource, interaction: str) -> None:
+        """403 (rolling the write back) if what was written is outside what ``interaction`` may see."""
+        visibility = self.auth.visibility(interaction)
+        if visibility is not None and not self.repository.visible(self.conn, record.resource_type, record.fhir_id,
+                                                                  visibility):
+            self.auth.refuse_write(record.reference, interaction)
 
     # ---------------------------------------------------------------- interactions
     def create(self, resource_type: str, body: dict, if_none_exist: str | None = None,
                fhir_id: str | None = None) -> WriteResult:
         body = {k: v for k, v in body.items() if k != "id"}  # the server assigns ids on create
         if if_none_exist:
-            matches = self.match(resource_type, if_none_exist, "If-None-Exist")
+            matches = self.match(resource_type, if_none_exist, "If-None-Exist", "create")
             if len(matches) > 1:
                 raise PreconditionFailed(f"If-None-Exist '{if_none_exist}' matches more than one {resource_type}")
             if matches:
@@ -101,6 +123,7 @@ class Writer:
                 return WriteResult(existing, 200, f"{existing.reference} already exists (If-None-Exist)")
         self.validate(body)
         record = self.repository.create(self.conn, body, fhir_id=fhir_id)
+        self.may_produce(record, "create")
         return WriteResult(record, 201, f"Created {record.reference}")
 
     def update(self, resource_type: str, fhir_id: str, body: dict, if_match: int | None = None, *,
@@ -113,15 +136,19 @@ class Writer:
             raise BadRequest(f"The id in the body ({body.get('id')}) does not match the URL ({fhir_id})",
                              expression=f"{resource_type}.id")
         self.validate(body, (resource_type, fhir_id))
+        self.may_change(resource_type, fhir_id, "update")
         record, created = self.repository.update(self.conn, resource_type, fhir_id, body, expected_version=if_match,
                                                  probably_new=probably_new)
+        if created:
+            self.auth.require(resource_type, "create")  # update as create
+        self.may_produce(record, "update")
         return WriteResult(record, 201 if created else 200,
                            f"{'Created' if created else 'Updated'} {record.reference} version {record.version_id}")
 
     def conditional_update(self, resource_type: str, query: str, body: dict, if_match: int | None = None,
                            new_id: str | None = None) -> WriteResult:
         refuse_change(resource_type, "update")
-        matches = self.match(resource_type, query, "the search criteria")
+        matches = self.match(resource_type, query, "the search criteria", "update")
         if len(matches) > 1:
             raise PreconditionFailed(f"The criteria match more than one {resource_type}; be more specific")
         if matches:
@@ -152,13 +179,16 @@ class Writer:
             self.validate(result, (resource_type, fhir_id))
             return result
 
+        self.may_change(resource_type, fhir_id, "patch")
         record = self.repository.patch(self.conn, resource_type, fhir_id, apply, expected_version=if_match)
+        self.may_produce(record, "patch")
         return WriteResult(record, 200, f"Patched {record.reference} to version {record.version_id}")
 
     def delete(self, resource_type: str, fhir_id: str, if_match: int | None = None,
                where: str = "") -> WriteResult:
         refuse_change(resource_type, "delete")
         check_id(fhir_id)
+        self.may_change(resource_type, fhir_id, "delete")
         record = self.repository.delete(self.conn, resource_type, fhir_id, expected_version=if_match,
                                         check_referrers=self.deferred is None)
         if record is None:
@@ -169,7 +199,7 @@ class Writer:
 
     def conditional_delete(self, resource_type: str, query: str, where: str = "") -> WriteResult:
         refuse_change(resource_type, "delete")
-        matches = self.match(resource_type, query, "Conditional delete")
+        matches = self.match(resource_type, query, "Conditional delete", "delete")
         if len(matches) > 1:
             raise PreconditionFailed(f"The criteria match more than one {resource_type}; be more specific")
         if not matches:

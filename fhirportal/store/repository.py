@@ -29,6 +29,7 @@ from .schema import INDEX_TABLES, resource, resource_version
 from .search import Criterion, build_where
 from .search.includes import IncludeSpec, group_by_type, included_rows
 from .search.sorting import SortKey, after, decode_values, encode_values, order_by, sort_columns
+from .search.visibility import Visibility, visible_clause
 
 _MAX_RETRIES = 5
 
@@ -103,8 +104,36 @@ class ResourceRepository:
         write_buffer.flush(conn)
         return conn.execute(_CURRENT_ROW, {"resource_type": resource_type, "fhir_id": fhir_id}).first()
 
-    def read(self, conn: Connection, resource_type: str, fhir_id: str) -> StoredResource:
-        row = self._current_row(conn, resource_type, fhir_id)
+    def _row_with_visibility(self, conn: Connection, resource_type: str, fhir_id: str, visibility: Visibility):
+        """The current row with a ``visible`` column saying whether ``visibility`` shows it: one query."""
+        write_buffer.flush(conn)
+        key = ("current", resource_type)
+        statement = visibility.statements.get(key)
+        if statement is None:
+            visible = visible_clause(visibility, resource, [resource_type], self.extractor.base_url)
+            statement = visibility.statements[key] = select(resource, visible.label("visible")).where(
+                resource.c.resource_type == bindparam("resource_type"), resource.c.fhir_id == bindparam("fhir_id"))
+        return conn.execute(statement, {"resource_type": resource_type, "fhir_id": fhir_id}).first()
+
+    def _visible_current_row(self, conn: Connection, resource_type: str, fhir_id: str,
+                             visibility: Visibility | None):
+        """The current row, or None if there is none or ``visibility`` hides it."""
+        if visibility is None:
+            return self._current_row(conn, resource_type, fhir_id)
+        row = self._row_with_visibility(conn, resource_type, fhir_id, visibility)
+        return row if row is not None and row.visible else None
+
+    def visible(self, conn: Connection, resource_type: str, fhir_id: str, visibility: Visibility | None) -> bool | None:
+        """Whether ``visibility`` shows the current resource (deleted or not); None if it has no row."""
+        if visibility is None:
+            return None if self._current_row(conn, resource_type, fhir_id) is None else True
+        row = self._row_with_visibility(conn, resource_type, fhir_id, visibility)
+        return None if row is None else bool(row.visible)
+
+    def read(self, conn: Connection, resource_type: str, fhir_id: str, *,
+             visibility: Visibility | None = None) -> StoredResource:
+        """The current version; NotFound also when ``visibility`` hides it (nothing tells the two apart)."""
+        row = self._visible_current_row(conn, resource_type, fhir_id, visibility)
         if row is None:
             raise NotFound(f"{resource_type}/{fhir_id} is not known", expression=resource_type)
         if row.deleted:
@@ -112,8 +141,11 @@ class ResourceRepository:
                        headers={"ETag": f'W/"{row.version_id}"'})
         return _record(row)
 
-    def vread(self, conn: Connection, resource_type: str, fhir_id: str, version_id: int) -> StoredResource:
+    def vread(self, conn: Connection, resource_type: str, fhir_id: str, version_id: int, *,
+              visibility: Visibility | None = None) -> StoredResource:
         write_buffer.flush(conn)
+        if visibility is not None and self._visible_current_row(conn, resource_type, fhir_id, visibility) is None:
+            raise NotFound(f"{resource_type}/{fhir_id} is not known")
         row = conn.execute(
             select(resource_version).where(
                 resource_version.c.resource_type == resource_type,
@@ -325,8 +357,9 @@ class ResourceRepository:
     # ------------------------------------------------------------------ history
     def history(self, conn: Connection, *, resource_type: str | None = None, fhir_id: str | None = None,
                 since: datetime | None = None, before: datetime | None = None, count: int = 50,
-                cursor: str | None = None) -> HistoryPage:
-        """Versions newest first, paged by keyset on (last_updated, pid, version_id)."""
+                cursor: str | None = None, visibility: Visibility | None = None) -> HistoryPage:
+        """Versions newest first, paged by keyset on (last_updated, pid, version_id); with a
+        ``visibility``, only versions of resources whose current version it shows."""
         write_buffer.flush(conn)
         v = resource_version
         query = select(v)
@@ -335,8 +368,13 @@ class ResourceRepository:
             conditions.append(v.c.resource_type == resource_type)
         if fhir_id:
             conditions.append(v.c.fhir_id == fhir_id)
-            if self._current_row(conn, resource_type, fhir_id) is None:
+            if self._visible_current_row(conn, resource_type, fhir_id, visibility) is None:
                 raise NotFound(f"{resource_type}/{fhir_id} is not known")
+        elif visibility is not None:
+            current = resource.alias()
+            types = [resource_type] if resource_type else None
+            conditions.append(exists(select(1).where(
+                current.c.pid == v.c.pid, visible_clause(visibility, current, types, self.extractor.base_url))))
         if since is not None:
             conditions.append(v.c.last_updated >= since)
         if before is not None:
@@ -368,21 +406,27 @@ class ResourceRepository:
 
     # ------------------------------------------------------------------ search
     def search_ids(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion],
-                   limit: int | None = None) -> list[str]:
+                   limit: int | None = None, *, visibility: Visibility | None = None) -> list[str]:
         write_buffer.flush(conn)
-        query = select(resource.c.fhir_id).where(build_where(resource_type, criteria, self.extractor.base_url))
+        query = select(resource.c.fhir_id).where(
+            build_where(resource_type, criteria, self.extractor.base_url, visibility))
         if limit is not None:
             query = query.limit(limit)
         return list(conn.execute(query).scalars())
 
     def search(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion], *,
                sort: Sequence[SortKey] = (), count: int = 50, cursor: str | None = None,
-               include: Sequence[IncludeSpec] = ()) -> SearchPage:
-        """One page of matches in ``sort`` order (then insertion order), keyset-paged, plus includes."""
+               include: Sequence[IncludeSpec] = (), visibility: Visibility | None = None,
+               include_visibility: Visibility | None = None) -> SearchPage:
+        """One page of matches in ``sort`` order (then insertion order), keyset-paged, plus includes.
+
+        ``visibility`` restricts the matches, ``include_visibility`` the included resources (a token
+        may search one type and only read another)."""
         write_buffer.flush(conn)
         columns = sort_columns(list(sort))
         labels = [column.label(f"k{n}") for n, (column, _) in enumerate(columns)]
-        query = select(resource, *labels).where(build_where(resource_types, criteria, self.extractor.base_url))
+        query = select(resource, *labels).where(
+            build_where(resource_types, criteria, self.extractor.base_url, visibility))
         if cursor:
             values = decode_values(decode_cursor(cursor))
             if len(values) != len(columns):
@@ -394,12 +438,14 @@ class ResourceRepository:
             last = rows[count - 1]
             next_cursor = encode_cursor(*encode_values([getattr(last, f"k{n}") for n in range(len(columns))]))
             rows = rows[:count]
-        included = included_rows(conn, rows, include) if include and rows else []
+        included = included_rows(conn, rows, include, visibility=include_visibility,
+                                 base_url=self.extractor.base_url) if include and rows else []
         return SearchPage([_record(r) for r in rows], next_cursor, [_record(r) for r in included])
 
     def compartment(self, conn: Connection, compartment_type: str, compartment_id: str,
                     params_by_type: dict[str, Sequence[str]], *, since: datetime | None = None, count: int = 50,
-                    cursor: str | None = None, include_referenced: bool = True) -> SearchPage:
+                    cursor: str | None = None, include_referenced: bool = True,
+                    visibility: Visibility | None = None) -> SearchPage:
         """The compartment's owner and every resource that refers to it through the compartment's
         parameters (``params_by_type``), in insertion order, keyset-paged; plus what a page refers to."""
         write_buffer.flush(conn)
@@ -409,7 +455,8 @@ class ResourceRepository:
             members.append(and_(resource.c.resource_type == resource_type, exists(select(1).where(
                 ref.c.pid == resource.c.pid, ref.c.param.in_(list(params)),
                 ref.c.target_type == compartment_type, ref.c.target_id == compartment_id))))
-        query = select(resource).where(resource.c.deleted.is_(False), or_(*members))
+        query = select(resource).where(resource.c.deleted.is_(False), or_(*members),
+                                       visible_clause(visibility, resource, None, self.extractor.base_url))
         if since is not None:
             query = query.where(resource.c.last_updated >= since)
         if cursor:
@@ -418,13 +465,14 @@ class ResourceRepository:
         rows = conn.execute(query.order_by(resource.c.pid).limit(count + 1)).all()
         next_cursor = encode_cursor(rows[count - 1].pid) if len(rows) > count else None
         rows = rows[:count]
-        included = included_rows(conn, rows, [IncludeSpec("*", None)], max_rounds=1) if include_referenced and rows \
-            else []
+        included = included_rows(conn, rows, [IncludeSpec("*", None)], max_rounds=1, visibility=visibility,
+                                 base_url=self.extractor.base_url) if include_referenced and rows else []
         return SearchPage([_record(r) for r in rows], next_cursor, [_record(r) for r in included])
 
-    def count(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion]) -> int:
+    def count(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion], *,
+              visibility: Visibility | None = None) -> int:
         write_buffer.flush(conn)
-        where = build_where(resource_types, criteria, self.extractor.base_url)
+        where = build_where(resource_types, criteria, self.extractor.base_url, visibility)
         return conn.execute(select(func.count()).select_from(resource).where(where)).scalar_one()
 
     # ------------------------------------------------------------------ conditional writes

@@ -6,6 +6,7 @@ import pytest
 
 from fhirportal.app import create_app
 from fhirportal.settings import Settings
+from tests.support import SYSTEM_SCOPE, TEST_CLIENT_ID, Fhir
 
 PATIENT = {
     "resourceType": "Patient",
@@ -15,13 +16,14 @@ PATIENT = {
 }
 
 
-def _client(benchmark_routes: bool):
+def _client(benchmark_routes: bool) -> Fhir:
     app = create_app(Settings(database_url="sqlite://", benchmark_routes=benchmark_routes))
-    return app.test_client()
+    token = app.extensions["fhirportal"].tokens.mint(client_id=TEST_CLIENT_ID, scope=SYSTEM_SCOPE)
+    return Fhir(app.test_client(), token)
 
 
 def _create_patient(client) -> str:
-    created = client.post("/fhir/Patient", json=PATIENT, content_type="application/fhir+json")
+    created = client.post("/fhir/Patient", PATIENT)
     assert created.status_code == 201, created.get_data(as_text=True)
     return created.get_json()["id"]
 
@@ -30,7 +32,7 @@ def test_raw_route_serves_the_bytes_of_a_fhir_read():
     client = _client(True)
     fhir_id = _create_patient(client)
     read = client.get(f"/fhir/Patient/{fhir_id}")
-    raw = client.get(f"/_bench/raw/Patient/{fhir_id}")
+    raw = client.client.get(f"/_bench/raw/Patient/{fhir_id}")
     assert read.status_code == 200
     assert raw.status_code == 200
     assert raw.get_data() == read.get_data()
@@ -39,7 +41,7 @@ def test_raw_route_serves_the_bytes_of_a_fhir_read():
 
 @pytest.mark.parametrize("path", ["/_bench/raw/Patient/unknown", "/_bench/raw/Nope/x"])
 def test_raw_route_answers_404_with_an_empty_body_when_absent(path):
-    response = _client(True).get(path)
+    response = _client(True).client.get(path)
     assert response.status_code == 404
     assert response.get_data() == b""
 
@@ -48,4 +50,4 @@ def test_raw_route_is_absent_when_disabled():
     client = _client(False)
     fhir_id = _create_patient(client)
     assert client.get(f"/fhir/Patient/{fhir_id}").status_code == 200
-    assert client.get(f"/_bench/raw/Patient/{fhir_id}").status_code == 404
+    assert client.client.get(f"/_bench/raw/Patient/{fhir_id}").status_code == 404

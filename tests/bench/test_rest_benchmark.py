@@ -10,6 +10,7 @@ from benchmarks import rest_benchmark as bench
 from fhirportal.app import create_app
 from fhirportal.fhir.loading import expand_paths, load
 from fhirportal.settings import Settings
+from tests.support import SYSTEM_SCOPE, TEST_CLIENT_ID, Fhir
 
 
 def test_fallback_data_loads_without_failures(tmp_path, monkeypatch):
@@ -26,8 +27,9 @@ def test_fallback_data_loads_without_failures(tmp_path, monkeypatch):
 
 def test_create_bodies_are_accepted():
     app = create_app(Settings(database_url="sqlite://"))
-    client = app.test_client()
-    patient = client.post("/fhir/Patient", json={"resourceType": "Patient"}, content_type="application/fhir+json")
+    token = app.extensions["fhirportal"].tokens.mint(client_id=TEST_CLIENT_ID, scope=SYSTEM_SCOPE)
+    client = Fhir(app.test_client(), token)
+    patient = client.post("/fhir/Patient", {"resourceType": "Patient"})
     phases = bench.build_phases([patient.get_json()["id"]], [])
     create = next(p for p in phases if p.method == "POST")
     assert [p.label for p in phases] == ["read Patient", "ceiling Patient", "create Observation"]

@@ -1,5 +1,9 @@
 """A real server process (gunicorn) on loopback, over the test database, loaded with the demo practice
-through the ``fhirportal load`` command."""
+through the ``fhirportal load`` command.
+
+The server demands a bearer token on every FHIR request: a ``system/*.cruds`` token is minted in the
+server's own database (``live_server["token"]``) and added to every ``requests`` call to the live
+server that does not carry its own Authorization header (plain ``requests`` and fhirclient alike)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import pytest
 import requests
 from sqlalchemy import delete
 
+from fhirportal.fhir.resource_types import SUPPORTED_TYPES
+from fhirportal.smart.tokens import TokenStore
 from fhirportal.store.database import Database
 from fhirportal.store.schema import metadata
 
@@ -34,6 +40,16 @@ def _wipe(url: str) -> None:
         for table in reversed(metadata.sorted_tables):
             conn.execute(delete(table))
     database.dispose()
+
+
+def mint_system_token(url: str, scope: str = "system/*.cruds") -> str:
+    """An access token stored in the database at ``url`` (the live server's), as the token endpoint
+    would issue it."""
+    database = Database(url)
+    try:
+        return TokenStore(database, SUPPORTED_TYPES).mint(client_id="e2e-suite", scope=scope)
+    finally:
+        database.dispose()
 
 
 def _wait_until_up(server: subprocess.Popen, base_url: str, seconds: float = 120) -> bool:
@@ -75,7 +91,8 @@ def live_server(tmp_path_factory):
     else:
         raise RuntimeError(f"server did not start: {log_path.read_text()[-3000:]}")
     try:
-        yield {"base_url": base_url, "load_output": loaded.stderr}
+        yield {"base_url": base_url, "load_output": loaded.stderr, "database_url": url,
+               "token": mint_system_token(url)}
     finally:
         server.terminate()
         try:
@@ -83,3 +100,23 @@ def live_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
         _wipe(url)
+
+
+@pytest.fixture(autouse=True)
+def _bearer_token_for_the_live_server(request, monkeypatch):
+    """Every ``requests`` call to the live server carries its token unless it sets Authorization."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    live = request.getfixturevalue("live_server")
+    original = requests.Session.request
+
+    def with_token(self, method, url, *args, headers=None, **kwargs):
+        if str(url).startswith(live["base_url"]):
+            headers = dict(headers or {})
+            if not any(key.lower() == "authorization" for key in headers):
+                headers["Authorization"] = f"Bearer {live['token']}"
+        return original(self, method, url, *args, headers=headers, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", with_token)
+    yield

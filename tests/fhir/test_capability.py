@@ -124,7 +124,7 @@ def test_append_only_types_refuse_change_as_the_statement_says(fhir):
     ):
         assert response.status_code == 405, response.get_json()
         assert response.get_json()["resourceType"] == "OperationOutcome"
-    in_bundle = fhir.client.post("/fhir", content_type="application/fhir+json", json={
+    in_bundle = fhir.post("/fhir", content_type="application/fhir+json", json={
         "resourceType": "Bundle", "type": "transaction",
         "entry": [{"request": {"method": "DELETE", "url": path}}]})
     assert in_bundle.status_code == 405

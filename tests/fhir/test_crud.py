@@ -156,8 +156,8 @@ def test_post_on_instance_is_405(fhir):
     assert response.get_json()["resourceType"] == "OperationOutcome"
 
 
-def test_unsupported_method_on_type_is_405(fhir, client):
-    response = client.patch("/fhir/Patient", json=[])
+def test_unsupported_method_on_type_is_405(fhir):
+    response = fhir.patch("/fhir/Patient", json=[], content_type=None)
     assert response.status_code == 405
     assert response.get_json()["resourceType"] == "OperationOutcome"
 

@@ -12,7 +12,7 @@ def _entries(fhir, url: str) -> list[dict]:
     entries = list(page.get("entry", []))
     while (nxt := {link["relation"]: link["url"] for link in page["link"]}.get("next")):
         parts = urlsplit(nxt)
-        page = fhir.client.get(parts.path + "?" + parts.query).get_json()
+        page = fhir.get(parts.path + "?" + parts.query).get_json()
         entries += page.get("entry", [])
     return entries
 

@@ -9,7 +9,7 @@ from tests.support import patient
 
 def _follow(fhir, url: str):
     parts = urlsplit(url)
-    return fhir.client.get(parts.path + ("?" + parts.query if parts.query else ""))
+    return fhir.get(parts.path + ("?" + parts.query if parts.query else ""))
 
 
 def _links(bundle) -> dict:

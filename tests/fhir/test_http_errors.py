@@ -46,28 +46,28 @@ def test_unsupported_body_type_is_415(fhir):
     _outcome(response)
 
 
-def test_malformed_json_is_400(client):
-    response = client.post("/fhir/Patient", data=b'{"resourceType": "Patient",', content_type="application/fhir+json")
+def test_malformed_json_is_400(fhir):
+    response = fhir.post("/fhir/Patient", data=b'{"resourceType": "Patient",', content_type="application/fhir+json")
     assert response.status_code == 400
     assert "JSON" in _outcome(response)["issue"][0]["diagnostics"]
 
 
 @pytest.mark.parametrize("payload", [b"[]", b'"text"', b"null", b"{}", b"   "])
-def test_bodies_that_are_not_resources_are_400(client, payload):
-    response = client.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
+def test_bodies_that_are_not_resources_are_400(fhir, payload):
+    response = fhir.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
     assert response.status_code == 400
     _outcome(response)
 
 
-def test_too_large_body_is_413(client, settings):
+def test_too_large_body_is_413(fhir, settings):
     payload = b'{"resourceType":"Patient","text":"' + b"x" * settings.max_body_bytes + b'"}'
-    response = client.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
+    response = fhir.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
     assert response.status_code == 413
     _outcome(response)
 
 
-def test_unknown_path_is_404_outcome(client):
-    response = client.get("/fhir/Patient/1/_history/1/extra/parts")
+def test_unknown_path_is_404_outcome(fhir):
+    response = fhir.get("/fhir/Patient/1/_history/1/extra/parts")
     assert response.status_code == 404
     _outcome(response)
 
@@ -91,9 +91,9 @@ def test_garbage_never_gives_500(fhir, body):
 
 
 @pytest.mark.parametrize("depth", [70, 100_000])
-def test_deeply_nested_bodies_are_400_not_500(client, depth):
+def test_deeply_nested_bodies_are_400_not_500(fhir, depth):
     payload = b'{"resourceType":"Patient","extension":' + b"[" * depth + b"]" * depth + b"}"
-    response = client.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
+    response = fhir.post("/fhir/Patient", data=payload, content_type="application/fhir+json")
     assert response.status_code in (400, 413)
     _outcome(response)
 
@@ -126,7 +126,7 @@ def test_extreme_dates_in_resources_are_stored_and_found(fhir):
     assert fhir.get("Patient?birthdate=9999-12-31").get_json()["entry"][0]["resource"]["id"] == created.get_json()["id"]
 
 
-def test_nul_characters_are_400(client):
+def test_nul_characters_are_400(fhir):
     body = b'{"resourceType":"Patient","name":[{"family":"a\\u0000b"}]}'
-    assert client.post("/fhir/Patient", data=body, content_type="application/fhir+json").status_code == 400
-    assert client.get("/fhir/Patient?name=%00").status_code == 400
+    assert fhir.post("/fhir/Patient", data=body, content_type="application/fhir+json").status_code == 400
+    assert fhir.get("/fhir/Patient?name=%00").status_code == 400

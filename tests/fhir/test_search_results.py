@@ -12,7 +12,7 @@ from tests.support import observation, patient
 
 def _get(fhir, url: str) -> dict:
     parts = urlsplit(url)
-    return fhir.client.get(parts.path + ("?" + parts.query if parts.query else "")).get_json()
+    return fhir.get(parts.path + ("?" + parts.query if parts.query else "")).get_json()
 
 
 def _all_pages(fhir, first: str) -> list[dict]:
@@ -117,11 +117,11 @@ def test_summary_and_elements(fhir, people):
 
 def test_search_across_types(fhir, people):
     fhir.create({"resourceType": "Practitioner", "name": [{"family": "Osler"}]})
-    bundle = fhir.client.get("/fhir?_type=Patient,Practitioner&_count=100").get_json()
+    bundle = fhir.get("/fhir?_type=Patient,Practitioner&_count=100").get_json()
     assert {e["resource"]["resourceType"] for e in bundle["entry"]} == {"Patient", "Practitioner"}
     assert len(bundle["entry"]) == 6
-    assert fhir.client.get("/fhir?_type=Spaceship").status_code == 404
-    assert fhir.client.get("/fhir").status_code == 400
+    assert fhir.get("/fhir?_type=Spaceship").status_code == 404
+    assert fhir.get("/fhir").status_code == 400
 
 
 @pytest.mark.parametrize("query", [

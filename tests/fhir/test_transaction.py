@@ -17,7 +17,7 @@ def _bundle(kind: str, *entries) -> dict:
 
 
 def _post(fhir, document, **kw):
-    return fhir.client.post("/fhir", json=document, content_type="application/fhir+json", **kw)
+    return fhir.post("/fhir", json=document, content_type="application/fhir+json", **kw)
 
 
 def _ehr_push(mrn: str = "T1") -> dict:
@@ -190,8 +190,8 @@ def test_malformed_bundles_are_400(fhir):
 
 def test_base_url_without_trailing_slash(fhir):
     document = _bundle("batch", {"request": {"method": "GET", "url": "Patient?gender=female"}})
-    assert fhir.client.post("/fhir/", json=document, content_type="application/fhir+json").status_code == 200
-    assert fhir.client.post("/fhir", json=document, content_type="application/fhir+json").status_code == 200
+    assert fhir.post("/fhir/", json=document, content_type="application/fhir+json").status_code == 200
+    assert fhir.post("/fhir", json=document, content_type="application/fhir+json").status_code == 200
 
 
 def test_put_revives_a_deleted_resource_and_one_resource_cannot_be_written_twice(fhir):

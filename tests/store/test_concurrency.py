@@ -15,7 +15,7 @@ def test_concurrent_updates_keep_every_write(app, fhir):
     path = f"Patient/{created['id']}"
 
     def write(n: int) -> int:
-        client = Fhir(app.test_client())
+        client = Fhir(app.test_client(), fhir.token)
         body = dict(created, name=[{"family": f"Writer{n}"}])
         return client.put(path, body).status_code
 
@@ -35,7 +35,7 @@ def test_concurrent_if_match_updates_one_wins(app, fhir):
     path = f"Patient/{created['id']}"
 
     def write(n: int) -> int:
-        client = Fhir(app.test_client())
+        client = Fhir(app.test_client(), fhir.token)
         return client.put(path, dict(created, name=[{"family": f"W{n}"}]), headers={"If-Match": 'W/"1"'}).status_code
 
     with ThreadPoolExecutor(WRITERS) as pool:
@@ -45,7 +45,7 @@ def test_concurrent_if_match_updates_one_wins(app, fhir):
 
 def test_concurrent_conditional_creates_make_one_resource(app, fhir):
     def create(_: int) -> int:
-        client = Fhir(app.test_client())
+        client = Fhir(app.test_client(), fhir.token)
         body = patient(identifier=[{"system": MRN, "value": "RACE-1"}])
         return client.post("Patient", body, headers={"If-None-Exist": f"identifier={MRN}|RACE-1"}).status_code
 
@@ -59,7 +59,7 @@ def test_concurrent_conditional_creates_make_one_resource(app, fhir):
 
 def test_concurrent_update_as_create_of_one_id(app, fhir):
     def put(n: int) -> int:
-        client = Fhir(app.test_client())
+        client = Fhir(app.test_client(), fhir.token)
         return client.put("Patient/same-id", patient(id="same-id", name=[{"family": f"P{n}"}])).status_code
 
     with ThreadPoolExecutor(WRITERS) as pool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Request
 
+from ..authorization import Authorization
 from ..context import FhirContext
 from ..negotiation import json_body
 from ..response import FhirResponse
@@ -11,9 +12,10 @@ from ..writes import Writer
 from .common import check_body_type, require_type, written
 
 
-def create(ctx: FhirContext, request: Request, resource_type: str) -> FhirResponse:
+def create(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str) -> FhirResponse:
     require_type(ctx, resource_type)
+    auth.require(resource_type, "create")
     body = check_body_type(json_body(request), resource_type)
     with ctx.database.write() as conn:
-        result = Writer(ctx, conn).create(resource_type, body, request.headers.get("If-None-Exist"))
+        result = Writer(ctx, conn, auth=auth).create(resource_type, body, request.headers.get("If-None-Exist"))
     return written(ctx, request, result)

@@ -11,6 +11,7 @@ from flask import Request
 from fhirportal.errors import BadRequest
 from fhirportal.store.indexing.dates import parse_range, to_datetime
 
+from ..authorization import Authorization
 from ..bundles import bundle, history_entry, link
 from ..context import FhirContext
 from ..response import FhirResponse
@@ -42,10 +43,15 @@ def _instant(request: Request, name: str) -> datetime | None:
     return to_datetime(low)
 
 
-def history(ctx: FhirContext, request: Request, resource_type: str | None = None,
+def history(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str | None = None,
             fhir_id: str | None = None) -> FhirResponse:
     if resource_type:
         require_type(ctx, resource_type)
+    interaction = "history-instance" if fhir_id else "history-type"
+    if resource_type:
+        auth.require(resource_type, interaction)
+    else:
+        auth.require_system_history()
     if fhir_id:
         check_id(fhir_id)
     count = page_size(ctx, request)
@@ -54,7 +60,8 @@ def history(ctx: FhirContext, request: Request, resource_type: str | None = None
     with ctx.database.read() as conn:
         try:
             page = ctx.repository.history(conn, resource_type=resource_type, fhir_id=fhir_id, since=since,
-                                          count=max(count, 1), cursor=cursor)
+                                          count=max(count, 1), cursor=cursor,
+                                          visibility=auth.visibility(interaction))
         except ValueError as exc:
             raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
     path = "/".join(p for p in (resource_type, fhir_id, "_history") if p)

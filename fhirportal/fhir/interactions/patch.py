@@ -7,6 +7,7 @@ from flask import Request
 
 from fhirportal.errors import BadRequest, Unprocessable
 
+from ..authorization import Authorization
 from ..context import FhirContext
 from ..negotiation import JSON_PATCH, json_body
 from ..preconditions import parse_etag
@@ -33,11 +34,12 @@ def parse_patch(document) -> jsonpatch.JsonPatch:
         raise BadRequest(f"Invalid JSON Patch: {exc}") from exc
 
 
-def patch(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str) -> FhirResponse:
+def patch(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str, fhir_id: str) -> FhirResponse:
     require_type(ctx, resource_type)
+    auth.require(resource_type, "patch")
     check_id(fhir_id)
     operations = parse_patch(json_body(request, (JSON_PATCH,)))
     expected = parse_etag(request.headers.get("If-Match"))
     with ctx.database.write() as conn:
-        result = Writer(ctx, conn).patch(resource_type, fhir_id, operations, expected)
+        result = Writer(ctx, conn, auth=auth).patch(resource_type, fhir_id, operations, expected)
     return written(ctx, request, result)

@@ -11,6 +11,7 @@ from flask import Request
 
 from fhirportal.errors import BadRequest
 
+from ..authorization import Authorization
 from ..bundles import bundle, link, search_entry
 from ..context import FhirContext
 from ..negotiation import require_body_type
@@ -32,35 +33,42 @@ def _params(request: Request) -> list[tuple[str, str]]:
     return params
 
 
-def search(ctx: FhirContext, request: Request, resource_type: str) -> FhirResponse:
+def search(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str) -> FhirResponse:
     require_type(ctx, resource_type)
-    return run_search(ctx, request, [resource_type], _params(request), resource_type)
+    auth.require(resource_type, "search-type")
+    return run_search(ctx, request, auth, [resource_type], _params(request), resource_type)
 
 
-def system_search(ctx: FhirContext, request: Request) -> FhirResponse:
+def system_search(ctx: FhirContext, request: Request, auth: Authorization) -> FhirResponse:
     params = _params(request)
     requested = [t for value in (v for k, v in params if k == "_type") for t in split_or(value)]
     if not requested:
         raise BadRequest("A search across types needs _type (e.g. _type=Patient,Practitioner)", expression="_type")
     for resource_type in requested:
         require_type(ctx, resource_type)
-    return run_search(ctx, request, requested, params, "")
+    for resource_type in requested:
+        auth.require(resource_type, "search-type")
+    return run_search(ctx, request, auth, requested, params, "")
 
 
-def run_search(ctx: FhirContext, request: Request, resource_types: list[str], params: list[tuple[str, str]],
-               path: str) -> FhirResponse:
+def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource_types: list[str],
+               params: list[tuple[str, str]], path: str) -> FhirResponse:
+    """The matches ``auth`` may search, and of what they include only what it may read."""
     strict = handling_is_strict(request.headers.get("Prefer"))
     parsed = parse_search(ctx.search_parameters, resource_types, params, strict=strict)
     count = 0 if parsed.summary == "count" else page_size(ctx, request)
     cursor = next((v for k, v in params if k == "_cursor"), None)
+    visibility = auth.visibility("search-type")
     with ctx.database.read() as conn:
         try:
             page = ctx.repository.search(conn, resource_types, parsed.criteria, sort=parsed.sort,
-                                         count=max(count, 1), cursor=cursor, include=parsed.include)
+                                         count=max(count, 1), cursor=cursor, include=parsed.include,
+                                         visibility=visibility, include_visibility=auth.visibility("read"))
         except ValueError as exc:
             raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
         wants_total = parsed.total in ("accurate", "estimate") or count == 0
-        total = ctx.repository.count(conn, resource_types, parsed.criteria) if wants_total else None
+        total = ctx.repository.count(conn, resource_types, parsed.criteria, visibility=visibility) \
+            if wants_total else None
     kept = [(k, v) for k, v in params if k not in parsed.ignored and k not in _NOT_IN_LINKS]
     links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
     if cursor:

@@ -25,6 +25,7 @@ from fhirportal.store import clock
 from fhirportal.store.repository import new_id
 
 from .. import jsontext
+from ..authorization import Authorization
 from ..bundles import bundle, search_entry
 from ..context import FhirContext
 from ..negotiation import json_body
@@ -61,6 +62,28 @@ class Entry:
     @property
     def where(self) -> str:
         return f"Bundle.entry[{self.index}]"
+
+    @property
+    def interaction(self) -> str:
+        """The interaction this entry performs, as scopes name it."""
+        match self.method:
+            case "GET" | "HEAD":
+                return ("vread" if self.version else "read") if self.fhir_id else "search-type"
+            case "POST":
+                return "create"
+            case "PUT":
+                return "update"
+            case "PATCH":
+                return "patch"
+        return "delete"
+
+
+def _require(auth: Authorization, entry: Entry) -> None:
+    """The same scope check as the entry's own interaction would make (403, located in the entry)."""
+    try:
+        auth.require(entry.resource_type, entry.interaction)
+    except FhirError as error:
+        raise _located(error, entry.where) from error
 
 
 def _status(code: int) -> str:
@@ -150,12 +173,13 @@ def _rewrite(node, mapping: dict[str, str], resolve_conditional) -> None:
 
 
 class TransactionProcessor:
-    def __init__(self, ctx: FhirContext, conn, preference: str, *, all_or_nothing: bool = True):
+    def __init__(self, ctx: FhirContext, conn, preference: str, auth: Authorization, *, all_or_nothing: bool = True):
         self.ctx = ctx
         self.conn = conn
         self.preference = preference
+        self.auth = auth
         # A transaction checks references and deletions once every entry is written; a batch entry at once.
-        self.writer = Writer(ctx, conn, DeferredChecks() if all_or_nothing else None)
+        self.writer = Writer(ctx, conn, DeferredChecks() if all_or_nothing else None, auth)
         self.known: set[tuple[str, str]] | None = None  # PUT targets known to exist (None: not looked up)
         self.resolved: dict[str, str] = {}
 
@@ -166,7 +190,8 @@ class TransactionProcessor:
                 raise Unprocessable(f"Conditional reference '{reference}' names an unsupported type")
             criteria, _ = parse_criteria(self.ctx.search_parameters, resource_type,
                                          parse_qsl(query, keep_blank_values=True), strict=True)
-            matches = self.ctx.repository.search_ids(self.conn, resource_type, criteria, limit=2)
+            matches = self.ctx.repository.search_ids(self.conn, resource_type, criteria, limit=2,
+                                                     visibility=self.auth.visibility("search-type"))
             if len(matches) != 1:
                 raise (PreconditionFailed if matches else Unprocessable)(
                     f"Conditional reference '{reference}' matches {'several' if matches else 'no'} resources")
@@ -178,7 +203,7 @@ class TransactionProcessor:
         if entry.method == "POST":
             new = new_id()
             if entry.if_none_exist:
-                matches = self.writer.match(entry.resource_type, entry.if_none_exist, "ifNoneExist")
+                matches = self.writer.match(entry.resource_type, entry.if_none_exist, "ifNoneExist", "create")
                 if len(matches) > 1:
                     raise PreconditionFailed(f"ifNoneExist '{entry.if_none_exist}' matches more than one "
                                              f"{entry.resource_type}", expression=f"{entry.where}.request.ifNoneExist")
@@ -188,7 +213,7 @@ class TransactionProcessor:
         elif entry.method == "PUT" and entry.fhir_id:
             entry.target = f"{entry.resource_type}/{entry.fhir_id}"
         elif entry.method == "PUT":
-            matches = self.writer.match(entry.resource_type, entry.query, "request.url")
+            matches = self.writer.match(entry.resource_type, entry.query, "request.url", "update")
             if len(matches) > 1:
                 raise PreconditionFailed(f"The criteria '{entry.query}' match more than one {entry.resource_type}",
                                          expression=f"{entry.where}.request.url")
@@ -251,7 +276,7 @@ class TransactionProcessor:
                 return self.written(writer.patch(entry.resource_type, entry.fhir_id, _patch_document(entry),
                                                  entry.if_match))
             case _:
-                return read_entry(self.ctx, self.conn, entry)
+                return read_entry(self.ctx, self.conn, entry, self.auth)
 
     def written(self, result: WriteResult) -> dict:
         record = result.record
@@ -269,15 +294,17 @@ class TransactionProcessor:
         return answer
 
 
-def read_entry(ctx: FhirContext, conn, entry: Entry) -> dict:
-    """GET/HEAD inside a Bundle: read, vread or search."""
+def read_entry(ctx: FhirContext, conn, entry: Entry, auth: Authorization) -> dict:
+    """GET/HEAD inside a Bundle: read, vread or search, of what ``auth`` may see."""
+    visibility = auth.visibility(entry.interaction)
     if entry.fhir_id:
         if entry.version:
             if not entry.version.isdigit() or len(entry.version) > 9:
                 raise NotFound(f"'{entry.version}' is not a version")
-            record = ctx.repository.vread(conn, entry.resource_type, entry.fhir_id, int(entry.version))
+            record = ctx.repository.vread(conn, entry.resource_type, entry.fhir_id, int(entry.version),
+                                          visibility=visibility)
         else:
-            record = ctx.repository.read(conn, entry.resource_type, entry.fhir_id)
+            record = ctx.repository.read(conn, entry.resource_type, entry.fhir_id, visibility=visibility)
         answer = {"response": {"status": "200 OK", "etag": etag(record.version_id),
                                "lastModified": clock.as_instant(record.last_updated)}}
         if entry.method == "GET":
@@ -286,7 +313,7 @@ def read_entry(ctx: FhirContext, conn, entry: Entry) -> dict:
     params = parse_qsl(entry.query, keep_blank_values=True)
     criteria, _ = parse_criteria(ctx.search_parameters, entry.resource_type, params, strict=False)
     count = min(ctx.settings.default_page_size, ctx.settings.max_page_size)
-    page = ctx.repository.search(conn, entry.resource_type, criteria, count=count)
+    page = ctx.repository.search(conn, entry.resource_type, criteria, count=count, visibility=visibility)
     result = bundle("searchset", [search_entry(ctx.base_url, r) for r in page.matches], {})
     return {"response": {"status": "200 OK"}, "resource": result}
 
@@ -298,11 +325,12 @@ def _located(error: FhirError, where: str) -> FhirError:
     return type(error)(issues[0].diagnostics, issues=issues, headers=error.headers)
 
 
-def _batch_entry(ctx: FhirContext, index: int, raw, preference: str) -> dict:
+def _batch_entry(ctx: FhirContext, auth: Authorization, index: int, raw, preference: str) -> dict:
     try:
         entry = _parse_entry(ctx, index, raw)
+        auth.require(entry.resource_type, entry.interaction)
         with ctx.database.write() as conn:
-            processor = TransactionProcessor(ctx, conn, preference, all_or_nothing=False)
+            processor = TransactionProcessor(ctx, conn, preference, auth, all_or_nothing=False)
             processor.assign_target(entry, {})
             if entry.resource is not None:
                 _rewrite(entry.resource, {}, processor.resolve_conditional)
@@ -324,7 +352,7 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
             seen[key] = entry.index
 
 
-def transaction(ctx: FhirContext, request: Request) -> FhirResponse:
+def transaction(ctx: FhirContext, request: Request, auth: Authorization) -> FhirResponse:
     document = json_body(request)
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
         raise BadRequest("POST to the base takes a Bundle", expression="resourceType")
@@ -336,10 +364,12 @@ def transaction(ctx: FhirContext, request: Request) -> FhirResponse:
         raise BadRequest("Bundle.entry must be a list", expression="Bundle.entry")
     preference = prefer_return(request)
     if kind == "batch":
-        responses = [_batch_entry(ctx, i, raw, preference) for i, raw in enumerate(raw_entries)]
+        responses = [_batch_entry(ctx, auth, i, raw, preference) for i, raw in enumerate(raw_entries)]
         return FhirResponse(200, bundle("batch-response", responses, {}))
     entries = [_parse_entry(ctx, i, raw) for i, raw in enumerate(raw_entries)]
     _refuse_duplicates(entries)
+    for entry in entries:
+        _require(auth, entry)
     with ctx.database.write() as conn:
-        TransactionProcessor(ctx, conn, preference).run(entries)
+        TransactionProcessor(ctx, conn, preference, auth).run(entries)
     return FhirResponse(200, bundle("transaction-response", [e.response for e in entries], {}))

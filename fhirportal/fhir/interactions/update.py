@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Request
 
+from ..authorization import Authorization
 from ..context import FhirContext
 from ..negotiation import json_body
 from ..preconditions import parse_etag
@@ -13,20 +14,23 @@ from ..writes import Writer
 from .common import check_body_type, require_type, written
 
 
-def update(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str) -> FhirResponse:
+def update(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str, fhir_id: str) -> FhirResponse:
     require_type(ctx, resource_type)
+    auth.require(resource_type, "update")
     check_id(fhir_id)
     body = check_body_type(json_body(request), resource_type)
     expected = parse_etag(request.headers.get("If-Match"))
     with ctx.database.write() as conn:
-        result = Writer(ctx, conn).update(resource_type, fhir_id, body, expected)
+        result = Writer(ctx, conn, auth=auth).update(resource_type, fhir_id, body, expected)
     return written(ctx, request, result)
 
 
-def conditional_update(ctx: FhirContext, request: Request, resource_type: str) -> FhirResponse:
+def conditional_update(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str) -> FhirResponse:
     require_type(ctx, resource_type)
+    auth.require(resource_type, "update")
     body = check_body_type(json_body(request), resource_type)
     expected = parse_etag(request.headers.get("If-Match"))
     with ctx.database.write() as conn:
-        result = Writer(ctx, conn).conditional_update(resource_type, request.query_string.decode(), body, expected)
+        result = Writer(ctx, conn, auth=auth).conditional_update(resource_type, request.query_string.decode(), body,
+                                                                 expected)
     return written(ctx, request, result)

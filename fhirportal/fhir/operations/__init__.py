@@ -15,7 +15,7 @@ from fhirportal.errors import MethodNotAllowed, NotFound
 class Operation:
     name: str  # without the '$'
     definition: dict  # the OperationDefinition resource
-    handler: Callable  # handler(ctx, request, resource_type, fhir_id) -> FhirResponse
+    handler: Callable  # handler(ctx, request, auth, resource_type, fhir_id) -> FhirResponse
     methods: tuple[str, ...] = ("POST",)
 
     @property

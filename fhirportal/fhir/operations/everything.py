@@ -7,6 +7,7 @@ from flask import Request
 from fhirportal import definitions
 from fhirportal.errors import BadRequest, NotFound
 
+from ..authorization import Authorization
 from ..bundles import bundle, link, search_entry
 from ..context import FhirContext
 from ..interactions.history import page_size, since_instant
@@ -21,9 +22,14 @@ def compartment_params(ctx: FhirContext, types: list[str] | None = None) -> dict
     return {t: list(params) for t, params in spec.items() if t in wanted and t in ctx.resource_types and t != "Patient"}
 
 
-def everything(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str | None) -> FhirResponse:
+def everything(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str,
+               fhir_id: str | None) -> FhirResponse:
+    """Only what the token may read: another patient's $everything is a 404 for a patient token."""
     if not fhir_id:
         raise NotFound("$everything needs a patient: Patient/[id]/$everything")
+    auth.require("Patient", "read")
+    auth.require("Patient", "search-type")
+    visibility = auth.visibility("read")
     types = [t for v in request.args.getlist("_type") for t in split_or(v)]
     unknown = [t for t in types if t not in ctx.resource_types]
     if unknown:
@@ -31,11 +37,12 @@ def everything(ctx: FhirContext, request: Request, resource_type: str, fhir_id: 
     count = max(page_size(ctx, request), 1)
     cursor = request.args.get("_cursor")
     with ctx.database.read() as conn:
-        ctx.repository.read(conn, "Patient", fhir_id)  # 404/410 for an unknown or deleted patient
+        # 404/410 for an unknown or deleted patient, or one the token may not see
+        ctx.repository.read(conn, "Patient", fhir_id, visibility=visibility)
         try:
             page = ctx.repository.compartment(
                 conn, "Patient", fhir_id, compartment_params(ctx, types or None), since=since_instant(request),
-                count=count, cursor=cursor)
+                count=count, cursor=cursor, visibility=visibility)
         except ValueError as exc:
             raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
     matches = [r for r in page.matches if not types or r.resource_type in types or r.resource_type == "Patient"]

@@ -6,6 +6,7 @@ from flask import Request
 
 from fhirportal.errors import BadRequest, FhirError
 
+from ..authorization import Authorization
 from ..context import FhirContext
 from ..negotiation import json_body
 from ..outcome import from_fhir_error, information
@@ -23,7 +24,9 @@ def _resource_from(body) -> dict:
     return body
 
 
-def validate(ctx: FhirContext, request: Request, resource_type: str, fhir_id: str | None) -> FhirResponse:
+def validate(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str,
+             fhir_id: str | None) -> FhirResponse:
+    auth.require_any_scope("$validate")
     resource = _resource_from(json_body(request))
     if resource.get("resourceType") != resource_type:
         raise BadRequest(f"$validate on {resource_type} got a {resource.get('resourceType')}",

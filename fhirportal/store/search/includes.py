@@ -1,4 +1,8 @@
-"""``_include`` and ``_revinclude``: the resources a page of matches points at, or that point at it."""
+"""``_include`` and ``_revinclude``: the resources a page of matches points at, or that point at it.
+
+Only resources the request may see (its ``Visibility``) are included, filtered in the same query
+that loads them; ``:iterate`` goes on from the visible ones only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, false, or_, select
 
 from ..schema import INDEX_TABLES, resource
+from .visibility import Visibility, visible_clause
 
 
 @dataclass(frozen=True)
@@ -47,27 +52,36 @@ def _targets_of(conn: Connection, pids: Sequence[int], spec: IncludeSpec) -> set
         select(ref.c.target_type, ref.c.target_id).where(*conditions).distinct())}
 
 
-def _rows_by_identity(conn: Connection, identities: set[tuple[str, str]]):
+def _rows_by_identity(conn: Connection, identities: set[tuple[str, str]], visibility: Visibility | None,
+                      base_url: str | None):
     grouped = group_by_type(identities)
+    if visibility is not None:
+        grouped = {t: ids for t, ids in grouped.items() if visibility.sees_type(t)}
     if not grouped:
         return []
     condition = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(ids)) for t, ids in grouped.items()))
-    return conn.execute(select(resource).where(condition, resource.c.deleted == false())).all()
+    visible = visible_clause(visibility, resource, list(grouped), base_url)
+    return conn.execute(select(resource).where(condition, resource.c.deleted == false(), visible)).all()
 
 
-def _referrers_of(conn: Connection, identities: set[tuple[str, str]], spec: IncludeSpec):
+def _referrers_of(conn: Connection, identities: set[tuple[str, str]], spec: IncludeSpec,
+                  visibility: Visibility | None, base_url: str | None):
     ref = INDEX_TABLES["reference"]
     grouped = group_by_type(identities)
     if not grouped:
         return []
     pointing = or_(*(and_(ref.c.target_type == t, ref.c.target_id.in_(ids)) for t, ids in grouped.items()))
     pids = select(ref.c.pid).where(pointing, *_spec_conditions(ref, spec)).distinct()
-    return conn.execute(select(resource).where(resource.c.pid.in_(pids), resource.c.deleted == false())).all()
+    types = None if spec.source_type == "*" else [spec.source_type]
+    visible = visible_clause(visibility, resource, types, base_url)
+    return conn.execute(select(resource).where(resource.c.pid.in_(pids), resource.c.deleted == false(),
+                                               visible)).all()
 
 
 def included_rows(conn: Connection, matches: list, specs: Sequence[IncludeSpec], max_rounds: int = 3,
-                  limit: int = 1000) -> list:
-    """Rows to add with search mode "include" (never the matches themselves, each once)."""
+                  limit: int = 1000, *, visibility: Visibility | None = None, base_url: str | None = None) -> list:
+    """Rows to add with search mode "include" (never the matches themselves, each once), only those
+    ``visibility`` allows."""
     seen = {(row.resource_type, row.fhir_id) for row in matches}
     found: list = []
     current = list(matches)
@@ -79,8 +93,8 @@ def included_rows(conn: Connection, matches: list, specs: Sequence[IncludeSpec],
         identities = {(row.resource_type, row.fhir_id) for row in current}
         new_rows = []
         for spec in active:
-            rows = _referrers_of(conn, identities, spec) if spec.reverse else \
-                _rows_by_identity(conn, _targets_of(conn, pids, spec))
+            rows = _referrers_of(conn, identities, spec, visibility, base_url) if spec.reverse else \
+                _rows_by_identity(conn, _targets_of(conn, pids, spec), visibility, base_url)
             for row in rows:
                 identity = (row.resource_type, row.fhir_id)
                 if identity not in seen:

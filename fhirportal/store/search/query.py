@@ -13,6 +13,7 @@ from fhirportal.errors import BadRequest
 
 from ..indexing import dates, normalize, reference
 from ..schema import INDEX_TABLES, resource
+from . import visibility as _visibility
 from .criteria import Criterion
 from .prefixes import number_range, range_condition, split_prefix
 
@@ -132,14 +133,15 @@ def _type_condition(column, types: Sequence[str] | None):
     return column == types[0] if len(types) == 1 else column.in_(list(types))
 
 
-def _chain(criterion: Criterion, res, base_url: str | None):
-    """The reference points at a resource that meets ``criterion.chain``."""
+def _chain(criterion: Criterion, res, base_url: str | None, visibility=None):
+    """The reference points at a resource that meets ``criterion.chain`` (and that the request may see)."""
     ref = INDEX_TABLES["reference"].alias()
     target = resource.alias()
     target_types = [criterion.modifier] if criterion.modifier else list(criterion.parameter.targets)
     targets = select(target.c.resource_type, target.c.fhir_id).where(
         target.c.deleted == false(), _type_condition(target.c.resource_type, target_types),
-        criterion_clause(criterion.chain, target, base_url, target_types or None))
+        criterion_clause(criterion.chain, target, base_url, target_types or None),
+        _visibility.visible_clause(visibility, target, target_types or None, base_url))
     referring = select(ref.c.pid).where(
         ref.c.param == criterion.parameter.code,
         _type_condition(ref.c.target_type, target_types),
@@ -148,14 +150,16 @@ def _chain(criterion: Criterion, res, base_url: str | None):
     return res.c.pid.in_(referring)
 
 
-def _has(criterion: Criterion, res, base_url: str | None, types: Sequence[str] | None):
-    """Some resource of ``has[0]`` refers here through ``has[1]`` and meets the criterion."""
+def _has(criterion: Criterion, res, base_url: str | None, types: Sequence[str] | None, visibility=None):
+    """Some resource of ``has[0]`` that the request may see refers here through ``has[1]`` and meets
+    the criterion."""
     source_type, reference_param = criterion.has
     ref = INDEX_TABLES["reference"].alias()
     source = resource.alias()
     plain = Criterion(criterion.parameter, criterion.values, criterion.modifier)
     sources = select(source.c.pid).where(source.c.resource_type == source_type, source.c.deleted == false(),
-                                         criterion_clause(plain, source, base_url, [source_type]))
+                                         criterion_clause(plain, source, base_url, [source_type]),
+                                         _visibility.visible_clause(visibility, source, [source_type], base_url))
     referenced = select(ref.c.target_id).where(
         ref.c.resource_type == source_type,
         ref.c.param == reference_param,
@@ -180,21 +184,22 @@ def _selectivity(criterion: Criterion) -> int:
 
 
 def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = None,
-                     types: Sequence[str] | None = None, *, drives: bool = True):
+                     types: Sequence[str] | None = None, *, drives: bool = True, visibility=None):
     """SQL condition on the resource table (or an alias of it) for one criterion.
 
     The criterion that ``drives`` the search is an uncorrelated ``pid IN (SELECT pid FROM ix_… WHERE
     …)`` so the database starts from that index; the others are correlated ``EXISTS`` checks of the
     rows found, through each index table's pid index. ``types``: the resource types searched,
     repeated on the index rows so that the (resource_type, param, value) indexes apply.
+    ``visibility``: what the request may see; chains and ``_has`` only look at visible resources.
     """
     parameter = criterion.parameter
     where = f"{parameter.code}{':' + criterion.modifier if criterion.modifier else ''}"
     try:
         if criterion.has is not None:
-            return _has(criterion, res, base_url, types)
+            return _has(criterion, res, base_url, types, visibility)
         if criterion.chain is not None:
-            return _chain(criterion, res, base_url)
+            return _chain(criterion, res, base_url, visibility)
         if parameter.code in ("_id", "_lastUpdated"):
             return _table_param(criterion, res)
         if parameter.type not in _CLAUSES:
@@ -228,10 +233,15 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
         raise BadRequest(f"Invalid value for search parameter '{where}': {exc}", expression=where) from exc
 
 
-def build_where(resource_types: str | Sequence[str], criteria: Iterable[Criterion], base_url: str | None = None):
+def build_where(resource_types: str | Sequence[str], criteria: Iterable[Criterion], base_url: str | None = None,
+                visibility: _visibility.Visibility | None = None):
+    """The search's ``WHERE``: types, not deleted, every criterion, and what ``visibility`` allows."""
     types = [resource_types] if isinstance(resource_types, str) else list(resource_types)
     type_clause = resource.c.resource_type == types[0] if len(types) == 1 else resource.c.resource_type.in_(types)
     clauses = [type_clause, resource.c.deleted == false()]
     ordered = sorted(criteria, key=_selectivity)
-    clauses += [criterion_clause(c, resource, base_url, types, drives=(n == 0)) for n, c in enumerate(ordered)]
+    clauses += [criterion_clause(c, resource, base_url, types, drives=(n == 0), visibility=visibility)
+                for n, c in enumerate(ordered)]
+    if visibility is not None:
+        clauses.append(_visibility.visible_clause(visibility, resource, types, base_url, drives=True))
     return and_(true(), *clauses)

@@ -1,0 +1,167 @@
+"""SMART authorization of FHIR requests: the bearer token, the scope check per interaction, and the
+``Visibility`` (store/search/visibility.py) every query of the request is restricted to.
+
+The router authenticates each request (``authenticate``) and hands the resulting ``Authorization``
+to the interaction explicitly; the interaction calls ``require`` before it touches the database and
+passes ``visibility(...)`` to the repository.
+
+Visibility per resource type, from the broadest scope context that grants the interaction on it:
+
+- system/: everything the scopes name (granular queries still apply);
+- user/: with an ``organization`` in the token's context, only that organization's patients
+  (Patient.managingOrganization) and their compartments; types outside the compartment unrestricted;
+- patient/: only the token's patient's compartment (types outside it unrestricted); Observations
+  in the ``laboratory`` category only when tagged shared-with-patient (the portal's sharing rule).
+
+Granular scopes (``patient/Observation.rs?category=…``): a resource must match one of the covering
+scopes' queries (criteria AND-ed within a scope, OR-ed across scopes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+
+from flask import Request
+
+from fhirportal import definitions
+from fhirportal.errors import Forbidden, Unauthorized
+from fhirportal.smart.access import AccessContext
+from fhirportal.smart.scopes import CONTEXTS, INTERACTION_PERMISSION, ScopeSet
+from fhirportal.store.indexing import SearchParameterRegistry
+from fhirportal.store.search import Criterion
+from fhirportal.store.search.visibility import TypeRule, Visibility
+
+from .search_params import parse_search
+
+MISSING_TOKEN = 'Bearer realm="fhirportal"'
+INVALID_TOKEN = 'Bearer error="invalid_token"'
+# The portal's sharing rule (fixtures/README.md): lab results reach the patient only once shared.
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+SHARED_WITH_PATIENT = "https://fhirportal.dev/fhir/CodeSystem/portal-sharing|shared-with-patient"
+SHARING_RULE = (
+    (("category:not", f"{OBSERVATION_CATEGORY}|laboratory"),),
+    (("_tag", SHARED_WITH_PATIENT),),
+)
+# Interactions that write: the sharing rule does not decide what a write may produce.
+WRITES = frozenset({"create", "update", "patch"})
+_BROADEST_FIRST = tuple(reversed(CONTEXTS))  # system, user, patient
+
+
+class AccessPolicy:
+    """Builds (and caches) the Visibility of a token's rights; one per server."""
+
+    def __init__(self, registry: SearchParameterRegistry, resource_types: Iterable[str]):
+        self.registry = registry
+        self.resource_types = tuple(sorted(resource_types))
+        spec = definitions.load("compartment-patient")
+        self.compartment = {t: tuple(spec[t]) for t in self.resource_types if t in spec}
+        self.visibility = lru_cache(maxsize=4096)(self._visibility)
+
+    def _criteria(self, resource_type: str, query: tuple[tuple[str, str], ...]) -> tuple[Criterion, ...] | None:
+        """A scope's query as criteria; None if any part cannot be honoured (then it grants nothing)."""
+        parsed = parse_search(self.registry, [resource_type], list(query), strict=False)
+        if parsed.ignored or len(parsed.criteria) != len(query):
+            return None
+        return tuple(parsed.criteria)
+
+    def _alternatives(self, resource_type: str, queries) -> tuple[tuple[Criterion, ...], ...]:
+        groups = (self._criteria(resource_type, q) for q in queries)
+        return tuple(g for g in groups if g is not None)
+
+    def _visibility(self, scopes: ScopeSet, patient: str | None, organization: str | None,
+                    interaction: str) -> Visibility | None:
+        rules: dict[str, TypeRule] = {}
+        for resource_type in self.resource_types:
+            context = next((c for c in _BROADEST_FIRST if scopes.permits(c, resource_type, interaction)), None)
+            if context is None:
+                continue
+            require = []
+            queries = scopes.filters(context, resource_type, interaction)
+            if queries is not None:
+                alternatives = self._alternatives(resource_type, queries)
+                if not alternatives:
+                    continue  # no granular query can be honoured: nothing of this type is visible
+                require.append(alternatives)
+            compartment = self.compartment.get(resource_type, ())
+            owned = resource_type == "Patient" or bool(compartment)
+            if context == "patient":
+                if patient is None and owned:
+                    continue  # a patient scope without a patient sees no patient data
+                if resource_type == "Observation" and interaction not in WRITES:
+                    require.append(self._alternatives(resource_type, SHARING_RULE))
+                rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require))
+            elif context == "user" and organization is not None:
+                rules[resource_type] = TypeRule(organization=organization, compartment=compartment,
+                                                require=tuple(require))
+            else:
+                rules[resource_type] = TypeRule(require=tuple(require))
+        if len(rules) == len(self.resource_types) and all(
+                r.patient is None and r.organization is None and not r.require for r in rules.values()):
+            return None  # everything, unrestricted
+        return Visibility(rules)
+
+
+class Authorization:
+    """One request's rights (``access`` None: internal callers, unrestricted)."""
+
+    def __init__(self, access: AccessContext | None, policy: AccessPolicy | None = None):
+        self.access = access
+        self.policy = policy
+
+    def require(self, resource_type: str, interaction: str) -> None:
+        """403 unless a scope grants ``interaction`` on ``resource_type``."""
+        if self.access is None or self.access.permits(resource_type, interaction):
+            return
+        letter = INTERACTION_PERMISSION[interaction]
+        raise Forbidden(f"The access token does not allow {interaction} on {resource_type}: it needs a scope with "
+                        f"'{letter}' for {resource_type} (e.g. patient/{resource_type}.{letter})",
+                        expression=resource_type)
+
+    def visibility(self, interaction: str) -> Visibility | None:
+        """What ``interaction`` may see (for a write: what it may change and produce)."""
+        if self.access is None:
+            return None
+        access = self.access
+        return self.policy.visibility(access.scopes, access.patient, access.organization, interaction)
+
+    def require_system_history(self) -> None:
+        """``GET [base]/_history`` spans every patient: system/ or user/ scopes on every type only."""
+        if self.access is None:
+            return
+        if not any(s.resource_type == "*" and s.context in ("system", "user") and "s" in s.permissions
+                   for s in self.access.scopes.resource_scopes):
+            raise Forbidden("The history of the whole system needs a system/ or user/ scope on every type "
+                            "(e.g. system/*.rs)")
+
+    def require_any_scope(self, what: str) -> None:
+        if self.access is not None and not self.access.scopes.resource_scopes:
+            raise Forbidden(f"{what} needs a resource scope")
+
+    def refuse_write(self, reference: str, interaction: str) -> None:
+        raise Forbidden(f"The access token does not allow {interaction} of {reference}: it is outside the "
+                        f"patient, organization or resources the token's scopes reach", expression=reference)
+
+
+UNRESTRICTED = Authorization(None)
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("Authorization")
+    if not header:
+        raise Unauthorized("This request needs an access token (Authorization: Bearer <token>)",
+                           headers={"WWW-Authenticate": MISSING_TOKEN})
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'",
+                           headers={"WWW-Authenticate": INVALID_TOKEN})
+    return token.strip()
+
+
+def authenticate(tokens, policy: AccessPolicy, request: Request) -> Authorization:
+    """The request's Authorization, or 401 (no token; unknown, expired or revoked token)."""
+    access = tokens.authenticate(bearer_token(request))
+    if access is None:
+        raise Unauthorized("The access token is unknown, expired or revoked",
+                           headers={"WWW-Authenticate": INVALID_TOKEN})
+    return Authorization(access, policy)

@@ -1,0 +1,132 @@
+"""Visibility: which resources one request may see, as SQL conditions on the resource table.
+
+The FHIR layer builds a ``Visibility`` from the request's access token (the store knows nothing of
+tokens or scopes); every read, search, count, include, history and compartment query of the request
+adds ``visible_clause`` to its ``WHERE``, so a resource outside it is never loaded, counted or
+included. ``None`` instead of a Visibility means unrestricted.
+
+Per resource type a ``TypeRule`` says:
+
+- ``patient``: only Patient/<patient>'s compartment: the Patient itself by id, a compartment type
+  when one of its compartment reference parameters points at the patient (an ``EXISTS`` on
+  ix_reference, as ``ResourceRepository.compartment``); types outside the compartment are not
+  restricted;
+- ``organization``: only patients whose ``organization`` (managingOrganization) is it, and the
+  compartment resources of those patients (ix_reference twice);
+- ``require``: every item is a list of alternatives, each alternative criteria that must all hold
+  (granular scopes: one of the scopes' queries; the portal's lab-sharing rule).
+
+A type with no rule is invisible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, exists, false, or_, select, true
+
+from ..schema import INDEX_TABLES, resource
+from . import query as _query
+from .criteria import Criterion
+
+COMPARTMENT_OWNER = "Patient"
+MANAGING_ORGANIZATION = "organization"  # Patient.managingOrganization
+
+
+@dataclass(frozen=True)
+class TypeRule:
+    patient: str | None = None
+    organization: str | None = None
+    compartment: tuple[str, ...] = ()  # the type's Patient-compartment reference parameters
+    require: tuple[tuple[tuple[Criterion, ...], ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """What a request may see: a rule per visible resource type."""
+
+    rules: Mapping[str, TypeRule]
+    # Built statements per (purpose, type), reused for the life of this (cached) Visibility.
+    statements: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def sees_type(self, resource_type: str) -> bool:
+        return resource_type in self.rules
+
+
+def _restricted(rule: TypeRule, resource_type: str) -> bool:
+    owned = resource_type == COMPARTMENT_OWNER or bool(rule.compartment)
+    return bool(rule.require) or ((rule.patient is not None or rule.organization is not None) and owned)
+
+
+def _in_patient_compartment(res, resource_type: str, params: Sequence[str], patient: str, drives: bool):
+    ref = INDEX_TABLES["reference"].alias()
+    conditions = [ref.c.resource_type == resource_type, ref.c.param.in_(list(params)),
+                  ref.c.target_type == COMPARTMENT_OWNER, ref.c.target_id == patient]
+    if drives:  # uncorrelated: the database may start from the patient's compartment
+        return res.c.pid.in_(select(ref.c.pid).where(*conditions))
+    return exists(select(1).where(ref.c.pid == res.c.pid, *conditions).limit(1).offset(0))
+
+
+def _managed_by(patient_id_column, organization: str):
+    """The Patient with this id (a column) has ``organization`` as its managingOrganization."""
+    patient = resource.alias()
+    ref = INDEX_TABLES["reference"].alias()
+    return exists(select(1).select_from(patient).join(ref, ref.c.pid == patient.c.pid).where(
+        patient.c.resource_type == COMPARTMENT_OWNER, patient.c.fhir_id == patient_id_column,
+        ref.c.resource_type == COMPARTMENT_OWNER, ref.c.param == MANAGING_ORGANIZATION,
+        ref.c.target_type == "Organization", ref.c.target_id == organization))
+
+
+def _in_organization(res, resource_type: str, params: Sequence[str], organization: str):
+    if resource_type == COMPARTMENT_OWNER:
+        return _managed_by(res.c.fhir_id, organization)
+    ref = INDEX_TABLES["reference"].alias()
+    return exists(select(1).where(
+        ref.c.pid == res.c.pid, ref.c.resource_type == resource_type, ref.c.param.in_(list(params)),
+        ref.c.target_type == COMPARTMENT_OWNER, _managed_by(ref.c.target_id, organization)))
+
+
+def rule_clause(rule: TypeRule, resource_type: str, res=resource, base_url: str | None = None, *,
+                drives: bool = False):
+    """The condition one row of ``resource_type`` must meet under ``rule``."""
+    conditions = []
+    if rule.patient is not None:
+        if resource_type == COMPARTMENT_OWNER:
+            conditions.append(res.c.fhir_id == rule.patient)
+        elif rule.compartment:
+            conditions.append(_in_patient_compartment(res, resource_type, rule.compartment, rule.patient, drives))
+    if rule.organization is not None and (resource_type == COMPARTMENT_OWNER or rule.compartment):
+        conditions.append(_in_organization(res, resource_type, rule.compartment, rule.organization))
+    for alternatives in rule.require:
+        conditions.append(or_(false(), *(
+            and_(true(), *(_query.criterion_clause(c, res, base_url, [resource_type], drives=False) for c in group))
+            for group in alternatives)))
+    return and_(true(), *conditions)
+
+
+def visible_clause(visibility: Visibility | None, res=resource, types: Sequence[str] | None = None,
+                   base_url: str | None = None, *, drives: bool = False):
+    """SQL condition: the row of ``res`` (one of ``types``; None: any type) is visible.
+
+    ``drives``: the search may start from the patient's compartment (an uncorrelated ``IN``);
+    otherwise every restriction is a per-row ``EXISTS`` (reads, includes).
+    """
+    if visibility is None:
+        return true()
+    candidates = [t for t in (visibility.rules if types is None else types) if t in visibility.rules]
+    if not candidates:
+        return false()
+    single = types is not None and len(types) == 1
+    free = [t for t in candidates if not _restricted(visibility.rules[t], t)]
+    parts = []
+    if free and not single:
+        parts.append(res.c.resource_type.in_(free))
+    for resource_type in candidates:
+        rule = visibility.rules[resource_type]
+        if single:
+            return rule_clause(rule, resource_type, res, base_url, drives=drives)
+        if resource_type not in free:
+            parts.append(and_(res.c.resource_type == resource_type,
+                              rule_clause(rule, resource_type, res, base_url, drives=drives)))
+    return or_(*parts)
