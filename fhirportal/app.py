@@ -61,8 +61,12 @@ CORS_EXPOSED = ["Location", "ETag", "Last-Modified", "Content-Location", "WWW-Au
                 "Retry-After"]
 
 
+def build_smart(ctx: FhirContext) -> SmartServer:
+    return SmartServer(ctx.settings, ctx.database, ctx.tokens, frozenset(SUPPORTED_TYPES))
+
+
 def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
-    smart = SmartServer(ctx.settings, ctx.database, ctx.tokens, frozenset(SUPPORTED_TYPES))
+    smart = build_smart(ctx)
     app.extensions["smart"] = smart
     app.extensions["smart_authorization_server"] = build_authorization_server(app, smart)
     app.register_blueprint(smart_routes.bp)
