@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import urlsplit
 
 from fhirportal.store import clock
 
@@ -71,6 +72,26 @@ def _resource_entry(ctx: FhirContext, resource_type: str) -> dict:
 
 
 CONFORMANCE_TYPES = ("OperationDefinition", "SearchParameter")
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+# The authorization server's endpoints, under the origin of the FHIR base (fhirportal/smart).
+AUTH_ENDPOINTS = {"authorize": "/auth/authorize", "token": "/auth/token", "register": "/auth/register",
+                  "manage": "/auth/apps", "introspect": "/auth/introspect", "revoke": "/auth/revoke"}
+
+
+def security(ctx: FhirContext) -> dict:
+    """rest.security: every request but the conformance reads needs a SMART bearer token."""
+    parts = urlsplit(ctx.base_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return {
+        "cors": True,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
+        "description": "Every request except GET metadata, OperationDefinition/{id} and SearchParameter/{id} "
+                       "needs Authorization: Bearer <access token> (SMART App Launch 2 scopes; patient/ tokens "
+                       "reach their patient's compartment only). See .well-known/smart-configuration.",
+        "extension": [{"url": OAUTH_URIS, "extension": [
+            {"url": name, "valueUri": origin + path} for name, path in AUTH_ENDPOINTS.items()]}],
+    }
 
 
 def capability_statement(ctx: FhirContext) -> dict:
@@ -79,6 +100,7 @@ def capability_statement(ctx: FhirContext) -> dict:
     statement["software"]["version"] = _software_version()
     statement["implementation"]["url"] = ctx.base_url
     rest = statement["rest"][0]
+    rest["security"] = security(ctx)
     resources = [_resource_entry(ctx, t) for t in sorted(ctx.resource_types)]
     resources += [{"type": t, "profile": f"http://hl7.org/fhir/StructureDefinition/{t}",
                    "interaction": [{"code": "read"}]} for t in CONFORMANCE_TYPES]
