@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import requests
 from authlib.oauth2.rfc6749 import ClientMixin
+from flask import g, has_app_context
 from joserfc.jwk import KeySet
 from sqlalchemy import insert, select
 
@@ -109,8 +110,15 @@ class ClientStore:
         self.database = database
 
     def get(self, client_id: str | None) -> Client | None:
+        """The registered client; looked up once per HTTP request (authlib asks several times)."""
         if not client_id:
             return None
+        memo = g.setdefault("smart_clients", {}) if has_app_context() else {}
+        if client_id not in memo:
+            memo[client_id] = self._load(client_id)
+        return memo[client_id]
+
+    def _load(self, client_id: str) -> Client | None:
         with self.database.read() as conn:
             row = conn.execute(select(oauth_client).where(oauth_client.c.client_id == client_id)).first()
         if row is None:

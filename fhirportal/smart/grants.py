@@ -125,7 +125,7 @@ class SmartAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         decision: Decision = request.decision
         data = request.payload.data
         now = clock.now()
-        with self.server.smart.database.write() as conn:
+        with self.server.smart.database.write(durable=False) as conn:  # a lost code: the user signs in again
             conn.execute(delete(authorization_code).where(authorization_code.c.expires_at < now - CODE_LIFETIME))
             conn.execute(insert(authorization_code).values(
                 code_hash=digest(code), client_id=request.client.get_client_id(), account_id=decision.account.id,
@@ -140,15 +140,19 @@ class SmartAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         revokes every token it produced (RFC 6749 section 4.1.2)."""
         code_hash = digest(code)
         smart = self.server.smart
-        with smart.database.write() as conn:
-            row = conn.execute(select(authorization_code).where(authorization_code.c.code_hash == code_hash)).first()
-            if row is None or row.client_id != client.get_client_id():
-                return None
-            if row.used_at is not None:
-                smart.tokens.revoke_code(conn, code_hash)
-                return None
-            conn.execute(update(authorization_code).where(authorization_code.c.code_hash == code_hash).values(
-                used_at=clock.now()))
+        with smart.database.write(durable=False) as conn:
+            row = conn.execute(update(authorization_code).where(
+                authorization_code.c.code_hash == code_hash, authorization_code.c.used_at.is_(None),
+                authorization_code.c.client_id == client.get_client_id(),
+            ).values(used_at=clock.now()).returning(*authorization_code.c)).first()
+        if row is None:
+            with smart.database.write() as conn:  # a replayed code: revoke what it issued, durably
+                replayed = conn.execute(select(authorization_code.c.code_hash).where(
+                    authorization_code.c.code_hash == code_hash,
+                    authorization_code.c.client_id == client.get_client_id())).first()
+                if replayed is not None:
+                    smart.tokens.revoke_code(conn, code_hash)
+            return None
         if clock.ensure_utc(row.expires_at) <= clock.now():
             return None
         return StoredCode(row.code_hash, row.client_id, row.account_id, row.redirect_uri, row.scope, row.nonce,
@@ -182,7 +186,7 @@ class SmartRefreshTokenGrant(grants.RefreshTokenGrant):
         return account if account is not None and account.active else None
 
     def revoke_old_credential(self, refresh_token):
-        with self.server.smart.database.write() as conn:
+        with self.server.smart.database.write(durable=False) as conn:
             self.server.smart.tokens.mark_refreshed(conn, refresh_token.record)
 
 

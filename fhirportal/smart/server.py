@@ -115,7 +115,7 @@ def _save_token(smart: SmartServer):
         elif grant_type == "refresh_token":
             record = request.refresh_token.record
             account_id, grant_id, context = record.account_id, record.grant_id, record.context
-        with smart.database.write() as conn:
+        with smart.database.write(durable=False) as conn:  # a token lost in a crash: the app asks again
             smart.tokens.issue(conn, client_id=request.client.get_client_id(), scope=token["scope"],
                                account_id=account_id, context=context, grant_id=grant_id, code_hash=code_hash,
                                expires_in=token["expires_in"], access_token=token["access_token"],

@@ -89,17 +89,24 @@ class Database:
             yield connection
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back if it raises.
 
         Work buffered on the connection (``connection.info["before_commit"]`` callbacks, e.g. index
         rows) is written just before the commit, inside the transaction.
+
+        ``durable=False`` lets PostgreSQL acknowledge the commit before its WAL reaches the disk
+        (``synchronous_commit = off``): still atomic and crash-consistent, but a crash of the
+        database server may lose the last fraction of a second of such commits. Only for writes
+        whose loss is harmless (e.g. an issued token the client would request again).
         """
         with self.engine.connect() as connection:
             connection = connection.execution_options(**{_WRITE: True})
             connection.info.clear()
             try:
                 with connection.begin():
+                    if not durable and self.dialect == "postgresql":
+                        connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                     yield connection
                     for callback in connection.info.pop("before_commit", []):
                         callback()
