@@ -11,6 +11,7 @@ from fhirportal.store.database import Database
 from fhirportal.store.indexing import SearchParameterRegistry
 from fhirportal.store.repository import ResourceRepository
 
+from .audit import AccessLog
 from .authorization import AccessPolicy
 from .operations import OperationRegistry
 from .validation import ResourceValidator
@@ -37,6 +38,10 @@ class FhirContext:
     @cached_property
     def access_policy(self) -> AccessPolicy:
         return AccessPolicy(self.search_parameters, self.resource_types)
+
+    @cached_property
+    def audit(self) -> AccessLog:
+        return AccessLog(self.database, self.repository, self.base_url)
 
     def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
         self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),

@@ -141,5 +141,7 @@ access_log = Table(
     Column("resource_type", String(64), nullable=True),
     Column("query", Text, nullable=True),  # the id read, or the search string
     Column("outcome", Integer, nullable=False),  # HTTP status
+    Column("materialized", Boolean, nullable=False, default=False),  # turned into an AuditEvent resource
     Index("ix_access_log_patient", "patient_id", "recorded"),
+    Index("ix_access_log_pending", "materialized", "id"),
 )

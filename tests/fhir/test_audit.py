@@ -1,0 +1,31 @@
+"""The access log and the AuditEvents made from it."""
+
+from __future__ import annotations
+
+from fhir.resources.R4B.auditevent import AuditEvent
+
+from fhirportal.fhir.audit import Access
+
+
+def test_accesses_become_searchable_audit_events(ctx, fhir):
+    with ctx.database.write() as conn:
+        ctx.repository.create(conn, {"resourceType": "Patient", "name": [{"family": "A"}]}, fhir_id="pa")
+    ctx.audit.record(Access("read", "Observation", "Observation/o1", 200, "app-1", account_id=7,
+                            fhir_user="Patient/pa", patient_id="pa"))
+    ctx.audit.record(Access("search", "Condition", "Condition?patient=pa", 403, "app-1", patient_id="pa"))
+    ctx.audit.record(Access("read", "Patient", "Patient/pb", 404, "backend"))
+    assert ctx.audit.materialize() == 3
+    assert ctx.audit.materialize() == 0  # idempotent
+    bundle = fhir.get("AuditEvent?patient=pa&_sort=date").get_json()
+    events = [e["resource"] for e in bundle["entry"]]
+    assert len(events) == 2
+    read, search = events
+    assert read["action"] == "R" and read["outcome"] == "0"
+    assert read["agent"][0]["who"] == {"reference": "Patient/pa"}
+    assert {"reference": "Observation/o1"} in [e.get("what") for e in read["entity"]]
+    assert search["action"] == "E" and search["outcome"] == "4"
+    assert search["entity"][1]["description"] == "Condition?patient=pa"
+    for event in events:
+        AuditEvent.model_validate(event)  # the FHIR R4 structure
+    dated = fhir.get(f"AuditEvent?date=ge{read['recorded'][:10]}&_summary=count").get_json()
+    assert dated["total"] == 3
