@@ -4,11 +4,15 @@ For each backend (SQLite file, PostgreSQL database ``fhirportal_bench``) this sc
 synthetic data with ``fhirportal load``, starts ``gunicorn wsgi:app`` on 127.0.0.1 with the
 benchmark routes enabled, and measures, with a multi-process keep-alive load generator:
 
-  (a) FHIR reads        GET  /fhir/Patient/{id}, /fhir/Observation/{id}
-  (b) the ceiling       GET  /_bench/raw/Patient/{id}, /_bench/raw/Observation/{id}  (same ids)
-  (c) creates           POST /fhir/Observation  (valid bodies referencing existing patients)
+  (a) FHIR reads        GET  /fhir/Patient/{id}, /fhir/Observation/{id} with a system/*.cruds token
+  (b) authorized reads  the same reads, each with a patient/*.rs token of the patient whose
+                        compartment holds the resource (token lookup, scope check, compartment SQL)
+  (c) the ceiling       GET  /_bench/raw/Patient/{id}, /_bench/raw/Observation/{id}  (same ids, no
+                        FHIR logic and no authorization)
+  (d) creates           POST /fhir/Observation  (valid bodies referencing existing patients)
 
-and prints requests/s and p50/p95/p99 latency per operation and the ratio read / ceiling.
+and prints requests/s and p50/p95/p99 latency per operation, the ratio read / ceiling and the
+authorized read's ratio to the ceiling and to the system-token read.
 
     .venv/bin/python benchmarks/rest_benchmark.py [--backend sqlite|postgresql|both]
         [--patients N] [--duration S] [--concurrency C] [--json PATH]
@@ -45,6 +49,9 @@ LOCK_KEY = 0x66687062656E6368  # pg advisory lock held by a run while it owns BE
 LOCK_TIMEOUT_S = 900.0
 ADMIN_USERS = ("postgres", "root")
 TARGET_RATIO = 0.6
+AUTHORIZED_PATIENTS = 400  # patients that get a token (and whose resources the authorized reads read)
+PATIENT_SCOPE = "launch/patient patient/*.rs"
+SYSTEM_SCOPE = "system/*.cruds"
 NOISY_CORES = 0.2  # CPU used by other processes during a measurement above which it is flagged
 WARMUP_S = 2.0
 GUNICORN_WORKERS = 2
@@ -255,6 +262,55 @@ def existing_ids(url: str, resource_type: str) -> list[str]:
         database.dispose()
 
 
+def compartment_subjects(url: str, observation_ids: list[str]) -> dict[str, str]:
+    """Observation id -> the id of the Patient its ``subject`` points at, for the Observations that
+    patient may see (the portal shows lab results only once tagged shared-with-patient)."""
+    from sqlalchemy import and_, exists, select
+
+    from fhirportal.store.database import Database
+    from fhirportal.store.schema import INDEX_TABLES, resource
+
+    ref, token = INDEX_TABLES["reference"], INDEX_TABLES["token"]
+
+    def has_token(param: str, system: str, code: str):
+        return exists(select(1).where(token.c.pid == resource.c.pid, token.c.param == param,
+                                      token.c.system == system, token.c.code == code))
+
+    lab = has_token("category", "http://terminology.hl7.org/CodeSystem/observation-category", "laboratory")
+    shared = has_token("_tag", "https://fhirportal.dev/fhir/CodeSystem/portal-sharing", "shared-with-patient")
+    wanted = set(observation_ids)
+    database = Database(url)
+    try:
+        with database.read() as conn:
+            rows = conn.execute(
+                select(resource.c.fhir_id, ref.c.target_id).join(ref, ref.c.pid == resource.c.pid).where(
+                    resource.c.resource_type == "Observation", ref.c.param == "subject",
+                    ref.c.target_type == "Patient", ~and_(lab, ~shared))).all()
+    finally:
+        database.dispose()
+    return {fhir_id: target for fhir_id, target in rows if fhir_id in wanted}
+
+
+def mint_tokens(url: str, patient_ids: list[str]) -> tuple[str, dict[str, str]]:
+    """A system token, and a patient token per patient, stored in the benchmark database."""
+    from fhirportal.fhir.resource_types import SUPPORTED_TYPES
+    from fhirportal.smart.tokens import TokenStore
+    from fhirportal.store.database import Database
+
+    database = Database(url)
+    try:
+        tokens = TokenStore(database, SUPPORTED_TYPES)
+        system = tokens.mint(client_id="rest-benchmark", scope=SYSTEM_SCOPE, expires_in=24 * 3600)
+        with database.write() as conn:
+            patients = {pid: tokens.issue(conn, client_id="rest-benchmark-app", scope=PATIENT_SCOPE, account_id=None,
+                                          context={"patient": pid, "fhirUser": f"Patient/{pid}"},
+                                          expires_in=24 * 3600)["access_token"]
+                        for pid in patient_ids}
+    finally:
+        database.dispose()
+    return system, patients
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -394,6 +450,7 @@ class Phase:
     method: str
     paths: list[str]
     bodies: list[bytes] | None = None
+    tokens: list[str | None] | str | None = None  # one per path, or one for all; None: no Authorization
 
 
 def _client(index: int, port: int, phase: Phase, warmup: float, duration: float, reconnect: float,
@@ -406,13 +463,13 @@ def _client(index: int, port: int, phase: Phase, warmup: float, duration: float,
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     rng = random.Random(1000 + index)
-    if phase.bodies is None:
-        requests = [(path, None) for path in phase.paths]
-        headers = {"Host": f"{HOST}:{port}", "Accept": "application/fhir+json"}
-    else:
-        requests = list(zip(phase.paths, phase.bodies, strict=True))
-        headers = {"Host": f"{HOST}:{port}", "Accept": "application/fhir+json",
-                   "Content-Type": "application/fhir+json"}
+    base = {"Host": f"{HOST}:{port}", "Accept": "application/fhir+json"}
+    if phase.bodies is not None:
+        base["Content-Type"] = "application/fhir+json"
+    bodies = phase.bodies if phase.bodies is not None else [None] * len(phase.paths)
+    tokens = phase.tokens if isinstance(phase.tokens, list) else [phase.tokens] * len(phase.paths)
+    requests = [(path, body, {**base, "Authorization": f"Bearer {token}"} if token else base)
+                for path, body, token in zip(phase.paths, bodies, tokens, strict=True)]
     rng.shuffle(requests)
     method = phase.method
     latencies = array("d")
@@ -440,7 +497,7 @@ def _client(index: int, port: int, phase: Phase, warmup: float, duration: float,
         if not measuring and t0 >= measure_from:
             measuring = True
             cpu_start = time.process_time()
-        path, body = requests[i]
+        path, body, headers = requests[i]
         i = i + 1 if i + 1 < n else 0
         try:
             conn.request(method, path, body, headers)
@@ -542,20 +599,33 @@ class BackendResult:
     load: dict = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
     ratios: dict = field(default_factory=dict)
+    authorized: dict = field(default_factory=dict)
     error: str | None = None
 
 
-def build_phases(patient_ids: list[str], observation_ids: list[str]) -> list[Phase]:
+def build_phases(patient_ids: list[str], observation_ids: list[str], system_token: str | None = None,
+                 patient_tokens: dict[str, str] | None = None, subjects: dict[str, str] | None = None) -> list[Phase]:
+    """The measured operations. With ``patient_tokens`` (patient id -> token) also the authorized
+    reads: each resource read with the token of the patient whose compartment holds it
+    (``subjects``: Observation id -> patient id)."""
     rng = random.Random(7)
     create_paths = ["/fhir/Observation"] * 2000
     create_bodies = [json.dumps(_observation(rng.choice(patient_ids), rng), separators=(",", ":")).encode()
                      for _ in create_paths]
+    patient_tokens = patient_tokens or {}
+    subjects = subjects or {}
+    own_patients = [i for i in patient_ids if i in patient_tokens]
+    own_observations = [i for i in observation_ids if subjects.get(i) in patient_tokens]
     phases = [
-        Phase("read Patient", "GET", [f"/fhir/Patient/{i}" for i in patient_ids]),
-        Phase("read Observation", "GET", [f"/fhir/Observation/{i}" for i in observation_ids]),
+        Phase("read Patient", "GET", [f"/fhir/Patient/{i}" for i in patient_ids], tokens=system_token),
+        Phase("read Observation", "GET", [f"/fhir/Observation/{i}" for i in observation_ids], tokens=system_token),
+        Phase("authorized Patient", "GET", [f"/fhir/Patient/{i}" for i in own_patients],
+              tokens=[patient_tokens[i] for i in own_patients]),
+        Phase("authorized Observation", "GET", [f"/fhir/Observation/{i}" for i in own_observations],
+              tokens=[patient_tokens[subjects[i]] for i in own_observations]),
         Phase("ceiling Patient", "GET", [f"/_bench/raw/Patient/{i}" for i in patient_ids]),
         Phase("ceiling Observation", "GET", [f"/_bench/raw/Observation/{i}" for i in observation_ids]),
-        Phase("create Observation", "POST", create_paths, create_bodies),
+        Phase("create Observation", "POST", create_paths, create_bodies, tokens=system_token),
     ]
     return [p for p in phases if p.paths]
 
@@ -581,6 +651,8 @@ def run_backend(backend: Backend, args, workdir: Path) -> BackendResult:
         observation_ids = existing_ids(backend.url, "Observation")
         if not patient_ids:
             raise RuntimeError("no Patient was loaded")
+        system_token, patient_tokens = mint_tokens(backend.url, patient_ids[:AUTHORIZED_PATIENTS])
+        subjects = compartment_subjects(backend.url, observation_ids)
 
         server = Server(backend.url, workdir)
         server.wait_ready()
@@ -588,7 +660,7 @@ def run_backend(backend: Backend, args, workdir: Path) -> BackendResult:
               f"{GUNICORN_THREADS} gthreads); concurrency {args.concurrency}, "
               f"{WARMUP_S:g} s warm-up + {args.duration:g} s per operation, keep-alive connections "
               f"renewed every ~{args.reconnect:g} s", flush=True)
-        for phase in build_phases(patient_ids, observation_ids):
+        for phase in build_phases(patient_ids, observation_ids, system_token, patient_tokens, subjects):
             figures = run_phase(server.port, phase, args.concurrency, WARMUP_S, args.duration,
                                 server.proc.pid, args.reconnect)
             result.results.append(figures)
@@ -602,8 +674,14 @@ def run_backend(backend: Backend, args, workdir: Path) -> BackendResult:
         by_label = {r["operation"]: r["requests_per_s"] for r in result.results}
         for kind in ("Patient", "Observation"):
             read, ceiling = by_label.get(f"read {kind}"), by_label.get(f"ceiling {kind}")
+            authorized = by_label.get(f"authorized {kind}")
             if read is not None and ceiling:
                 result.ratios[kind] = round(read / ceiling, 3)
+            if authorized is not None and ceiling:
+                result.authorized[kind] = {"authorized / ceiling": round(authorized / ceiling, 3),
+                                           "authorized / system-token read": round(authorized / read, 3)
+                                           if read else None,
+                                           "overhead vs ceiling": round(ceiling / authorized - 1, 3)}
     except Exception as exc:  # report and go on with the next backend
         result.error = f"{type(exc).__name__}: {exc}"
         if server is not None:
@@ -651,6 +729,10 @@ def print_table(result: BackendResult) -> None:
     for kind, ratio in result.ratios.items():
         verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
         print(f"read / ceiling ({kind}): {ratio:.2f}  (target >= {TARGET_RATIO})  {verdict}")
+    for kind, figures in result.authorized.items():
+        print(f"authorized read ({kind}, patient token): {figures['authorized / ceiling']:.2f} of the "
+              f"unauthenticated ceiling (overhead {figures['overhead vs ceiling']:.0%}), "
+              f"{figures['authorized / system-token read'] or 0:.2f} of the system-token read")
     share = max(r["client_cpu_share"] for r in result.results)
     print(f"load generator CPU: up to {share:.0%} of the machine's {os.cpu_count()} cores; "
           f"server CPU = cores per gunicorn worker; other CPU = cores used by unrelated processes")

@@ -5,10 +5,14 @@ Routes are registered on a flask-smorest Blueprint so they appear in the OpenAPI
 
 Every request needs a bearer token (``authorization.authenticate``, before any other work) except
 the conformance reads (``GET metadata``, ``OperationDefinition/{id}``, ``SearchParameter/{id}``) and
-CORS preflight ``OPTIONS``; the resulting ``Authorization`` is passed to the interaction.
+CORS preflight ``OPTIONS``; the resulting ``Authorization`` is passed to the interaction. A GET looks
+its token up in a read transaction that the read interactions (read, vread, search, history) then
+read in: one transaction per request, not two.
 """
 
 from __future__ import annotations
+
+from contextlib import ExitStack
 
 from flask import current_app, g, request
 from flask_smorest import Blueprint
@@ -42,6 +46,11 @@ def auth() -> Authorization:
     return g.fhir_authorization
 
 
+def reading():
+    """The GET request's open read transaction (None for other methods)."""
+    return g.get("fhir_connection")
+
+
 def answer(result: FhirResponse):
     media_type = g.get("fhir_media_type") or response_format(request)
     return render(result, media_type, is_pretty(request))
@@ -61,9 +70,21 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
 
     @blp.before_request
     def _authenticate_first():
-        if not is_public(request):
-            ctx = context()
-            g.fhir_authorization = authenticate(ctx.tokens, ctx.access_policy, request)
+        if is_public(request):
+            return
+        ctx = context()
+        conn = None
+        if request.method in ("GET", "HEAD"):
+            g.fhir_transaction = ExitStack()
+            conn = g.fhir_connection = g.fhir_transaction.enter_context(ctx.database.read())
+        g.fhir_authorization = authenticate(ctx.tokens, ctx.access_policy, request, conn)
+
+    @blp.teardown_request
+    def _end_read_transaction(_error):
+        transaction = g.pop("fhir_transaction", None)
+        g.pop("fhir_connection", None)
+        if transaction is not None:
+            transaction.close()
 
     @blp.before_request
     def _negotiate():
@@ -72,7 +93,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
     @blp.route("", methods=["GET", "POST"], strict_slashes=False)
     def system_level():
         if request.method == "GET":
-            return answer(search.system_search(context(), request, auth()))
+            return answer(search.system_search(context(), request, auth(), reading()))
         return answer(transaction.transaction(context(), request, auth()))
 
     @blp.route("/_search", methods=["POST"])
@@ -85,7 +106,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
 
     @blp.route("/_history", methods=["GET"])
     def system_history():
-        return answer(history.history(context(), request, auth()))
+        return answer(history.history(context(), request, auth(), conn=reading()))
 
     @blp.route("/OperationDefinition/<fhir_id>", methods=["GET"])
     def operation_definition(fhir_id):
@@ -102,7 +123,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
         ctx = context()
         match request.method:
             case "GET":
-                return answer(search.search(ctx, request, auth(), resource_type))
+                return answer(search.search(ctx, request, auth(), resource_type, reading()))
             case "POST":
                 return answer(create.create(ctx, request, auth(), resource_type))
             case "PUT":
@@ -116,7 +137,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
 
     @blp.route("/<resource_type>/_history", methods=["GET"])
     def type_history(resource_type):
-        return answer(history.history(context(), request, auth(), resource_type))
+        return answer(history.history(context(), request, auth(), resource_type, conn=reading()))
 
     @blp.route("/<resource_type>/<fhir_id>", methods=["GET", "PUT", "PATCH", "DELETE", "POST"])
     def instance(resource_type, fhir_id):
@@ -125,7 +146,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
         ctx = context()
         match request.method:
             case "GET":
-                return answer(read.read(ctx, request, auth(), resource_type, fhir_id))
+                return answer(read.read(ctx, request, auth(), resource_type, fhir_id, reading()))
             case "PUT":
                 return answer(update.update(ctx, request, auth(), resource_type, fhir_id))
             case "PATCH":
@@ -139,11 +160,11 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
 
     @blp.route("/<resource_type>/<fhir_id>/_history", methods=["GET"])
     def instance_history(resource_type, fhir_id):
-        return answer(history.history(context(), request, auth(), resource_type, fhir_id))
+        return answer(history.history(context(), request, auth(), resource_type, fhir_id, reading()))
 
     @blp.route("/<resource_type>/<fhir_id>/_history/<version>", methods=["GET"])
     def version_read(resource_type, fhir_id, version):
-        return answer(read.vread(context(), request, auth(), resource_type, fhir_id, version))
+        return answer(read.vread(context(), request, auth(), resource_type, fhir_id, version, reading()))
 
     @blp.route("/<resource_type>/<fhir_id>/<operation>", methods=["GET", "POST"])
     def instance_operation(resource_type, fhir_id, operation):

@@ -39,6 +39,33 @@ def test_create_bodies_are_accepted():
         assert json.loads(body)["subject"]["reference"] == f"Patient/{patient.get_json()['id']}"
 
 
+def test_authorized_reads_use_the_compartment_patients_token(tmp_path):
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    app = create_app(Settings(database_url=url))
+    monkey_dir = tmp_path / "data"
+    monkey_dir.mkdir()
+    for i, body in enumerate(bench._fallback_iter_large(3, 2)):
+        (monkey_dir / f"{i:03d}.json").write_text(json.dumps(body))
+    assert load(app.extensions["fhirportal"], expand_paths([str(monkey_dir)])).failed == []
+    patients = bench.existing_ids(url, "Patient")
+    observations = bench.existing_ids(url, "Observation")
+    system, tokens = bench.mint_tokens(url, patients[:2])
+    subjects = bench.compartment_subjects(url, observations)
+    assert subjects["bench-obs-1-0"] == "bench-pat-1"
+    phases = {p.label: p for p in bench.build_phases(patients, observations, system, tokens, subjects)}
+    assert list(phases) == ["read Patient", "read Observation", "authorized Patient", "authorized Observation",
+                            "ceiling Patient", "ceiling Observation", "create Observation"]
+    assert len(phases["authorized Observation"].paths) == 4  # the observations of the 2 patients with tokens
+    client = app.test_client()
+    for label in ("read Patient", "authorized Patient", "authorized Observation"):
+        phase = phases[label]
+        tokens_ = phase.tokens if isinstance(phase.tokens, list) else [phase.tokens] * len(phase.paths)
+        for path, token in zip(phase.paths, tokens_, strict=True):
+            assert client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200, (label, path)
+    foreign = client.get("/fhir/Observation/bench-obs-2-0", headers={"Authorization": f"Bearer {tokens[patients[0]]}"})
+    assert foreign.status_code == 404
+
+
 def test_percentile_nearest_rank():
     values = sorted(random.Random(1).sample(range(1, 101), 100))
     assert bench._percentile(values, 0.50) == 50

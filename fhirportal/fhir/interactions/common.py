@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 from flask import Request
+from sqlalchemy import Connection
 
 from fhirportal.errors import BadRequest, NotFound
 
@@ -11,6 +14,11 @@ from ..outcome import information
 from ..preconditions import version_headers
 from ..response import FhirResponse
 from ..writes import WriteResult
+
+
+def reading(ctx: FhirContext, conn: Connection | None) -> AbstractContextManager[Connection]:
+    """The request's open read transaction if the router gave one, else a new one."""
+    return nullcontext(conn) if conn is not None else ctx.database.read()
 
 
 def require_type(ctx: FhirContext, resource_type: str) -> None:

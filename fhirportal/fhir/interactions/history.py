@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Request
+from sqlalchemy import Connection
 
 from fhirportal.errors import BadRequest
 from fhirportal.store.indexing.dates import parse_range, to_datetime
@@ -16,7 +17,7 @@ from ..bundles import bundle, history_entry, link
 from ..context import FhirContext
 from ..response import FhirResponse
 from ..validation import check_id
-from .common import require_type
+from .common import reading, require_type
 
 
 def page_size(ctx: FhirContext, request: Request) -> int:
@@ -44,7 +45,7 @@ def _instant(request: Request, name: str) -> datetime | None:
 
 
 def history(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str | None = None,
-            fhir_id: str | None = None) -> FhirResponse:
+            fhir_id: str | None = None, conn: Connection | None = None) -> FhirResponse:
     if resource_type:
         require_type(ctx, resource_type)
     interaction = "history-instance" if fhir_id else "history-type"
@@ -57,7 +58,7 @@ def history(ctx: FhirContext, request: Request, auth: Authorization, resource_ty
     count = page_size(ctx, request)
     since = since_instant(request)
     cursor = request.args.get("_cursor")
-    with ctx.database.read() as conn:
+    with reading(ctx, conn) as conn:
         try:
             page = ctx.repository.history(conn, resource_type=resource_type, fhir_id=fhir_id, since=since,
                                           count=max(count, 1), cursor=cursor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Request
+from sqlalchemy import Connection
 
 from fhirportal.errors import NotFound
 
@@ -11,14 +12,15 @@ from ..context import FhirContext
 from ..preconditions import not_modified, version_headers
 from ..response import FhirResponse
 from ..validation import check_id
-from .common import require_type
+from .common import reading, require_type
 
 
-def read(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str, fhir_id: str) -> FhirResponse:
+def read(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str, fhir_id: str,
+         conn: Connection | None = None) -> FhirResponse:
     require_type(ctx, resource_type)
     auth.require(resource_type, "read")
     check_id(fhir_id)
-    with ctx.database.read() as conn:
+    with reading(ctx, conn) as conn:
         record = ctx.repository.read(conn, resource_type, fhir_id, visibility=auth.visibility("read"))
     headers = version_headers(record, ctx.base_url)
     if not_modified(record, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")):
@@ -27,12 +29,12 @@ def read(ctx: FhirContext, request: Request, auth: Authorization, resource_type:
 
 
 def vread(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str, fhir_id: str,
-          version: str) -> FhirResponse:
+          version: str, conn: Connection | None = None) -> FhirResponse:
     require_type(ctx, resource_type)
     auth.require(resource_type, "vread")
     check_id(fhir_id)
     if not version.isdigit() or len(version) > 9:
         raise NotFound(f"'{version}' is not a version of {resource_type}/{fhir_id}")
-    with ctx.database.read() as conn:
+    with reading(ctx, conn) as conn:
         record = ctx.repository.vread(conn, resource_type, fhir_id, int(version), visibility=auth.visibility("vread"))
     return FhirResponse(200, record.content, version_headers(record, ctx.base_url))

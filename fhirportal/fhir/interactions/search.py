@@ -8,6 +8,7 @@ sends ``Prefer: handling=strict``, which makes them a 400.
 from __future__ import annotations
 
 from flask import Request
+from sqlalchemy import Connection
 
 from fhirportal.errors import BadRequest
 
@@ -18,7 +19,7 @@ from ..negotiation import require_body_type
 from ..response import FhirResponse
 from ..search_params import handling_is_strict, parse_search, split_or
 from ..subsetting import subset_text
-from .common import require_type
+from .common import reading, require_type
 from .history import page_size
 
 FORM = "application/x-www-form-urlencoded"
@@ -33,13 +34,15 @@ def _params(request: Request) -> list[tuple[str, str]]:
     return params
 
 
-def search(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str) -> FhirResponse:
+def search(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str,
+           conn: Connection | None = None) -> FhirResponse:
     require_type(ctx, resource_type)
     auth.require(resource_type, "search-type")
-    return run_search(ctx, request, auth, [resource_type], _params(request), resource_type)
+    return run_search(ctx, request, auth, [resource_type], _params(request), resource_type, conn)
 
 
-def system_search(ctx: FhirContext, request: Request, auth: Authorization) -> FhirResponse:
+def system_search(ctx: FhirContext, request: Request, auth: Authorization,
+                  conn: Connection | None = None) -> FhirResponse:
     params = _params(request)
     requested = [t for value in (v for k, v in params if k == "_type") for t in split_or(value)]
     if not requested:
@@ -48,18 +51,18 @@ def system_search(ctx: FhirContext, request: Request, auth: Authorization) -> Fh
         require_type(ctx, resource_type)
     for resource_type in requested:
         auth.require(resource_type, "search-type")
-    return run_search(ctx, request, auth, requested, params, "")
+    return run_search(ctx, request, auth, requested, params, "", conn)
 
 
 def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource_types: list[str],
-               params: list[tuple[str, str]], path: str) -> FhirResponse:
+               params: list[tuple[str, str]], path: str, conn: Connection | None = None) -> FhirResponse:
     """The matches ``auth`` may search, and of what they include only what it may read."""
     strict = handling_is_strict(request.headers.get("Prefer"))
     parsed = parse_search(ctx.search_parameters, resource_types, params, strict=strict)
     count = 0 if parsed.summary == "count" else page_size(ctx, request)
     cursor = next((v for k, v in params if k == "_cursor"), None)
     visibility = auth.visibility("search-type")
-    with ctx.database.read() as conn:
+    with reading(ctx, conn) as conn:
         try:
             page = ctx.repository.search(conn, resource_types, parsed.criteria, sort=parsed.sort,
                                          count=max(count, 1), cursor=cursor, include=parsed.include,
