@@ -48,6 +48,61 @@ class Access:
     patient_id: str | None = None
 
 
+INSTANCE_ACTIONS = {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+TYPE_ACTIONS = {"GET": "search", "POST": "create", "PUT": "update", "DELETE": "delete"}
+
+
+def _action(endpoint: str, method: str, view_args: dict) -> str:
+    if any(str(v).startswith("$") for v in view_args.values()):
+        return "operation"
+    if endpoint.endswith("history"):
+        return "history"
+    match endpoint:
+        case "fhir.instance":
+            return INSTANCE_ACTIONS.get(method, method.lower())
+        case "fhir.version_read":
+            return "vread"
+        case "fhir.type_level":
+            return TYPE_ACTIONS.get(method, method.lower())
+        case "fhir.system_level":
+            return "search" if method == "GET" else "transaction"
+        case _:
+            return "search"
+
+
+def _patient_of(view_args: dict, args, access) -> str | None:
+    """The patient whose data the request is about, as far as the request itself tells."""
+    if access is not None and access.patient:
+        return access.patient
+    if view_args.get("resource_type") == "Patient" and view_args.get("fhir_id"):
+        return str(view_args["fhir_id"])
+    for name in ("patient", "subject"):
+        value = args.get(name)
+        if value and "," not in value:
+            return value.removeprefix("Patient/").rsplit("/Patient/", 1)[-1] or None
+    return None
+
+
+def access_of(request, access, status: int) -> Access:
+    """The access-log entry of an authorized FHIR request (``access``: its AccessContext)."""
+    view_args = dict(request.view_args or {})
+    resource_type = view_args.get("resource_type")
+    if resource_type and view_args.get("fhir_id") and not str(view_args["fhir_id"]).startswith("$"):
+        query = f"{resource_type}/{view_args['fhir_id']}"
+    else:
+        query = request.full_path.split("/", 2)[-1].rstrip("?") if request.query_string else resource_type
+    return Access(
+        action=_action(request.endpoint or "", request.method, view_args), resource_type=resource_type,
+        query=query, outcome=status, client_id=access.client_id if access else None,
+        account_id=access.account_id if access else None, fhir_user=access.fhir_user if access else None,
+        patient_id=_patient_of(view_args, request.args, access))
+
+
+def touches_audit_events(request) -> bool:
+    view_args = request.view_args or {}
+    return view_args.get("resource_type") == "AuditEvent" or "AuditEvent" in request.args.get("_type", "")
+
+
 def _outcome_code(status: int) -> str:
     return "0" if status < 400 else "4" if status < 500 else "8"
 

@@ -20,6 +20,7 @@ from flask_smorest import Blueprint
 from fhirportal.errors import MethodNotAllowed, NotFound
 
 from . import capability
+from .audit import access_of, touches_audit_events
 from .authorization import Authorization, authenticate
 from .conformance import ConformanceResources
 from .context import FhirContext
@@ -73,11 +74,22 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
         if is_public(request):
             return
         ctx = context()
+        if touches_audit_events(request):
+            ctx.audit.materialize()  # before the read transaction starts, so that it sees them
         conn = None
         if request.method in ("GET", "HEAD"):
             g.fhir_transaction = ExitStack()
             conn = g.fhir_connection = g.fhir_transaction.enter_context(ctx.database.read())
         g.fhir_authorization = authenticate(ctx.tokens, ctx.access_policy, request, conn)
+
+    @blp.after_request
+    def _audit(response):
+        """Every authorized request is journalled (who, which app, which patient, what, outcome)."""
+        authorization = g.get("fhir_authorization")
+        if authorization is not None and authorization.access is not None:
+            _end_read_transaction(None)  # release the read snapshot before writing (SQLite)
+            context().audit.record(access_of(request, authorization.access, response.status_code))
+        return response
 
     @blp.teardown_request
     def _end_read_transaction(_error):

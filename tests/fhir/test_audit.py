@@ -28,4 +28,25 @@ def test_accesses_become_searchable_audit_events(ctx, fhir):
     for event in events:
         AuditEvent.model_validate(event)  # the FHIR R4 structure
     dated = fhir.get(f"AuditEvent?date=ge{read['recorded'][:10]}&_summary=count").get_json()
-    assert dated["total"] == 3
+    assert dated["total"] == 4  # the three, and the AuditEvent search above
+
+
+def test_every_authorized_request_is_journalled(ctx, client):
+    from tests.support import Fhir
+
+    with ctx.database.write() as conn:
+        ctx.repository.create(conn, {"resourceType": "Patient", "name": [{"family": "A"}]}, fhir_id="pa")
+        ctx.repository.create(conn, {"resourceType": "Patient", "name": [{"family": "B"}]}, fhir_id="pb")
+    token = ctx.tokens.mint(client_id="portal-app", scope="patient/Patient.rs", account_id=None,
+                            context={"patient": "pa", "fhirUser": "Patient/pa"})
+    patient_app = Fhir(client, token=token)
+    assert patient_app.get("Patient/pa").status_code == 200
+    assert patient_app.get("Patient/pb").status_code == 404
+    assert patient_app.get("Observation?patient=pa").status_code == 403
+    assert Fhir(client, token=None).get("Patient/pa").status_code == 401  # no token: nobody to journal
+    staff = Fhir(client, token=ctx.tokens.mint(client_id="staff-app", scope="user/AuditEvent.rs"))
+    events = [e["resource"] for e in staff.get("AuditEvent?patient=pa&_sort=date").get_json()["entry"]]
+    assert [(e["action"], e["outcomeDesc"]) for e in events] == [("R", "HTTP 200"), ("R", "HTTP 404"),
+                                                                 ("E", "HTTP 403")]
+    assert all(e["agent"][0]["who"] == {"reference": "Patient/pa"} for e in events)
+    assert events[1]["entity"][1]["what"] == {"reference": "Patient/pb"}
