@@ -1,16 +1,26 @@
 """The access log: who (user, app) did what to which patient's data, and with what outcome.
 
-Every authorized FHIR request is journalled as one narrow ``access_log`` row, written right after
-the request in its own small transaction (on PostgreSQL without waiting for the WAL flush), so
-audit costs a fraction of a read. The journal becomes FHIR ``AuditEvent`` resources (``id``
-``access-{row id}``) before anything reads AuditEvents: ``materialize`` turns the rows not yet
-converted into resources in batches, idempotently, so several workers may run it at once.
+Every authorized FHIR request is journalled as one narrow ``access_log`` row. Rows are queued in
+the worker and written by a background thread in multi-row batches every ``FLUSH_INTERVAL``
+(and at exit), so a read does not wait for an audit write: a synchronous insert per request cost
+more than a third of a read. The price is a window of at most ``FLUSH_INTERVAL`` in which a worker
+killed outright (SIGKILL) loses its queued rows; a normal stop flushes them.
+
+The journal becomes FHIR ``AuditEvent`` resources (``id`` ``access-{row id}``) before anything
+reads AuditEvents: ``materialize`` turns the rows not yet converted into resources in batches,
+under a lock, idempotently, so several workers may run it at once.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
-from dataclasses import dataclass
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import parse_qsl
 
 from sqlalchemy import insert, select, update
 
@@ -20,6 +30,8 @@ from fhirportal.store.database import Database
 from fhirportal.store.repository import ResourceRepository
 
 BATCH = 500
+FLUSH_INTERVAL = 0.2  # seconds a journalled access may wait in the worker before it is written
+log = logging.getLogger(__name__)
 EVENT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
               "display": "RESTful Operation"}
 INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
@@ -46,6 +58,7 @@ class Access:
     account_id: int | None = None
     fhir_user: str | None = None
     patient_id: str | None = None
+    recorded: datetime = field(default_factory=clock.now)
 
 
 INSTANCE_ACTIONS = {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -83,19 +96,35 @@ def _patient_of(view_args: dict, args, access) -> str | None:
     return None
 
 
-def access_of(request, access, status: int) -> Access:
-    """The access-log entry of an authorized FHIR request (``access``: its AccessContext)."""
-    view_args = dict(request.view_args or {})
+@dataclass(frozen=True)
+class RequestSeen:
+    """What the router hands over per request: cheap to take, turned into an ``Access`` later (in
+    the writer thread), so the request does not pay for parsing it."""
+
+    endpoint: str
+    method: str
+    view_args: dict
+    query_string: bytes
+    status: int
+    access: object  # the AccessContext
+    recorded: datetime = field(default_factory=clock.now)
+
+
+def access_of(seen: RequestSeen) -> Access:
+    """The access-log entry of an authorized FHIR request."""
+    view_args, access = seen.view_args, seen.access
     resource_type = view_args.get("resource_type")
     if resource_type and view_args.get("fhir_id") and not str(view_args["fhir_id"]).startswith("$"):
         query = f"{resource_type}/{view_args['fhir_id']}"
     else:
-        query = request.full_path.split("/", 2)[-1].rstrip("?") if request.query_string else resource_type
+        query = resource_type or ""
+        if seen.query_string:
+            query += "?" + seen.query_string.decode("latin-1")
+    args = dict(parse_qsl(seen.query_string.decode("latin-1"))) if seen.query_string else {}
     return Access(
-        action=_action(request.endpoint or "", request.method, view_args), resource_type=resource_type,
-        query=query, outcome=status, client_id=access.client_id if access else None,
-        account_id=access.account_id if access else None, fhir_user=access.fhir_user if access else None,
-        patient_id=_patient_of(view_args, request.args, access))
+        action=_action(seen.endpoint, seen.method, view_args), resource_type=resource_type, query=query,
+        outcome=seen.status, client_id=access.client_id, account_id=access.account_id, fhir_user=access.fhir_user,
+        patient_id=_patient_of(view_args, args, access), recorded=seen.recorded)
 
 
 def touches_audit_events(request) -> bool:
@@ -145,17 +174,59 @@ class AccessLog:
         self.database = database
         self.repository = repository
         self.base_url = base_url
+        self._pending: list[Access] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._writer_pid: int | None = None
+        atexit.register(self.flush)
 
-    def record(self, access: Access) -> None:
-        with self.database.write(durable=False) as conn:
-            conn.execute(insert(access_log).values(
-                recorded=clock.now(), account_id=access.account_id, fhir_user=access.fhir_user,
-                client_id=access.client_id, patient_id=access.patient_id, action=access.action,
-                resource_type=access.resource_type, query=(access.query or "")[:2000] or None,
-                outcome=access.outcome))
+    def record(self, access: Access | RequestSeen) -> None:
+        """Queue one access; the background writer stores it within ``FLUSH_INTERVAL``."""
+        with self._lock:
+            self._pending.append(access)
+            if self._writer is None or self._writer_pid != os.getpid() or not self._writer.is_alive():
+                self._writer_pid = os.getpid()  # a forked worker starts its own writer
+                self._writer = threading.Thread(target=self._write_forever, name="access-log", daemon=True)
+                self._writer.start()
+            if len(self._pending) >= BATCH:
+                self._wake.set()
+
+    def _write_forever(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the database is away: keep the rows and try again
+                log.exception("access log: writing the journal failed; retrying")
+
+    def flush(self) -> int:
+        """Write every queued access now; returns how many."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return 0
+        batch = [access_of(a) if isinstance(a, RequestSeen) else a for a in batch]
+        try:
+            with self.database.write(durable=False) as conn:
+                conn.execute(insert(access_log), [{
+                    "recorded": a.recorded, "account_id": a.account_id, "fhir_user": a.fhir_user,
+                    "client_id": a.client_id, "patient_id": a.patient_id, "action": a.action,
+                    "resource_type": a.resource_type, "query": (a.query or "")[:2000] or None,
+                    "outcome": a.outcome, "materialized": False} for a in batch])
+        except Exception:
+            with self._lock:
+                self._pending[:0] = batch
+            raise
+        return len(batch)
 
     def materialize(self) -> int:
-        """Turn journal rows not yet converted into AuditEvent resources; returns how many."""
+        """Turn journal rows not yet converted into AuditEvent resources; returns how many.
+
+        This worker's queue is written first; other workers' queues reach the journal within
+        ``FLUSH_INTERVAL``."""
+        self.flush()
         done = 0
         while True:
             with self.database.write() as conn:

@@ -19,21 +19,17 @@ scopes' queries (criteria AND-ed within a scope, OR-ed across scopes).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import fields
 from functools import lru_cache
 
 from flask import Request
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection
 
 from fhirportal import definitions
 from fhirportal.errors import Forbidden, Unauthorized
 from fhirportal.smart.access import AccessContext
 from fhirportal.smart.scopes import CONTEXTS, INTERACTION_PERMISSION, ScopeSet
-from fhirportal.smart.secrets import digest
-from fhirportal.smart.tokens import TokenRecord, TokenStore
-from fhirportal.store.auth_schema import oauth_token
+from fhirportal.smart.tokens import TokenStore
 from fhirportal.store.indexing import SearchParameterRegistry
 from fhirportal.store.search import Criterion
 from fhirportal.store.search.visibility import TypeRule, Visibility
@@ -164,21 +160,6 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-# The token lookup on every request, as TokenStore.find_access does it but with a statement built
-# once (building and keying a new statement per call was most of the cost of authorization).
-_ACCESS_TOKEN = select(oauth_token).where(oauth_token.c.access_token_hash == bindparam("digest"))
-_RECORD_FIELDS = tuple(f.name for f in fields(TokenRecord))
-
-
-def find_access(conn: Connection, raw_token: str) -> TokenRecord | None:
-    row = conn.execute(_ACCESS_TOKEN, {"digest": digest(raw_token)}).first()
-    if row is None:
-        return None
-    values = {name: getattr(row, name) for name in _RECORD_FIELDS}
-    values["context"] = json.loads(row.context)
-    return TokenRecord(**values)
-
-
 def authenticate(tokens: TokenStore, policy: AccessPolicy, request: Request, conn: Connection | None = None
                  ) -> Authorization:
     """The request's Authorization, or 401 (no token; unknown, expired or revoked token).
@@ -187,11 +168,7 @@ def authenticate(tokens: TokenStore, policy: AccessPolicy, request: Request, con
     in, saving a transaction per request); otherwise the token store opens its own.
     """
     raw = bearer_token(request)
-    if conn is None:
-        access = tokens.authenticate(raw)
-    else:
-        record = find_access(conn, raw)
-        access = tokens.access_context(record) if record is not None and record.access_active else None
+    access = tokens.authenticate(raw) if conn is None else tokens.lookup(conn, raw)
     if access is None:
         raise Unauthorized("The access token is unknown, expired or revoked",
                            headers={"WWW-Authenticate": INVALID_TOKEN})

@@ -20,7 +20,7 @@ from flask_smorest import Blueprint
 from fhirportal.errors import MethodNotAllowed, NotFound
 
 from . import capability
-from .audit import access_of, touches_audit_events
+from .audit import RequestSeen, touches_audit_events
 from .authorization import Authorization, authenticate
 from .conformance import ConformanceResources
 from .context import FhirContext
@@ -88,7 +88,8 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
         authorization = g.get("fhir_authorization")
         if authorization is not None and authorization.access is not None:
             _end_read_transaction(None)  # release the read snapshot before writing (SQLite)
-            context().audit.record(access_of(request, authorization.access, response.status_code))
+            context().audit.record(RequestSeen(request.endpoint or "", request.method, request.view_args or {},
+                                               request.query_string, response.status_code, authorization.access))
         return response
 
     @blp.teardown_request

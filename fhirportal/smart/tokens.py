@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from fhirportal.store import clock
 from fhirportal.store.auth_schema import oauth_token
@@ -55,6 +56,12 @@ class TokenRecord:
 def _record(row) -> TokenRecord:
     return TokenRecord(row.id, row.grant_id, row.client_id, row.account_id, row.scope, json.loads(row.context),
                        row.issued_at, row.expires_at, row.refresh_expires_at, row.refreshed_at, row.revoked_at)
+
+
+_LIVE_ACCESS_TOKEN = select(
+    oauth_token.c.id, oauth_token.c.client_id, oauth_token.c.account_id, oauth_token.c.scope, oauth_token.c.context,
+).where(oauth_token.c.access_token_hash == bindparam("digest"), oauth_token.c.revoked_at.is_(None),
+        oauth_token.c.expires_at > bindparam("now"))
 
 
 class TokenStore:
@@ -107,20 +114,31 @@ class TokenStore:
         return _record(row) if row else None
 
     def access_context(self, record: TokenRecord) -> AccessContext:
-        context = record.context
+        return self._access_context(record.id, record.client_id, record.account_id, record.scope,
+                                    json.dumps(record.context, sort_keys=True))
+
+    @lru_cache(maxsize=4096)  # noqa: B019  (one TokenStore per server; rows are immutable but for revocation)
+    def _access_context(self, token_id: int, client_id: str, account_id: int | None, scope: str,
+                        context_text: str) -> AccessContext:
+        context = json.loads(context_text)
         return AccessContext(
-            scopes=parse_scopes(record.scope, self.resource_types), client_id=record.client_id,
-            token_id=record.id, account_id=record.account_id, patient=context.get("patient"),
-            encounter=context.get("encounter"), fhir_user=context.get("fhirUser"),
-            organization=context.get("organization"))
+            scopes=parse_scopes(scope, self.resource_types), client_id=client_id, token_id=token_id,
+            account_id=account_id, patient=context.get("patient"), encounter=context.get("encounter"),
+            fhir_user=context.get("fhirUser"), organization=context.get("organization"))
+
+    def lookup(self, conn: Connection, access_token: str) -> AccessContext | None:
+        """The rights of an active access token (unknown, expired and revoked ones: None), read in
+        ``conn``. One prebuilt statement that decides validity in SQL, so no row is converted
+        unless it is live; the rights of a token row are parsed once per process."""
+        row = conn.execute(_LIVE_ACCESS_TOKEN, {"digest": digest(access_token), "now": clock.now()}).first()
+        if row is None:
+            return None
+        return self._access_context(row.id, row.client_id, row.account_id, row.scope, row.context)
 
     def authenticate(self, access_token: str) -> AccessContext | None:
         """The rights of an active access token, or None (unknown, expired or revoked)."""
         with self.database.read() as conn:
-            record = self.find_access(conn, access_token)
-        if record is None or not record.access_active:
-            return None
-        return self.access_context(record)
+            return self.lookup(conn, access_token)
 
     # ------------------------------------------------------------------ ending
     def mark_refreshed(self, conn: Connection, record: TokenRecord) -> bool:
