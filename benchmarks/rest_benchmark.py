@@ -7,9 +7,11 @@ benchmark routes enabled, and measures, with a multi-process keep-alive load gen
   (a) FHIR reads        GET  /fhir/Patient/{id}, /fhir/Observation/{id} with a system/*.cruds token
   (b) authorized reads  the same reads, each with a patient/*.rs token of the patient whose
                         compartment holds the resource (token lookup, scope check, compartment SQL)
-  (c) the ceiling       GET  /_bench/raw/Patient/{id}, /_bench/raw/Observation/{id}  (same ids, no
+  (c) unauthorized      GET  /_bench/open/Patient/{id}, …: the same FHIR read with no token check,
+                        no compartment SQL and no access log (prices authorization + audit)
+  (d) the ceiling       GET  /_bench/raw/Patient/{id}, /_bench/raw/Observation/{id}  (same ids, no
                         FHIR logic and no authorization)
-  (d) creates           POST /fhir/Observation  (valid bodies referencing existing patients)
+  (e) creates           POST /fhir/Observation  (valid bodies referencing existing patients)
 
 and prints requests/s and p50/p95/p99 latency per operation, the ratio read / ceiling and the
 authorized read's ratio to the ceiling and to the system-token read.
@@ -49,6 +51,7 @@ LOCK_KEY = 0x66687062656E6368  # pg advisory lock held by a run while it owns BE
 LOCK_TIMEOUT_S = 900.0
 ADMIN_USERS = ("postgres", "root")
 TARGET_RATIO = 0.6
+AUTHORIZATION_OVERHEAD_TARGET = 0.2
 AUTHORIZED_PATIENTS = 400  # patients that get a token (and whose resources the authorized reads read)
 PATIENT_SCOPE = "launch/patient patient/*.rs"
 SYSTEM_SCOPE = "system/*.cruds"
@@ -623,6 +626,8 @@ def build_phases(patient_ids: list[str], observation_ids: list[str], system_toke
               tokens=[patient_tokens[i] for i in own_patients]),
         Phase("authorized Observation", "GET", [f"/fhir/Observation/{i}" for i in own_observations],
               tokens=[patient_tokens[subjects[i]] for i in own_observations]),
+        Phase("unauthorized Patient", "GET", [f"/_bench/open/Patient/{i}" for i in own_patients]),
+        Phase("unauthorized Observation", "GET", [f"/_bench/open/Observation/{i}" for i in own_observations]),
         Phase("ceiling Patient", "GET", [f"/_bench/raw/Patient/{i}" for i in patient_ids]),
         Phase("ceiling Observation", "GET", [f"/_bench/raw/Observation/{i}" for i in observation_ids]),
         Phase("create Observation", "POST", create_paths, create_bodies, tokens=system_token),
@@ -675,13 +680,16 @@ def run_backend(backend: Backend, args, workdir: Path) -> BackendResult:
         for kind in ("Patient", "Observation"):
             read, ceiling = by_label.get(f"read {kind}"), by_label.get(f"ceiling {kind}")
             authorized = by_label.get(f"authorized {kind}")
+            unauthorized = by_label.get(f"unauthorized {kind}")
             if read is not None and ceiling:
                 result.ratios[kind] = round(read / ceiling, 3)
             if authorized is not None and ceiling:
                 result.authorized[kind] = {"authorized / ceiling": round(authorized / ceiling, 3),
                                            "authorized / system-token read": round(authorized / read, 3)
                                            if read else None,
-                                           "overhead vs ceiling": round(ceiling / authorized - 1, 3)}
+                                           "overhead vs ceiling": round(ceiling / authorized - 1, 3),
+                                           "overhead vs unauthorized read": round(unauthorized / authorized - 1, 3)
+                                           if unauthorized else None}
     except Exception as exc:  # report and go on with the next backend
         result.error = f"{type(exc).__name__}: {exc}"
         if server is not None:
@@ -733,6 +741,11 @@ def print_table(result: BackendResult) -> None:
         print(f"authorized read ({kind}, patient token): {figures['authorized / ceiling']:.2f} of the "
               f"unauthenticated ceiling (overhead {figures['overhead vs ceiling']:.0%}), "
               f"{figures['authorized / system-token read'] or 0:.2f} of the system-token read")
+        overhead = figures.get("overhead vs unauthorized read")
+        if overhead is not None:
+            verdict = "OK" if overhead <= AUTHORIZATION_OVERHEAD_TARGET else "ABOVE TARGET"
+            print(f"authorization + audit cost ({kind}): {overhead:.0%} over the same read without them "
+                  f"(target <= {AUTHORIZATION_OVERHEAD_TARGET:.0%})  {verdict}")
     share = max(r["client_cpu_share"] for r in result.results)
     print(f"load generator CPU: up to {share:.0%} of the machine's {os.cpu_count()} cores; "
           f"server CPU = cores per gunicorn worker; other CPU = cores used by unrelated processes")

@@ -99,5 +99,5 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     if settings.benchmark_routes:
         from .bench import benchmark_blueprint
 
-        app.register_blueprint(benchmark_blueprint(ctx.database))
+        app.register_blueprint(benchmark_blueprint(ctx.database, ctx))
     return app

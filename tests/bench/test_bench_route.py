@@ -51,3 +51,15 @@ def test_raw_route_is_absent_when_disabled():
     fhir_id = _create_patient(client)
     assert client.get(f"/fhir/Patient/{fhir_id}").status_code == 200
     assert client.client.get(f"/_bench/raw/Patient/{fhir_id}").status_code == 404
+
+
+def test_open_read_is_the_fhir_read_without_authorization(tmp_path):
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'b.db'}", benchmark_routes=True))
+    ctx = app.extensions["fhirportal"]
+    with ctx.database.write() as conn:
+        ctx.repository.create(conn, {"resourceType": "Patient", "name": [{"family": "A"}]}, fhir_id="pa")
+    client = app.test_client()
+    response = client.get("/_bench/open/Patient/pa")
+    assert response.status_code == 200 and response.headers["ETag"] == 'W/"1"'
+    assert client.get("/_bench/open/Patient/nope").status_code == 404
+    assert client.get("/fhir/Patient/pa").status_code == 401  # the real API still wants a token

@@ -54,7 +54,9 @@ def test_authorized_reads_use_the_compartment_patients_token(tmp_path):
     assert subjects["bench-obs-1-0"] == "bench-pat-1"
     phases = {p.label: p for p in bench.build_phases(patients, observations, system, tokens, subjects)}
     assert list(phases) == ["read Patient", "read Observation", "authorized Patient", "authorized Observation",
-                            "ceiling Patient", "ceiling Observation", "create Observation"]
+                            "unauthorized Patient", "unauthorized Observation", "ceiling Patient",
+                            "ceiling Observation", "create Observation"]
+    assert phases["unauthorized Patient"].paths == [f"/_bench/open/Patient/{i}" for i in patients[:2]]
     assert len(phases["authorized Observation"].paths) == 4  # the observations of the 2 patients with tokens
     client = app.test_client()
     for label in ("read Patient", "authorized Patient", "authorized Observation"):
