@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask import Flask
-from flask_cors import CORS
 from flask_smorest import Api
 
+from .cors import install_cors
 from .fhir import conformance
 from .fhir.context import FhirContext
 from .fhir.negotiation import render
@@ -55,10 +55,8 @@ def build_context(settings: Settings, database: Database | None = None) -> FhirC
 
 
 # Browser apps call these from their own origin with a bearer token (no cookies): any origin may.
-CORS_PATHS = [r"/fhir/*", r"/.well-known/*", r"/auth/token", r"/auth/revoke", r"/auth/introspect",
-              r"/auth/register", r"/auth/jwks", r"/auth/smart-style.json"]
-CORS_EXPOSED = ["Location", "ETag", "Last-Modified", "Content-Location", "WWW-Authenticate", "X-Progress",
-                "Retry-After"]
+CORS_PATHS = frozenset({"/auth/token", "/auth/revoke", "/auth/introspect", "/auth/register", "/auth/jwks",
+                        "/auth/smart-style.json"})
 
 
 def build_smart(ctx: FhirContext) -> SmartServer:
@@ -71,9 +69,7 @@ def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
     app.extensions["smart_authorization_server"] = build_authorization_server(app, smart)
     app.register_blueprint(smart_routes.bp)
     app.register_blueprint(smart_routes.fhir_discovery_blueprint(ctx.settings.base_path))
-    fhir_path = ctx.settings.base_path + "/*"
-    CORS(app, resources={path.replace("/fhir/*", fhir_path): {"origins": "*"} for path in CORS_PATHS},
-         expose_headers=CORS_EXPOSED, supports_credentials=False, max_age=3600)
+    install_cors(app, (ctx.settings.base_path + "/", "/.well-known/"), CORS_PATHS | {ctx.settings.base_path})
 
 
 def create_app(settings: Settings | None = None, *, create_schema: bool = True) -> Flask:

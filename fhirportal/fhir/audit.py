@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qsl
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from fhirportal.store import clock
 from fhirportal.store.auth_schema import access_log
@@ -129,7 +129,9 @@ def access_of(seen: RequestSeen) -> Access:
 
 def touches_audit_events(request) -> bool:
     view_args = request.view_args or {}
-    return view_args.get("resource_type") == "AuditEvent" or "AuditEvent" in request.args.get("_type", "")
+    if "resource_type" in view_args:
+        return view_args["resource_type"] == "AuditEvent"
+    return b"AuditEvent" in request.query_string or request.method == "POST"  # _type=…, or a Bundle
 
 
 def _outcome_code(status: int) -> str:
@@ -179,6 +181,10 @@ class AccessLog:
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None
         self._writer_pid: int | None = None
+        marker = "?" if database.dialect == "sqlite" else "%s"
+        self._insert_sql = (
+            "INSERT INTO access_log (recorded, account_id, fhir_user, client_id, patient_id, action, resource_type, "
+            f"query, outcome, materialized) VALUES ({', '.join([marker] * 9)}, {'0' if marker == '?' else 'false'})")
         atexit.register(self.flush)
 
     def record(self, access: Access | RequestSeen) -> None:
@@ -208,18 +214,22 @@ class AccessLog:
         if not batch:
             return 0
         batch = [access_of(a) if isinstance(a, RequestSeen) else a for a in batch]
+        rows = [(self._instant(a.recorded), a.account_id, a.fhir_user, a.client_id, a.patient_id, a.action,
+                 a.resource_type, (a.query or "")[:2000] or None, a.outcome) for a in batch]
         try:
             with self.database.write(durable=False) as conn:
-                conn.execute(insert(access_log), [{
-                    "recorded": a.recorded, "account_id": a.account_id, "fhir_user": a.fhir_user,
-                    "client_id": a.client_id, "patient_id": a.patient_id, "action": a.action,
-                    "resource_type": a.resource_type, "query": (a.query or "")[:2000] or None,
-                    "outcome": a.outcome, "materialized": False} for a in batch])
+                conn.exec_driver_sql(self._insert_sql, rows)  # one executemany, no per-row SQL building
         except Exception:
             with self._lock:
                 self._pending[:0] = batch
             raise
         return len(batch)
+
+    def _instant(self, moment: datetime):
+        """As SQLAlchemy stores a DateTime: SQLite gets its naive UTC text, PostgreSQL the datetime."""
+        if self.database.dialect == "sqlite":
+            return clock.ensure_utc(moment).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
+        return moment
 
     def materialize(self) -> int:
         """Turn journal rows not yet converted into AuditEvent resources; returns how many.
