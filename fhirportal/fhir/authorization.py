@@ -48,6 +48,11 @@ SHARING_RULE = (
 # Interactions that write: the sharing rule does not decide what a write may produce.
 WRITES = frozenset({"create", "update", "patch"})
 _BROADEST_FIRST = tuple(reversed(CONTEXTS))  # system, user, patient
+# Patient data the R4 Patient CompartmentDefinition leaves out: a Task for the patient (the portal's
+# invitations are Tasks) belongs to that patient's compartment here.
+COMPARTMENT_ADDITIONS = {"Task": ("patient",)}
+# Never shown to patient/ tokens: a Group lists every member (the practice's whole roster).
+HIDDEN_FROM_PATIENTS = frozenset({"Group"})
 
 
 class AccessPolicy:
@@ -57,6 +62,7 @@ class AccessPolicy:
         self.registry = registry
         self.resource_types = tuple(sorted(resource_types))
         spec = definitions.load("compartment-patient")
+        spec = {**spec, **COMPARTMENT_ADDITIONS}
         self.compartment = {t: tuple(spec[t]) for t in self.resource_types if t in spec}
         self.visibility = lru_cache(maxsize=4096)(self._visibility)
 
@@ -88,7 +94,7 @@ class AccessPolicy:
             compartment = self.compartment.get(resource_type, ())
             owned = resource_type == "Patient" or bool(compartment)
             if context == "patient":
-                if patient is None and owned:
+                if resource_type in HIDDEN_FROM_PATIENTS or (patient is None and owned):
                     continue  # a patient scope without a patient sees no patient data
                 if resource_type == "Observation" and interaction not in WRITES:
                     require.append(self._alternatives(resource_type, SHARING_RULE))

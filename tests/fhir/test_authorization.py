@@ -180,7 +180,7 @@ def test_403_names_the_type_and_the_missing_permission(ctx, client, practice):
     ("Patient/p2/_history/1", 404),
     ("Practitioner/doc", 200), ("Organization/org2", 200),  # outside the compartment
     ("Provenance/prov-p1", 200), ("Provenance/prov-p2", 404),
-    ("Group/both", 200),
+    ("Group/both", 404),  # a Group lists the whole roster: never shown to patient tokens
 ])
 def test_patient_token_reads_only_its_compartment(as_p1, practice, path, expected):
     response = as_p1.get(path)
@@ -221,7 +221,7 @@ def test_iterated_includes_never_return_another_patient(as_p1, practice):
     assert ids(bundle, "include") >= {"Observation/p1-vital", "Practitioner/doc"}
     assert "Patient/p2" not in ids(bundle)
     group = as_p1.get("Group", query_string={"_include": "Group:member"}).get_json()
-    assert ids(group) == {"Group/both", "Patient/p1"}
+    assert ids(group) == set()
 
 
 def test_system_token_includes_everything(fhir, practice):
@@ -419,3 +419,23 @@ def test_user_token_with_organization_sees_only_its_patients(ctx, client, practi
 def test_user_token_without_organization_is_unrestricted(ctx, client, practice):
     staff = Fhir(client, mint(ctx, "user/*.rs", fhirUser="Practitioner/doc"))
     assert ids(staff.get("Patient").get_json()) == {"Patient/p1", "Patient/p2"}
+
+
+def test_patient_tokens_see_their_own_tasks_and_no_groups(ctx, client):
+    from tests.support import Fhir, patient
+
+    with ctx.database.write() as conn:
+        ctx.repository.create(conn, patient(), fhir_id="tp1")
+        ctx.repository.create(conn, patient(name=[{"family": "Other"}]), fhir_id="tp2")
+        for task_id, owner in (("task-1", "tp1"), ("task-2", "tp2")):
+            ctx.repository.create(conn, {"resourceType": "Task", "status": "requested", "intent": "order",
+                                         "for": {"reference": f"Patient/{owner}"}}, fhir_id=task_id)
+        ctx.repository.create(conn, {"resourceType": "Group", "type": "person", "actual": True,
+                                     "member": [{"entity": {"reference": "Patient/tp1"}},
+                                                {"entity": {"reference": "Patient/tp2"}}]}, fhir_id="roster")
+    app = Fhir(client, token=ctx.tokens.mint(client_id="app", scope="patient/*.rs", context={"patient": "tp1"}))
+    tasks = [e["resource"]["id"] for e in app.get("Task").get_json().get("entry", [])]
+    assert tasks == ["task-1"]
+    assert app.get("Task/task-2").status_code == 404
+    assert app.get("Group/roster").status_code == 404
+    assert app.get("Group").get_json().get("entry", []) == []
