@@ -11,6 +11,7 @@ import copy
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
 
+from fhirportal.smart.discovery import OAUTH_URIS as OAUTH_ENDPOINTS
 from fhirportal.store import clock
 
 from .conformance import load_template
@@ -72,10 +73,7 @@ def _resource_entry(ctx: FhirContext, resource_type: str) -> dict:
 
 
 CONFORMANCE_TYPES = ("OperationDefinition", "SearchParameter")
-OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
-# The authorization server's endpoints, under the origin of the FHIR base (fhirportal/smart).
-AUTH_ENDPOINTS = {"authorize": "/auth/authorize", "token": "/auth/token", "register": "/auth/register",
-                  "manage": "/auth/apps", "introspect": "/auth/introspect", "revoke": "/auth/revoke"}
+OAUTH_URIS_EXTENSION = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 def security(ctx: FhirContext) -> dict:
@@ -89,8 +87,8 @@ def security(ctx: FhirContext) -> dict:
         "description": "Every request except GET metadata, OperationDefinition/{id} and SearchParameter/{id} "
                        "needs Authorization: Bearer <access token> (SMART App Launch 2 scopes; patient/ tokens "
                        "reach their patient's compartment only). See .well-known/smart-configuration.",
-        "extension": [{"url": OAUTH_URIS, "extension": [
-            {"url": name, "valueUri": origin + path} for name, path in AUTH_ENDPOINTS.items()]}],
+        "extension": [{"url": OAUTH_URIS_EXTENSION, "extension": [
+            {"url": name, "valueUri": origin + path} for name, path in OAUTH_ENDPOINTS.items()]}],
     }
 
 

@@ -27,16 +27,22 @@ OTHER_SCOPES = ["openid", "fhirUser", "profile", "launch", "launch/patient", "la
                 "online_access"]
 
 
+# The authorization server's endpoints (paths under the origin of the FHIR base): the discovery
+# member, the oauth-uris extension name of the CapabilityStatement (None: not in it), the path.
+ENDPOINTS = (
+    ("authorization_endpoint", "authorize", "/auth/authorize"),
+    ("token_endpoint", "token", "/auth/token"),
+    ("registration_endpoint", "register", "/auth/register"),
+    ("introspection_endpoint", "introspect", "/auth/introspect"),
+    ("revocation_endpoint", "revoke", "/auth/revoke"),
+    ("management_endpoint", "manage", "/auth/apps"),
+    ("jwks_uri", None, "/auth/jwks"),
+)
+OAUTH_URIS = {name: path for _, name, path in ENDPOINTS if name}
+
+
 def endpoints(smart: SmartServer) -> dict[str, str]:
-    return {
-        "authorization_endpoint": smart.url("/auth/authorize"),
-        "token_endpoint": smart.url("/auth/token"),
-        "registration_endpoint": smart.url("/auth/register"),
-        "introspection_endpoint": smart.url("/auth/introspect"),
-        "revocation_endpoint": smart.url("/auth/revoke"),
-        "management_endpoint": smart.url("/auth/apps"),
-        "jwks_uri": smart.url("/auth/jwks"),
-    }
+    return {member: smart.url(path) for member, _, path in ENDPOINTS}
 
 
 def scopes_supported() -> list[str]:

@@ -164,3 +164,14 @@ def test_discovery_is_complete_and_absolute(client):
 def test_smart_style_answers_json(client):
     response = client.get("/auth/smart-style.json")
     assert response.status_code == 200 and response.is_json
+
+
+def test_capability_statement_oauth_uris_equal_the_discovery_document(client):
+    config = client.get("/fhir/.well-known/smart-configuration").get_json()
+    security = client.get("/fhir/metadata").get_json()["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    (oauth,) = [e for e in security["extension"] if e["url"].endswith("/oauth-uris")]
+    uris = {e["url"]: e["valueUri"] for e in oauth["extension"]}
+    assert uris == {"authorize": config["authorization_endpoint"], "token": config["token_endpoint"],
+                    "register": config["registration_endpoint"], "introspect": config["introspection_endpoint"],
+                    "revoke": config["revocation_endpoint"], "manage": config["management_endpoint"]}
