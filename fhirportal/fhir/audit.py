@@ -23,6 +23,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from fhirportal.store import clock
 from fhirportal.store.auth_schema import access_log
@@ -121,10 +122,15 @@ def access_of(seen: RequestSeen) -> Access:
         if seen.query_string:
             query += "?" + seen.query_string.decode("latin-1")
     args = dict(parse_qsl(seen.query_string.decode("latin-1"))) if seen.query_string else {}
-    return Access(
-        action=_action(seen.endpoint, seen.method, view_args), resource_type=resource_type, query=query,
-        outcome=seen.status, client_id=access.client_id, account_id=access.account_id, fhir_user=access.fhir_user,
-        patient_id=_patient_of(view_args, args, access), recorded=seen.recorded)
+    patient_id = _patient_of(view_args, args, access)
+    return Access(  # clipped to the columns: a client may send a 500-character type name
+        action=_action(seen.endpoint, seen.method, view_args)[:16], resource_type=_clip(resource_type, 64),
+        query=query, outcome=seen.status, client_id=_clip(access.client_id, 128), account_id=access.account_id,
+        fhir_user=_clip(access.fhir_user, 200), patient_id=_clip(patient_id, 64), recorded=seen.recorded)
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return value[:length] if value else value
 
 
 def touches_audit_events(request) -> bool:
@@ -181,6 +187,7 @@ class AccessLog:
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None
         self._writer_pid: int | None = None
+        self._flushing = threading.Lock()  # one flush at a time: a batch is written before the next is taken
         marker = "?" if database.dialect == "sqlite" else "%s"
         self._insert_sql = (
             "INSERT INTO access_log (recorded, account_id, fhir_user, client_id, patient_id, action, resource_type, "
@@ -208,22 +215,37 @@ class AccessLog:
                 log.exception("access log: writing the journal failed; retrying")
 
     def flush(self) -> int:
-        """Write every queued access now; returns how many."""
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return 0
-        batch = [access_of(a) if isinstance(a, RequestSeen) else a for a in batch]
-        rows = [(self._instant(a.recorded), a.account_id, a.fhir_user, a.client_id, a.patient_id, a.action,
-                 a.resource_type, (a.query or "")[:2000] or None, a.outcome) for a in batch]
-        try:
-            with self.database.write(durable=False) as conn:
-                conn.exec_driver_sql(self._insert_sql, rows)  # one executemany, no per-row SQL building
-        except Exception:
+        """Write every queued access now; returns how many. If the database is unreachable the rows
+        stay queued (and the error is raised); a row the database refuses is logged and dropped,
+        so that one bad row cannot hold back the journal."""
+        with self._flushing:
             with self._lock:
-                self._pending[:0] = batch
-            raise
-        return len(batch)
+                batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            batch = [access_of(a) if isinstance(a, RequestSeen) else a for a in batch]
+            rows = [(self._instant(a.recorded), a.account_id, a.fhir_user, a.client_id, a.patient_id, a.action,
+                     a.resource_type, (a.query or "")[:2000] or None, a.outcome) for a in batch]
+            try:
+                self._insert(rows)
+            except (OperationalError, InterfaceError):
+                with self._lock:
+                    self._pending[:0] = batch
+                raise
+            except Exception:
+                log.exception("access log: a batch was refused; writing its rows one by one")
+                for row in rows:
+                    try:
+                        self._insert([row])
+                    except (OperationalError, InterfaceError):
+                        raise
+                    except Exception:
+                        log.exception("access log: dropped a row the database refused: %r", row)
+            return len(batch)
+
+    def _insert(self, rows: list[tuple]) -> None:
+        with self.database.write(durable=False) as conn:
+            conn.exec_driver_sql(self._insert_sql, rows)  # one executemany, no per-row SQL building
 
     def _instant(self, moment: datetime):
         """As SQLAlchemy stores a DateTime: SQLite gets its naive UTC text, PostgreSQL the datetime."""
@@ -236,7 +258,10 @@ class AccessLog:
 
         This worker's queue is written first; other workers' queues reach the journal within
         ``FLUSH_INTERVAL``."""
-        self.flush()
+        try:
+            self.flush()
+        except (OperationalError, InterfaceError):
+            log.exception("access log: could not write the queued accesses before reading AuditEvents")
         done = 0
         while True:
             with self.database.write() as conn:

@@ -50,3 +50,10 @@ def test_every_authorized_request_is_journalled(ctx, client):
                                                                  ("E", "HTTP 403")]
     assert all(e["agent"][0]["who"] == {"reference": "Patient/pa"} for e in events)
     assert events[1]["entity"][1]["what"] == {"reference": "Patient/pb"}
+
+
+def test_a_huge_type_name_is_journalled_clipped_and_never_blocks_the_journal(ctx, fhir):
+    assert fhir.get("X" * 300).status_code in (400, 404)
+    assert fhir.get("Patient?_id=" + "y" * 300).status_code == 200
+    assert ctx.audit.flush() == 2
+    assert fhir.get("AuditEvent?_summary=count").get_json()["total"] == 2
