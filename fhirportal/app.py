@@ -68,7 +68,8 @@ def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
     app.extensions["smart"] = smart
     app.extensions["smart_authorization_server"] = build_authorization_server(app, smart)
     app.register_blueprint(smart_routes.bp)
-    app.register_blueprint(smart_routes.fhir_discovery_blueprint(ctx.settings.base_path))
+    app.register_blueprint(smart_routes.discovery_blueprint("fhir_discovery", ctx.settings.base_path))
+    app.register_blueprint(smart_routes.discovery_blueprint("root_discovery", ""))
     install_cors(app, (ctx.settings.base_path + "/", "/.well-known/"), CORS_PATHS | {ctx.settings.base_path})
 
 

@@ -16,7 +16,7 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from flask import Blueprint, Response, current_app, g, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request
 from markupsafe import Markup
 
 from .accounts import Account, LoginRefused, Session
@@ -119,17 +119,7 @@ def authorize():
     step = request.form.get("step") if request.method == "POST" else None
 
     if step == "login":
-        if not _csrf_ok(request.cookies.get(CSRF_COOKIE)):
-            return _page("error.html", 400, message="The sign-in form expired; go back to the app and try again.")
-        try:
-            account = smart().accounts.authenticate(request.form.get("username", ""), request.form.get("password", ""))
-        except LoginRefused:
-            return _login_page(action, client.name, "Wrong user name or password, or the account is locked.", 401)
-        session_id = smart().accounts.start_session(account.id)
-        session = smart().accounts.session(session_id)
-        response = _consent_page(action, client, session, params, launch)
-        _set_cookie(response, SESSION_COOKIE, session_id)
-        return response
+        return _sign_in(action, client.name, lambda session: _consent_page(action, client, session, params, launch))
 
     session = _session()
     if session is None:
@@ -146,6 +136,20 @@ def authorize():
         return _error_redirect(oauth_request, redirect_uri, InvalidRequestError(str(exc)))
     grant.request.decision = decision
     return server().create_authorization_response(oauth_request, grant_user=decision.account, grant=grant)
+
+
+def _sign_in(action, client_name: str, next_page) -> Response:
+    """Check the posted login form; on success start a session and show ``next_page(session)``."""
+    if not _csrf_ok(request.cookies.get(CSRF_COOKIE)):
+        return _page("error.html", 400, message="The sign-in form expired; go back and try again.")
+    try:
+        account = smart().accounts.authenticate(request.form.get("username", ""), request.form.get("password", ""))
+    except LoginRefused:
+        return _login_page(action, client_name, "Wrong user name or password, or the account is locked.", 401)
+    session_id = smart().accounts.start_session(account.id)
+    response = next_page(smart().accounts.session(session_id))
+    _set_cookie(response, SESSION_COOKIE, session_id)
+    return response
 
 
 def _login_page(action, client_name: str, error: str | None = None, status: int = 200) -> Response:
@@ -237,16 +241,6 @@ def smart_style():
     return jsonify(STYLE)
 
 
-@bp.route("/.well-known/smart-configuration", methods=["GET"])
-def root_smart_configuration():
-    return jsonify(smart_configuration(smart()))
-
-
-@bp.route("/.well-known/openid-configuration", methods=["GET"])
-def root_openid_configuration():
-    return jsonify(openid_configuration(smart()))
-
-
 # ---------------------------------------------------------------------- EHR launch
 @bp.route("/auth/launch", methods=["POST"])
 def create_launch():
@@ -285,21 +279,12 @@ def _oauth_error(status: int, error: str, description: str, headers: dict | None
 @bp.route("/auth/apps", methods=["GET", "POST"])
 def apps():
     """The signed-in user's authorized apps, each with a Revoke button."""
-    session = _session()
     if request.method == "POST" and request.form.get("step") == "login":
-        if not _csrf_ok(request.cookies.get(CSRF_COOKIE)):
-            return _page("error.html", 400, message="The sign-in form expired; reload the page.")
-        try:
-            account = smart().accounts.authenticate(request.form.get("username", ""), request.form.get("password", ""))
-        except LoginRefused:
-            return _login_page(request.base_url, "", "Wrong user name or password, or the account is locked.", 401)
-        session_id = smart().accounts.start_session(account.id)
-        response = _apps_page(smart().accounts.session(session_id))
-        _set_cookie(response, SESSION_COOKIE, session_id)
-        return response
+        return _sign_in(request.base_url, "", _apps_page)
+    session = _session()
     if session is None:
         return _login_page(request.base_url, "")
-    return _apps_page(session, g.get("apps_message"))
+    return _apps_page(session)
 
 
 def _apps_page(session: Session, message: str | None = None) -> Response:
@@ -337,17 +322,18 @@ def logout():
     return response
 
 
-def fhir_discovery_blueprint(base_path: str) -> Blueprint:
-    """The discovery documents under the FHIR base (where SMART clients and Inferno look) and the
-    OpenID configuration under the issuer (the FHIR base too)."""
-    well_known = Blueprint("smart_discovery", __name__, url_prefix=base_path + "/.well-known")
+def discovery_blueprint(name: str, prefix: str) -> Blueprint:
+    """The discovery documents under ``prefix``: registered under the FHIR base (where SMART clients
+    and Inferno look; the issuer is the FHIR base too, so the OpenID configuration is there) and at
+    the site root."""
+    well_known = Blueprint(name, __name__, url_prefix=prefix + "/.well-known")
 
     @well_known.route("/smart-configuration", methods=["GET"])
-    def fhir_smart_configuration():
+    def smart_config():
         return jsonify(smart_configuration(smart()))
 
     @well_known.route("/openid-configuration", methods=["GET"])
-    def fhir_openid_configuration():
+    def openid_config():
         return jsonify(openid_configuration(smart()))
 
     return well_known
