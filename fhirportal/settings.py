@@ -29,6 +29,15 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Server configuration. See README "Configuration" for each variable."""
@@ -40,6 +49,17 @@ class Settings:
     max_page_size: int = 1000
     validate_references: bool = True
     benchmark_routes: bool = False
+    # Portal notifications (fhirportal.portal.notify). No SMTP host / SMS gateway: messages go to the
+    # ``outbox`` table instead (development).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # starttls | tls | none
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "portal@localhost"
+    sms_gateway_url: str | None = None
+    sms_gateway_token: str | None = None
+    sms_body_template: str = '{"to": "{to}", "message": "{message}"}'
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -53,6 +73,15 @@ class Settings:
             max_page_size=_int(env, "FHIRPORTAL_MAX_PAGE_SIZE", defaults.max_page_size),
             validate_references=_bool(env, "FHIRPORTAL_VALIDATE_REFERENCES", defaults.validate_references),
             benchmark_routes=_bool(env, "FHIRPORTAL_BENCHMARK_ROUTES", defaults.benchmark_routes),
+            smtp_host=env.get("FHIRPORTAL_SMTP_HOST") or defaults.smtp_host,
+            smtp_port=_int(env, "FHIRPORTAL_SMTP_PORT", defaults.smtp_port),
+            smtp_security=_choice(env, "FHIRPORTAL_SMTP_SECURITY", defaults.smtp_security, ("starttls", "tls", "none")),
+            smtp_username=env.get("FHIRPORTAL_SMTP_USERNAME") or defaults.smtp_username,
+            smtp_password=env.get("FHIRPORTAL_SMTP_PASSWORD") or defaults.smtp_password,
+            mail_from=env.get("FHIRPORTAL_MAIL_FROM") or defaults.mail_from,
+            sms_gateway_url=env.get("FHIRPORTAL_SMS_GATEWAY_URL") or defaults.sms_gateway_url,
+            sms_gateway_token=env.get("FHIRPORTAL_SMS_GATEWAY_TOKEN") or defaults.sms_gateway_token,
+            sms_body_template=env.get("FHIRPORTAL_SMS_BODY_TEMPLATE") or defaults.sms_body_template,
         )
 
     def with_overrides(self, **changes) -> Settings:
