@@ -24,18 +24,22 @@ from .store.database import Database
 from .store.indexing import IndexExtractor, SearchParameterRegistry
 from .store.repository import ResourceRepository
 
-# Operation handlers by OperationDefinition id; a definition without a handler is an error.
+# Operation handlers by OperationDefinition id (the portal's are added by ``install_portal``); the
+# app refuses to start with a definition that has no handler.
 OPERATION_HANDLERS = {
     "Resource-validate": (validate_operation.validate, ("POST",)),
     "Patient-everything": (everything_operation.everything, ("GET", "POST")),
 }
 
 
-def build_operations(definitions: list[dict]) -> OperationRegistry:
-    registry = OperationRegistry()
+def register_operations(registry: OperationRegistry, definitions: list[dict], handlers: dict, *,
+                        complete: bool = False) -> OperationRegistry:
     for definition in definitions:
-        handler, methods = OPERATION_HANDLERS[definition["id"]]
-        registry.register(Operation(definition["code"], definition, handler, methods))
+        if definition["id"] in handlers:
+            handler, methods = handlers[definition["id"]]
+            registry.register(Operation(definition["code"], definition, handler, methods))
+        elif complete:
+            raise RuntimeError(f"OperationDefinition {definition['id']} has no handler")
     return registry
 
 
@@ -50,7 +54,7 @@ def build_context(settings: Settings, database: Database | None = None) -> FhirC
         validator=ResourceValidator(SUPPORTED_TYPES, settings.base_url, settings.validate_references),
         search_parameters=registry,
         tokens=TokenStore(database, SUPPORTED_TYPES),
-        operations=build_operations(conformance.operation_definitions()),
+        operations=register_operations(OperationRegistry(), conformance.operation_definitions(), OPERATION_HANDLERS),
     )
 
 
@@ -73,6 +77,24 @@ def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
     install_cors(app, (ctx.settings.base_path + "/", "/.well-known/"), CORS_PATHS | {ctx.settings.base_path})
 
 
+def install_portal(app: Flask, ctx: FhirContext) -> None:
+    from .portal import pages
+    from .portal.invitations import Enrollment
+    from .portal.notify import Notifier
+    from .portal.operations import PortalOperations
+    from .portal.pins import PinVault
+
+    smart = app.extensions["smart"]
+    enrollment = Enrollment(ctx.database, ctx.repository, smart.accounts, ctx.tokens, PinVault(ctx.settings.secret_key),
+                            ctx.settings.invitation_days)
+    operations = PortalOperations(ctx, enrollment, smart.accounts, Notifier(ctx.settings, ctx.database),
+                                  lambda token: smart.url(f"/portal/register?t={token}"))
+    register_operations(ctx.operations, conformance.operation_definitions(),
+                        {**OPERATION_HANDLERS, **operations.handlers()}, complete=True)
+    app.extensions["portal"] = enrollment
+    app.register_blueprint(pages.bp)
+
+
 def create_app(settings: Settings | None = None, *, create_schema: bool = True) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -93,6 +115,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
         ctx.search_parameters, conformance.operation_definitions())))
     register_error_handlers(app, render)
     install_authorization_server(app, ctx)
+    install_portal(app, ctx)
     if settings.benchmark_routes:
         from .bench import benchmark_blueprint
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("var")
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-set-FHIRPORTAL_SECRET_KEY-in-production"
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -49,6 +50,9 @@ class Settings:
     max_page_size: int = 1000
     validate_references: bool = True
     benchmark_routes: bool = False
+    # Encrypts portal PINs at rest and keys their hashes. The default is for development only.
+    secret_key: str = DEVELOPMENT_SECRET_KEY
+    invitation_days: int = 7
     # Portal notifications (fhirportal.portal.notify). No SMTP host / SMS gateway: messages go to the
     # ``outbox`` table instead (development).
     smtp_host: str | None = None
@@ -73,6 +77,8 @@ class Settings:
             max_page_size=_int(env, "FHIRPORTAL_MAX_PAGE_SIZE", defaults.max_page_size),
             validate_references=_bool(env, "FHIRPORTAL_VALIDATE_REFERENCES", defaults.validate_references),
             benchmark_routes=_bool(env, "FHIRPORTAL_BENCHMARK_ROUTES", defaults.benchmark_routes),
+            secret_key=env.get("FHIRPORTAL_SECRET_KEY") or defaults.secret_key,
+            invitation_days=_int(env, "FHIRPORTAL_INVITATION_DAYS", defaults.invitation_days),
             smtp_host=env.get("FHIRPORTAL_SMTP_HOST") or defaults.smtp_host,
             smtp_port=_int(env, "FHIRPORTAL_SMTP_PORT", defaults.smtp_port),
             smtp_security=_choice(env, "FHIRPORTAL_SMTP_SECURITY", defaults.smtp_security, ("starttls", "tls", "none")),

@@ -100,7 +100,9 @@ class AccessPolicy:
                     require.append(self._alternatives(resource_type, SHARING_RULE))
                 rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require))
             elif context == "user" and organization is not None:
-                rules[resource_type] = TypeRule(organization=organization, compartment=compartment,
+                # the token names it as a reference (Organization/x) or a bare id
+                rules[resource_type] = TypeRule(organization=organization.removeprefix("Organization/"),
+                                                compartment=compartment,
                                                 require=tuple(require))
             else:
                 rules[resource_type] = TypeRule(require=tuple(require))

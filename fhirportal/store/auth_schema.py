@@ -145,3 +145,33 @@ access_log = Table(
     Index("ix_access_log_patient", "patient_id", "recorded"),
     Index("ix_access_log_pending", "materialized", "id"),
 )
+
+# A portal invitation (Patient Fusion's "invite to PHR") for a Patient or a RelatedPerson
+# (caregiver). Its FHIR face is a Task (``task_id``) and a Person (``person_id``). The PIN is kept
+# encrypted (staff may look it up) and as a keyed hash (checked in constant time); the
+# registration link only as a hash.
+portal_invitation = Table(
+    "portal_invitation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject_type", String(16), nullable=False),  # Patient | RelatedPerson
+    Column("subject_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("person_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # invited locked cancelled registered revoked (expired: computed)
+    Column("email", String(320), nullable=True),
+    Column("phone", String(64), nullable=True),
+    Column("pin_encrypted", Text, nullable=False),
+    Column("pin_hash", String(64), nullable=False),
+    Column("link_hash", String(64), nullable=True, unique=True),
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("requested_by", String(200), nullable=True),  # the staff member (fhirUser) or the app
+    Column("account_id", Integer, nullable=True),  # once registered
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("sent", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended", DateTime(timezone=True), nullable=True),  # cancelled, registered or revoked at
+    Column("delivery_error", Text, nullable=True),
+    Index("ix_portal_invitation_subject", "subject_type", "subject_id", "id"),
+)

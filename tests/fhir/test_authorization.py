@@ -403,7 +403,7 @@ def test_transaction_reads_are_restricted(as_p1, practice):
 
 # ------------------------------------------------------------------------------ user + organization
 def test_user_token_with_organization_sees_only_its_patients(ctx, client, practice):
-    staff = Fhir(client, mint(ctx, "user/*.rs", fhirUser="Practitioner/doc", organization="org1"))
+    staff = Fhir(client, mint(ctx, "user/*.rs", fhirUser="Practitioner/doc", organization="Organization/org1"))
     assert ids(staff.get("Patient").get_json()) == {"Patient/p1"}
     assert staff.get("Patient/p2").status_code == 404
     assert ids(staff.get("Observation", query_string={"code": HEART_RATE}).get_json()) == {

@@ -1,0 +1,1 @@
+"""Patient portal enrollment: invitations, PINs, registration, caregiver access, notifications."""

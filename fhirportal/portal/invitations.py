@@ -1,0 +1,292 @@
+"""The portal invitation state machine (Patient Fusion's enrollment), for a Patient or a
+caregiver's RelatedPerson.
+
+    (none) --invite--> invited --register--> registered --revoke--> revoked
+                        |  ^  \\--5 wrong PINs--> locked --resend--> invited
+                        |  |                        |
+                        |  resend (new link)        cancel
+                        cancel --> cancelled        v
+                                                  cancelled
+    invited past its expiry reads as "expired"; cancelled, expired and revoked may be invited again
+    (a new link and a new PIN).
+
+Each invitation is a row in ``portal_invitation`` (the secrets, the counters) and, as FHIR, a
+Task (status + businessStatus, ``restriction.period.end`` = expiry, ``requester``) and a Person
+(the portal account, inactive until registered, linked to the Patient or RelatedPerson). Each
+transition changes the row and the resources in one database transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, insert, select, update
+
+from fhirportal.errors import Conflict, Unprocessable
+from fhirportal.smart.accounts import AccountStore
+from fhirportal.smart.secrets import digest, new_secret
+from fhirportal.store import clock
+from fhirportal.store.auth_schema import portal_invitation
+from fhirportal.store.repository import new_id
+
+from .pins import PinVault, display, new_pin
+
+OPEN = frozenset({"invited", "locked"})
+MAX_FAILED_ATTEMPTS = 5
+TASK_CODE = {"system": "https://fhirportal.dev/fhir/CodeSystem/portal-task", "code": "portal-invitation",
+             "display": "Patient portal invitation"}
+TASK_STATUS = {"invited": "requested", "locked": "on-hold", "expired": "failed", "cancelled": "cancelled",
+               "registered": "completed", "revoked": "completed"}
+ASSURANCE = {"pin": "level3", "sms": "level2"}  # PIN handed over in person; phone verified by SMS code
+
+
+@dataclass(frozen=True)
+class Invitation:
+    id: int
+    subject_type: str
+    subject_id: str
+    patient_id: str
+    task_id: str
+    person_id: str
+    stored_state: str
+    email: str | None
+    phone: str | None
+    pin_encrypted: str
+    pin_hash: str
+    failed_attempts: int
+    requested_by: str | None
+    account_id: int | None
+    created: datetime
+    sent: datetime | None
+    expires_at: datetime
+    ended: datetime | None
+    delivery_error: str | None
+
+    @property
+    def state(self) -> str:
+        if self.stored_state == "invited" and clock.ensure_utc(self.expires_at) <= clock.now():
+            return "expired"
+        return self.stored_state
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN
+
+    @property
+    def subject(self) -> str:
+        return f"{self.subject_type}/{self.subject_id}"
+
+
+def _invitation(row) -> Invitation:
+    return Invitation(row.id, row.subject_type, row.subject_id, row.patient_id, row.task_id, row.person_id, row.state,
+                      row.email, row.phone, row.pin_encrypted, row.pin_hash, row.failed_attempts, row.requested_by,
+                      row.account_id, row.created, row.sent, row.expires_at, row.ended, row.delivery_error)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What ``invite`` and ``resend`` hand back: the invitation, its PIN and the link to email."""
+
+    invitation: Invitation
+    pin: str
+    link_token: str
+
+
+def _telecom(resource: dict, system: str) -> str | None:
+    for contact in resource.get("telecom", []):
+        if contact.get("system") == system and contact.get("value") and contact.get("use") != "old":
+            return contact["value"]
+    return None
+
+
+class Enrollment:
+    """The transitions. ``repository`` writes the Task and Person in the same transaction."""
+
+    def __init__(self, database, repository, accounts: AccountStore, tokens, vault: PinVault, invitation_days: int):
+        self.database = database
+        self.repository = repository
+        self.accounts = accounts
+        self.tokens = tokens
+        self.vault = vault
+        self.lifetime = timedelta(days=invitation_days)
+
+    # ------------------------------------------------------------------ reading
+    def latest(self, conn: Connection, subject_type: str, subject_id: str) -> Invitation | None:
+        row = conn.execute(select(portal_invitation).where(
+            portal_invitation.c.subject_type == subject_type, portal_invitation.c.subject_id == subject_id,
+        ).order_by(portal_invitation.c.id.desc()).limit(1)).first()
+        return _invitation(row) if row else None
+
+    def by_link(self, conn: Connection, link_token: str) -> Invitation | None:
+        row = conn.execute(select(portal_invitation).where(
+            portal_invitation.c.link_hash == digest(link_token))).first()
+        return _invitation(row) if row else None
+
+    def access_code(self, invitation: Invitation) -> str:
+        return display(self.vault.decrypt(invitation.pin_encrypted))
+
+    # ------------------------------------------------------------------ staff transitions
+    def invite(self, subject_type: str, subject_id: str, *, email: str | None, phone: str | None,
+               requested_by: str | None) -> Issued:
+        with self.database.write() as conn:
+            self.database.lock(conn, f"portal-invitation:{subject_type}/{subject_id}")
+            subject = self.repository.read(conn, subject_type, subject_id).body
+            patient_id = subject_id if subject_type == "Patient" else \
+                (subject.get("patient", {}).get("reference") or "").removeprefix("Patient/")
+            if not patient_id:
+                raise Unprocessable(f"{subject_type}/{subject_id} is not linked to a patient", expression="patient")
+            previous = self.latest(conn, subject_type, subject_id)
+            if previous is not None and previous.is_open:
+                raise Conflict(f"{subject_type}/{subject_id} already has an open invitation ({previous.state}); "
+                               "resend or cancel it", expression=subject_type)
+            if previous is not None and previous.state == "registered":
+                raise Conflict(f"{subject_type}/{subject_id} is already registered for the portal",
+                               expression=subject_type)
+            email = email or _telecom(subject, "email")
+            phone = phone or _telecom(subject, "phone") or _telecom(subject, "sms")
+            if not email:
+                raise Unprocessable(f"{subject_type}/{subject_id} has no email address: add one to the record or "
+                                    "give one in the 'email' parameter", expression="email")
+            now = clock.now()
+            person_id = previous.person_id if previous is not None else new_id()
+            pin, link_token = new_pin(), new_secret()
+            values = dict(subject_type=subject_type, subject_id=subject_id, patient_id=patient_id, task_id=new_id(),
+                          person_id=person_id, state="invited", email=email, phone=phone,
+                          pin_encrypted=self.vault.encrypt(pin), pin_hash=self.vault.keyed_hash(pin),
+                          link_hash=digest(link_token), failed_attempts=0, requested_by=requested_by,
+                          created=now, expires_at=now + self.lifetime)
+            if previous is not None:  # its link is superseded
+                conn.execute(update(portal_invitation).where(portal_invitation.c.id == previous.id)
+                             .values(link_hash=None))
+            invitation_id = conn.execute(insert(portal_invitation).values(**values)
+                                         .returning(portal_invitation.c.id)).scalar_one()
+            invitation = self._get(conn, invitation_id)
+            self._write_person(conn, invitation, subject, active=False)
+            self._write_task(conn, invitation)
+        return Issued(invitation, display(pin), link_token)
+
+    def resend(self, subject_type: str, subject_id: str) -> Issued:
+        """A new link (the old one stops working) for the open invitation; the PIN stays. Unlocks."""
+        with self.database.write() as conn:
+            invitation = self._require(conn, subject_type, subject_id, OPEN | {"expired"}, "resend")
+            link_token = new_secret()
+            now = clock.now()
+            conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
+                link_hash=digest(link_token), state="invited", failed_attempts=0, expires_at=now + self.lifetime))
+            invitation = self._get(conn, invitation.id)
+            self._write_task(conn, invitation)
+        return Issued(invitation, self.access_code(invitation), link_token)
+
+    def cancel(self, subject_type: str, subject_id: str) -> Invitation:
+        with self.database.write() as conn:
+            invitation = self._require(conn, subject_type, subject_id, OPEN | {"expired"}, "cancel")
+            return self._end(conn, invitation, "cancelled")
+
+    def revoke(self, subject_type: str, subject_id: str) -> Invitation:
+        """Access ends now: the account cannot sign in and every token it (or its apps) holds dies."""
+        with self.database.write() as conn:
+            invitation = self._require(conn, subject_type, subject_id, {"registered"}, "revoke")
+            ended = self._end(conn, invitation, "revoked")
+            if invitation.account_id is not None:
+                self.tokens.revoke_account(conn, invitation.account_id)
+            person = dict(self.repository.read(conn, "Person", invitation.person_id).body)
+            person["active"] = False
+            self.repository.update(conn, "Person", invitation.person_id, person)
+        if invitation.account_id is not None:
+            self.accounts.set_active(invitation.account_id, False)
+        return ended
+
+    def record_delivery(self, invitation: Invitation, error: str | None) -> None:
+        with self.database.write() as conn:
+            conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
+                delivery_error=error, sent=None if error else clock.now()))
+
+    # ------------------------------------------------------------------ the patient's side
+    def verify_pin(self, link_token: str, birth_date: str, pin: str) -> Invitation | None:
+        """The open invitation behind the link if date of birth and PIN are right; a wrong answer
+        counts towards the lock (committed even though the attempt fails)."""
+        with self.database.write() as conn:
+            invitation = self.by_link(conn, link_token)
+            if invitation is None or invitation.state != "invited":
+                return None
+            subject = self.repository.read(conn, invitation.subject_type, invitation.subject_id).body
+            expected_birth = subject.get("birthDate")
+            right = self.vault.matches(pin, invitation.pin_hash) and (expected_birth is None or
+                                                                      expected_birth == birth_date.strip())
+            if right:
+                return invitation
+            failures = invitation.failed_attempts + 1
+            values = {"failed_attempts": failures}
+            if failures >= MAX_FAILED_ATTEMPTS:
+                values["state"] = "locked"
+            conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(**values))
+            if failures >= MAX_FAILED_ATTEMPTS:
+                self._write_task(conn, self._get(conn, invitation.id))
+        return None
+
+    def complete(self, invitation: Invitation, account_id: int, proofing: str) -> Invitation:
+        """Registration done: the link is used up, the Person is active and records how it was proofed."""
+        with self.database.write() as conn:
+            current = self._get(conn, invitation.id)
+            if current.state != "invited":
+                raise Conflict("This invitation is no longer open")
+            conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
+                account_id=account_id, link_hash=None))
+            current = self._end(conn, self._get(conn, invitation.id), "registered")
+            subject = self.repository.read(conn, current.subject_type, current.subject_id).body
+            self._write_person(conn, current, subject, active=True, assurance=ASSURANCE[proofing])
+        return current
+
+    # ------------------------------------------------------------------ helpers
+    def _get(self, conn: Connection, invitation_id: int) -> Invitation:
+        return _invitation(conn.execute(select(portal_invitation).where(portal_invitation.c.id == invitation_id))
+                           .one())
+
+    def _require(self, conn: Connection, subject_type: str, subject_id: str, states: set[str] | frozenset[str],
+                 action: str) -> Invitation:
+        self.database.lock(conn, f"portal-invitation:{subject_type}/{subject_id}")
+        invitation = self.latest(conn, subject_type, subject_id)
+        if invitation is None or invitation.state not in states:
+            state = invitation.state if invitation else "not-invited"
+            raise Conflict(f"Cannot {action}: {subject_type}/{subject_id} is {state}", expression=subject_type)
+        return invitation
+
+    def _end(self, conn: Connection, invitation: Invitation, state: str) -> Invitation:
+        conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
+            state=state, ended=clock.now(), link_hash=None))
+        ended = self._get(conn, invitation.id)
+        self._write_task(conn, ended)
+        return ended
+
+    def _write_task(self, conn: Connection, invitation: Invitation) -> None:
+        task = {
+            "resourceType": "Task",
+            "status": TASK_STATUS[invitation.state],
+            "businessStatus": {"text": invitation.state},
+            "intent": "order",
+            "code": {"coding": [TASK_CODE]},
+            "focus": {"reference": invitation.subject},
+            "for": {"reference": f"Patient/{invitation.patient_id}"},
+            "authoredOn": clock.as_instant(clock.ensure_utc(invitation.created)),
+            "lastModified": clock.as_instant(clock.now()),
+            "restriction": {"period": {"end": clock.as_instant(clock.ensure_utc(invitation.expires_at))}},
+            "input": [{"type": {"text": "portal-account"},
+                       "valueReference": {"reference": f"Person/{invitation.person_id}"}}],
+        }
+        if invitation.requested_by and "/" in invitation.requested_by:
+            task["requester"] = {"reference": invitation.requested_by}
+        elif invitation.requested_by:
+            task["requester"] = {"display": invitation.requested_by}
+        self.repository.update(conn, "Task", invitation.task_id, task)
+
+    def _write_person(self, conn: Connection, invitation: Invitation, subject: dict, *, active: bool,
+                      assurance: str = "level1") -> None:
+        telecom = [{"system": "email", "value": invitation.email}] if invitation.email else []
+        if invitation.phone:
+            telecom.append({"system": "phone", "value": invitation.phone})
+        person = {"resourceType": "Person", "active": active, "telecom": telecom,
+                  "link": [{"target": {"reference": invitation.subject}, "assurance": assurance}]}
+        if subject.get("name"):
+            person["name"] = subject["name"]
+        self.repository.update(conn, "Person", invitation.person_id, person)
