@@ -124,7 +124,7 @@ def access_of(seen: RequestSeen) -> Access:
     args = dict(parse_qsl(seen.query_string.decode("latin-1"))) if seen.query_string else {}
     patient_id = _patient_of(view_args, args, access)
     return Access(  # clipped to the columns: a client may send a 500-character type name
-        action=_action(seen.endpoint, seen.method, view_args)[:16], resource_type=_clip(resource_type, 64),
+        action=_action(seen.endpoint, seen.method, view_args), resource_type=_clip(resource_type, 64),
         query=query, outcome=seen.status, client_id=_clip(access.client_id, 128), account_id=access.account_id,
         fhir_user=_clip(access.fhir_user, 200), patient_id=_clip(patient_id, 64), recorded=seen.recorded)
 
@@ -224,8 +224,9 @@ class AccessLog:
             if not batch:
                 return 0
             batch = [access_of(a) if isinstance(a, RequestSeen) else a for a in batch]
-            rows = [(self._instant(a.recorded), a.account_id, a.fhir_user, a.client_id, a.patient_id, a.action,
-                     a.resource_type, (a.query or "")[:2000] or None, a.outcome) for a in batch]
+            rows = [(self._instant(a.recorded), a.account_id, _clip(a.fhir_user, 200), _clip(a.client_id, 128),
+                     _clip(a.patient_id, 64), a.action[:32], _clip(a.resource_type, 64), (a.query or "")[:2000] or None,
+                     a.outcome) for a in batch]
             try:
                 self._insert(rows)
             except (OperationalError, InterfaceError):

@@ -137,7 +137,7 @@ access_log = Table(
     Column("fhir_user", String(200), nullable=True),
     Column("client_id", String(128), nullable=True),
     Column("patient_id", String(64), nullable=True),
-    Column("action", String(16), nullable=False),  # read vread search create update patch delete …
+    Column("action", String(32), nullable=False),  # read vread search … portal-invite, portal-access-code …
     Column("resource_type", String(64), nullable=True),
     Column("query", Text, nullable=True),  # the id read, or the search string
     Column("outcome", Integer, nullable=False),  # HTTP status
@@ -149,7 +149,8 @@ access_log = Table(
 # A portal invitation (Patient Fusion's "invite to PHR") for a Patient or a RelatedPerson
 # (caregiver). Its FHIR face is a Task (``task_id``) and a Person (``person_id``). The PIN is kept
 # encrypted (staff may look it up) and as a keyed hash (checked in constant time); the
-# registration link only as a hash.
+# registration link only as a hash. The phone path (no PIN): a 6-digit security code sent by SMS,
+# kept only as a keyed hash with its expiry; ``code_requests`` counts the requests for one (at most 3).
 portal_invitation = Table(
     "portal_invitation",
     metadata,
@@ -173,5 +174,8 @@ portal_invitation = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("ended", DateTime(timezone=True), nullable=True),  # cancelled, registered or revoked at
     Column("delivery_error", Text, nullable=True),
+    Column("code_hash", String(64), nullable=True),  # the latest SMS security code, keyed hash
+    Column("code_expires_at", DateTime(timezone=True), nullable=True),
+    Column("code_requests", Integer, nullable=False, default=0),
     Index("ix_portal_invitation_subject", "subject_type", "subject_id", "id"),
 )

@@ -64,7 +64,7 @@ def _wait_until_up(server: subprocess.Popen, base_url: str, seconds: float = 120
     return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped (its workers flush their access log) before other tests run
 def live_server(tmp_path_factory):
     url = os.environ.get("FHIRPORTAL_TEST_DATABASE_URL") or \
         f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'fhirportal-e2e.db'}"
