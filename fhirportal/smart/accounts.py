@@ -78,6 +78,10 @@ class AccountStore:
         with self.database.read() as conn:
             return self._load(conn, account.c.id == account_id)
 
+    def load(self, conn: Connection, account_id: int) -> Account | None:
+        """The account, read in an open transaction."""
+        return self._load(conn, account.c.id == account_id)
+
     def by_username(self, username: str) -> Account | None:
         with self.database.read() as conn:
             return self._load(conn, account.c.username == username)
@@ -90,6 +94,28 @@ class AccountStore:
             account_patient.c.account_id == row.id).order_by(account_patient.c.patient_id)).scalars())
         return Account(row.id, row.username, row.kind, row.fhir_user, row.organization,
                        frozenset(row.roles.split()), row.active, patients)
+
+    def staff(self) -> list[Account]:
+        """Every staff account (active or not), by username."""
+        with self.database.read() as conn:
+            rows = conn.execute(select(account).where(account.c.kind == "staff").order_by(account.c.username)).all()
+        return [Account(row.id, row.username, row.kind, row.fhir_user, row.organization, frozenset(row.roles.split()),
+                        row.active) for row in rows]
+
+    def set_role(self, conn: Connection, account_id: int, role: str, present: bool) -> frozenset[str] | None:
+        """Give (``present``) or take away one role in the caller's write transaction; the account's roles
+        now, or None for an unknown account. The row is locked first, so concurrent changes of other
+        roles of the same account are not lost."""
+        row = conn.execute(select(account.c.roles).where(account.c.id == account_id).with_for_update()).first()
+        if row is None:
+            return None
+        roles = row.roles.split()
+        if present and role not in roles:
+            roles.append(role)
+        elif not present and role in roles:
+            roles.remove(role)
+        conn.execute(update(account).where(account.c.id == account_id).values(roles=" ".join(roles)))
+        return frozenset(roles)
 
     def set_active(self, account_id: int, active: bool) -> None:
         with self.database.write() as conn:

@@ -61,6 +61,7 @@ class StoredCode(AuthorizationCodeMixin):
     code_challenge_method: str | None
     context: dict
     auth_time: int
+    account: Account | None = None  # read with the code, in the same transaction
 
     def get_redirect_uri(self):
         return self.redirect_uri
@@ -145,6 +146,7 @@ class SmartAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 authorization_code.c.code_hash == code_hash, authorization_code.c.used_at.is_(None),
                 authorization_code.c.client_id == client.get_client_id(),
             ).values(used_at=clock.now()).returning(*authorization_code.c)).first()
+            account = smart.accounts.load(conn, row.account_id) if row is not None and row.account_id else None
         if row is None:
             with smart.database.write() as conn:  # a replayed code: revoke what it issued, durably
                 replayed = conn.execute(select(authorization_code.c.code_hash).where(
@@ -156,13 +158,14 @@ class SmartAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if clock.ensure_utc(row.expires_at) <= clock.now():
             return None
         return StoredCode(row.code_hash, row.client_id, row.account_id, row.redirect_uri, row.scope, row.nonce,
-                          row.code_challenge, row.code_challenge_method, json.loads(row.context), row.auth_time)
+                          row.code_challenge, row.code_challenge_method, json.loads(row.context), row.auth_time,
+                          account)
 
     def delete_authorization_code(self, authorization_code):
         pass  # already used up by query_authorization_code
 
     def authenticate_user(self, authorization_code):
-        account = self.server.smart.accounts.get(authorization_code.account_id)
+        account = authorization_code.account
         return account if account is not None and account.active else None
 
 
