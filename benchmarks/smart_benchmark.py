@@ -1,8 +1,10 @@
 """Authorization-server throughput: authorization codes issued through the consent form, and
 code → token exchanges per second (public client + PKCE S256, OpenID id_token signed RS256).
 
-Runs in-process through the Flask test client (no network), on SQLite by default or on the
-database given by --database-url, one thread, and prints per-operation rate and p50/p95.
+Runs in-process through the Flask test client (no network), on a temporary SQLite file by default
+or on the database given by --database-url — whose tables it DROPS and re-creates, so give it a
+database of its own (e.g. ``createdb fhirportal_smartbench``), never the test or a real one — and
+prints per-operation rate and p50/p95.
 
     .venv/bin/python benchmarks/smart_benchmark.py [--exchanges N] [--database-url URL]
 """
