@@ -85,9 +85,10 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     from .portal.pins import PinVault
 
     smart = app.extensions["smart"]
+    notifier = Notifier(ctx.settings, ctx.database)
     enrollment = Enrollment(ctx.database, ctx.repository, smart.accounts, ctx.tokens, PinVault(ctx.settings.secret_key),
-                            ctx.settings.invitation_days)
-    operations = PortalOperations(ctx, enrollment, smart.accounts, Notifier(ctx.settings, ctx.database),
+                            ctx.settings.invitation_days, notifier=notifier)
+    operations = PortalOperations(ctx, enrollment, smart.accounts, notifier,
                                   lambda token: smart.url(f"/portal/register?t={token}"))
     register_operations(ctx.operations, conformance.operation_definitions(),
                         {**OPERATION_HANDLERS, **operations.handlers()}, complete=True)

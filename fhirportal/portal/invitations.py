@@ -10,6 +10,12 @@ caregiver's RelatedPerson.
     invited past its expiry reads as "expired"; cancelled, expired and revoked may be invited again
     (a new link and a new PIN).
 
+Identity is proved with date of birth + PIN, or (no PIN at hand) date of birth + the phone number on
+file: then a 6-digit security code goes to that phone by SMS (NIST SP 800-63B out-of-band), valid
+for 10 minutes, kept only as a keyed hash; at most 3 requests for a code per invitation (counted
+whether or not the details matched, so the refusal of a 4th tells nothing), and a wrong or expired
+code counts towards the same lock as a wrong PIN.
+
 Each invitation is a row in ``portal_invitation`` (the secrets, the counters) and, as FHIR, a
 Task (status + businessStatus, ``restriction.period.end`` = expiry, ``requester``) and a Person
 (the portal account, inactive until registered, linked to the Patient or RelatedPerson). Each
@@ -18,12 +24,14 @@ transition changes the row and the resources in one database transaction.
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, select, update
 
-from fhirportal.errors import Conflict, Unprocessable
+from fhirportal.errors import Conflict, FhirError, Unprocessable
 from fhirportal.smart.accounts import AccountStore
 from fhirportal.smart.secrets import digest, new_secret
 from fhirportal.store import clock
@@ -39,6 +47,9 @@ TASK_CODE = {"system": "https://fhirportal.dev/fhir/CodeSystem/portal-task", "co
 TASK_STATUS = {"invited": "requested", "locked": "on-hold", "expired": "failed", "cancelled": "cancelled",
                "registered": "completed", "revoked": "completed"}
 ASSURANCE = {"pin": "level3", "sms": "level2"}  # PIN handed over in person; phone verified by SMS code
+CODE_DIGITS = 6
+CODE_LIFETIME = timedelta(minutes=10)
+MAX_CODE_REQUESTS = 3
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,9 @@ class Invitation:
     expires_at: datetime
     ended: datetime | None
     delivery_error: str | None
+    code_hash: str | None = None
+    code_expires_at: datetime | None = None
+    code_requests: int = 0
 
     @property
     def state(self) -> str:
@@ -81,7 +95,8 @@ class Invitation:
 def _invitation(row) -> Invitation:
     return Invitation(row.id, row.subject_type, row.subject_id, row.patient_id, row.task_id, row.person_id, row.state,
                       row.email, row.phone, row.pin_encrypted, row.pin_hash, row.failed_attempts, row.requested_by,
-                      row.account_id, row.created, row.sent, row.expires_at, row.ended, row.delivery_error)
+                      row.account_id, row.created, row.sent, row.expires_at, row.ended, row.delivery_error,
+                      row.code_hash, row.code_expires_at, row.code_requests or 0)
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,38 @@ class Issued:
     invitation: Invitation
     pin: str
     link_token: str
+
+
+@dataclass(frozen=True)
+class CodeRequest:
+    """What ``request_code`` decided: ``outcome`` is sent | no-match | limit | closed; when sent, the
+    code and the message to text to ``phone`` (the caller sends it, after the transaction)."""
+
+    outcome: str
+    invitation: Invitation | None
+    phone: str | None = None
+    message: str | None = None
+
+
+def phone_digits(phone: str | None) -> str:
+    """A phone number as digits only: spaces, dashes, dots, parentheses and a leading +1 (or 1 before
+    ten digits) do not matter."""
+    text = (phone or "").strip()
+    if text.startswith("+1"):
+        text = text[2:]
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    return digits
+
+
+def same_phone(given: str | None, on_file: str | None) -> bool:
+    expected = phone_digits(on_file)
+    return bool(expected) and hmac.compare_digest(phone_digits(given).encode(), expected.encode())
+
+
+def new_code() -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
 
 
 def _telecom(resource: dict, system: str) -> str | None:
@@ -103,13 +150,15 @@ def _telecom(resource: dict, system: str) -> str | None:
 class Enrollment:
     """The transitions. ``repository`` writes the Task and Person in the same transaction."""
 
-    def __init__(self, database, repository, accounts: AccountStore, tokens, vault: PinVault, invitation_days: int):
+    def __init__(self, database, repository, accounts: AccountStore, tokens, vault: PinVault, invitation_days: int,
+                 notifier=None):
         self.database = database
         self.repository = repository
         self.accounts = accounts
         self.tokens = tokens
         self.vault = vault
         self.lifetime = timedelta(days=invitation_days)
+        self.notifier = notifier  # sends the SMS security codes (fhirportal.portal.notify.Notifier)
 
     # ------------------------------------------------------------------ reading
     def latest(self, conn: Connection, subject_type: str, subject_id: str) -> Invitation | None:
@@ -173,7 +222,8 @@ class Enrollment:
             link_token = new_secret()
             now = clock.now()
             conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
-                link_hash=digest(link_token), state="invited", failed_attempts=0, expires_at=now + self.lifetime))
+                link_hash=digest(link_token), state="invited", failed_attempts=0, expires_at=now + self.lifetime,
+                code_hash=None, code_expires_at=None, code_requests=0))
             invitation = self._get(conn, invitation.id)
             self._write_task(conn, invitation)
         return Issued(invitation, self.access_code(invitation), link_token)
@@ -210,19 +260,57 @@ class Enrollment:
             invitation = self.by_link(conn, link_token)
             if invitation is None or invitation.state != "invited":
                 return None
-            subject = self.repository.read(conn, invitation.subject_type, invitation.subject_id).body
-            expected_birth = subject.get("birthDate")
-            right = self.vault.matches(pin, invitation.pin_hash) and (expected_birth is None or
-                                                                      expected_birth == birth_date.strip())
+            right = self.vault.matches(pin, invitation.pin_hash) and self._birth_matches(conn, invitation, birth_date)
             if right:
                 return invitation
-            failures = invitation.failed_attempts + 1
-            values = {"failed_attempts": failures}
-            if failures >= MAX_FAILED_ATTEMPTS:
-                values["state"] = "locked"
+            self._count_failure(conn, invitation)
+        return None
+
+    def request_code(self, link_token: str, birth_date: str, phone: str) -> CodeRequest:
+        """The phone path's first step. Counts the request (at most ``MAX_CODE_REQUESTS``, matching
+        or not); only when date of birth and phone match is a new code made, replacing any earlier
+        one. The caller texts ``message`` to ``phone`` after this transaction and answers the same
+        whatever the outcome but ``limit``."""
+        with self.database.write() as conn:
+            invitation = self.by_link(conn, link_token)
+            if invitation is None or invitation.state != "invited":
+                return CodeRequest("closed", invitation)
+            self.database.lock(conn, f"portal-invitation:{invitation.subject}")
+            invitation = self._get(conn, invitation.id)  # the count as of the lock
+            if invitation.state != "invited":
+                return CodeRequest("closed", invitation)
+            if invitation.code_requests >= MAX_CODE_REQUESTS:
+                return CodeRequest("limit", invitation)
+            values: dict = {"code_requests": invitation.code_requests + 1}
+            matched = same_phone(phone, invitation.phone) and self._birth_matches(conn, invitation, birth_date)
+            code = new_code() if matched else None
+            if code is not None:
+                values.update(code_hash=self._code_hash(code), code_expires_at=clock.now() + CODE_LIFETIME)
             conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(**values))
-            if failures >= MAX_FAILED_ATTEMPTS:
-                self._write_task(conn, self._get(conn, invitation.id))
+            invitation = self._get(conn, invitation.id)
+            if code is None:
+                return CodeRequest("no-match", invitation)
+            minutes = int(CODE_LIFETIME.total_seconds() // 60)
+            practice = self._practice_name(conn, invitation)
+            message = (f"Your {practice + ' portal' if practice else 'patient portal'} security code is {code}. "
+                       f"It expires in {minutes} minutes.")
+        return CodeRequest("sent", invitation, invitation.phone, message)
+
+    def verify_code(self, link_token: str, birth_date: str, code: str) -> Invitation | None:
+        """The open invitation behind the link if date of birth and the latest SMS code (not expired)
+        are right; a wrong answer counts towards the lock like a wrong PIN."""
+        with self.database.write() as conn:
+            invitation = self.by_link(conn, link_token)
+            if invitation is None or invitation.state != "invited":
+                return None
+            entered = "".join(ch for ch in code if ch.isdigit()) if len(code) <= 40 else ""
+            live = (invitation.code_hash is not None and invitation.code_expires_at is not None
+                    and clock.ensure_utc(invitation.code_expires_at) > clock.now())
+            right = (live and len(entered) == CODE_DIGITS
+                     and hmac.compare_digest(self._code_hash(entered), invitation.code_hash))
+            if right and self._birth_matches(conn, invitation, birth_date):
+                return invitation
+            self._count_failure(conn, invitation)
         return None
 
     def complete(self, invitation: Invitation, account_id: int, proofing: str) -> Invitation:
@@ -232,13 +320,45 @@ class Enrollment:
             if current.state != "invited":
                 raise Conflict("This invitation is no longer open")
             conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
-                account_id=account_id, link_hash=None))
+                account_id=account_id, link_hash=None, code_hash=None, code_expires_at=None))
             current = self._end(conn, self._get(conn, invitation.id), "registered")
             subject = self.repository.read(conn, current.subject_type, current.subject_id).body
             self._write_person(conn, current, subject, active=True, assurance=ASSURANCE[proofing])
         return current
 
     # ------------------------------------------------------------------ helpers
+    def _birth_matches(self, conn: Connection, invitation: Invitation, birth_date: str) -> bool:
+        subject = self.repository.read(conn, invitation.subject_type, invitation.subject_id).body
+        expected_birth = subject.get("birthDate")
+        return expected_birth is None or expected_birth == birth_date.strip()
+
+    def _count_failure(self, conn: Connection, invitation: Invitation) -> None:
+        """One more wrong answer (PIN or code); the fifth locks the invitation."""
+        failures = invitation.failed_attempts + 1
+        values: dict = {"failed_attempts": failures}
+        if failures >= MAX_FAILED_ATTEMPTS:
+            values["state"] = "locked"
+        conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(**values))
+        if failures >= MAX_FAILED_ATTEMPTS:
+            self._write_task(conn, self._get(conn, invitation.id))
+
+    def _code_hash(self, code: str) -> str:
+        return self.vault.keyed_hash(f"SMS{code}")  # apart from the PINs' hashes
+
+    def _practice_name(self, conn: Connection, invitation: Invitation) -> str | None:
+        """The name of the patient's managing organization, if it has one."""
+        try:
+            patient = self.repository.read(conn, "Patient", invitation.patient_id).body
+            reference = (patient.get("managingOrganization") or {}).get("reference") or ""
+            if reference.startswith("Organization/"):
+                name = self.repository.read(conn, "Organization", reference.removeprefix("Organization/")).body \
+                    .get("name")
+                if isinstance(name, str) and name.strip():
+                    return " ".join(name.split())[:80]
+        except FhirError:
+            pass
+        return None
+
     def _get(self, conn: Connection, invitation_id: int) -> Invitation:
         return _invitation(conn.execute(select(portal_invitation).where(portal_invitation.c.id == invitation_id))
                            .one())

@@ -1,14 +1,18 @@
 """The registration page a patient (or caregiver) opens from the invitation email.
 
-Identity is proved with date of birth + PIN; then the person chooses a user name and password and
-the portal account (a SMART login) exists. Error messages never say which of date of birth or PIN
-was wrong; five wrong answers lock the invitation (counted in the database). The form needs no
-JavaScript and is CSRF-protected (a double-submit cookie).
+Identity is proved with date of birth + PIN, or, without a PIN, with date of birth + the phone
+number on file: the person asks for a security code (button ``send_code``), which goes to that phone
+by SMS only if both match — the page answers the same either way — and then enters the code. Then
+the person chooses a user name and password and the portal account (a SMART login) exists. Error
+messages never say which answer was wrong; five wrong answers (PINs or codes) lock the invitation
+(counted in the database). The forms need no JavaScript and are CSRF-protected (a double-submit
+cookie). Every step is journalled: ``portal-send-code``, ``portal-register``.
 """
 
 from __future__ import annotations
 
 import hmac
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, make_response, render_template, request
 
@@ -16,7 +20,7 @@ from fhirportal.fhir.audit import Access
 from fhirportal.smart.routes import HTML_SECURITY_HEADERS
 from fhirportal.smart.secrets import new_secret
 
-from .invitations import Enrollment, Invitation
+from .invitations import MAX_CODE_REQUESTS, Enrollment, Invitation
 from .passwords import problem
 
 CSRF_COOKIE = "fhirportal_register_csrf"
@@ -29,6 +33,13 @@ ENDED = {
 }
 SUPERSEDED = "This registration link has expired — ask your practice to enroll you again."
 WRONG_ANSWER = "The date of birth or the PIN is not right. Check them and try again."
+WRONG_CODE = ("The date of birth or the security code is not right, or the code has expired. Check them and try "
+              "again, or ask for a new code.")
+CODE_MAYBE_SENT = ("If the details match our records, we sent a security code to your phone. It expires in 10 "
+                   "minutes.")
+CODE_LIMIT = (f"A security code was already asked for {MAX_CODE_REQUESTS} times with this link: no more can be "
+              "sent. Register with the PIN your practice gave you, or ask your practice to send the invitation "
+              "again.")
 
 bp = Blueprint("portal", __name__, template_folder="templates")
 
@@ -47,19 +58,59 @@ def _message(title: str, message: str, status: int) -> Response:
     return _page("portal/message.html", status, title=title, message=message)
 
 
-def _form(invitation: Invitation, error: str | None = None, status: int = 200) -> Response:
+def _form(invitation: Invitation, error: str | None = None, status: int = 200, *, code_step: bool = False,
+          notice: str | None = None) -> Response:
+    """The registration page: the PIN form and the ask-for-a-code form, or (``code_step``) the form
+    for the security code."""
     csrf = new_secret(24)
-    response = _page("portal/register.html", status, action=request.full_path.rstrip("?"), csrf_token=csrf,
-                     error=error, username=request.form.get("username") or invitation.email or "")
+    action = f"{request.path}?{urlencode({'t': request.args.get('t', '')})}"
+    response = _page("portal/register_code.html" if code_step else "portal/register.html", status, action=action,
+                     code_action=f"{action}&step=code", csrf_token=csrf, error=error, notice=notice,
+                     username=request.form.get("username") or invitation.email or "",
+                     birth_date=request.form.get("birth_date", "")[:10] if code_step else "")
     response.set_cookie(CSRF_COOKIE, csrf, max_age=1800, httponly=True, samesite="Lax", path="/portal",
                         secure=request.is_secure)
     return response
 
 
-def _journal(invitation: Invitation, outcome: int, account_id: int | None = None) -> None:
-    current_app.extensions["fhirportal"].audit.record(Access(
-        action="portal-register", resource_type=invitation.subject_type, query=invitation.subject, outcome=outcome,
+def _journal(invitation: Invitation, outcome: int, account_id: int | None = None,
+             action: str = "portal-register", audit=None) -> None:
+    (audit or current_app.extensions["fhirportal"].audit).record(Access(
+        action=action, resource_type=invitation.subject_type, query=invitation.subject, outcome=outcome,
         client_id=None, account_id=account_id, fhir_user=invitation.subject, patient_id=invitation.patient_id))
+
+
+def _send_code(enrollment: Enrollment, token: str, invitation: Invitation) -> Response:
+    """Ask for a security code: the same answer whether or not date of birth and phone matched."""
+    asked = enrollment.request_code(token, request.form.get("birth_date", "")[:40],
+                                    request.form.get("phone", "")[:64])
+    if asked.outcome == "closed":
+        _journal(invitation, 410, action="portal-send-code")
+        return _ended(asked.invitation)
+    if asked.outcome == "limit":
+        _journal(asked.invitation, 429, action="portal-send-code")
+        return _form(asked.invitation, CODE_LIMIT, 429)
+    response = _form(asked.invitation, code_step=True, notice=CODE_MAYBE_SENT)
+    if asked.outcome != "sent":
+        _journal(asked.invitation, 401, action="portal-send-code")  # nothing sent; the page says the same
+        return response
+    invitation, phone, message = asked.invitation, asked.phone, asked.message
+    audit = current_app.extensions["fhirportal"].audit  # no app context any more when the callback runs
+
+    def text_the_code() -> None:
+        delivery = enrollment.notifier.send_sms(phone, message)
+        _journal(invitation, 200 if delivery.ok else 502, action="portal-send-code", audit=audit)
+
+    # Once the answer has gone out (the server closes it after writing it), so that the time to
+    # answer does not tell whether the details matched and a gateway call was made.
+    response.call_on_close(text_the_code)
+    return response
+
+
+def _ended(invitation: Invitation | None) -> Response:
+    if invitation is None or invitation.state == "invited":
+        return _message("Registration link expired", SUPERSEDED, 410)
+    return _message("Registration not possible", ENDED.get(invitation.state, SUPERSEDED), 410)
 
 
 @bp.route("/portal/register", methods=["GET", "POST"])
@@ -72,37 +123,44 @@ def register():
         return _message("Registration link expired", SUPERSEDED, 410)
     if invitation.state != "invited":
         return _message("Registration not possible", ENDED[invitation.state], 410)
+    code_step = request.args.get("step") == "code" or request.form.get("method") == "sms"
     if request.method == "GET":
-        return _form(invitation)
+        return _form(invitation, code_step=code_step)
 
     sent = request.form.get("csrf_token", "")
     expected = request.cookies.get(CSRF_COOKIE, "")
     if not sent or not expected or not hmac.compare_digest(sent, expected):
-        return _form(invitation, "The form expired; please fill it in again.", 400)
+        return _form(invitation, "The form expired; please fill it in again.", 400, code_step=code_step)
+    if "send_code" in request.form:
+        return _send_code(enrollment, token, invitation)
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     if not username or len(username) > 200:
-        return _form(invitation, "Choose a user name.", 400)
+        return _form(invitation, "Choose a user name.", 400, code_step=code_step)
     if password != request.form.get("password_again", ""):
-        return _form(invitation, "The two passwords differ.", 400)
+        return _form(invitation, "The two passwords differ.", 400, code_step=code_step)
     refused = problem(password, username)
     if refused:
-        return _form(invitation, refused, 400)
+        return _form(invitation, refused, 400, code_step=code_step)
     accounts = current_app.extensions["smart"].accounts
     if accounts.by_username(username) is not None:
-        return _form(invitation, "That user name is taken; choose another.", 400)
+        return _form(invitation, "That user name is taken; choose another.", 400, code_step=code_step)
 
-    verified = enrollment.verify_pin(token, request.form.get("birth_date", ""), request.form.get("pin", ""))
+    birth_date = request.form.get("birth_date", "")[:40]
+    if code_step:
+        verified = enrollment.verify_code(token, birth_date, request.form.get("code", ""))
+    else:
+        verified = enrollment.verify_pin(token, birth_date, request.form.get("pin", "")[:40])
     if verified is None:
         _journal(invitation, 401)
         with enrollment.database.read() as conn:
             now = enrollment.by_link(conn, token)
         if now is None or now.state != "invited":
-            return _message("Registration not possible", ENDED.get(now.state if now else "expired", SUPERSEDED), 410)
-        return _form(invitation, WRONG_ANSWER, 400)
+            return _ended(now)
+        return _form(invitation, WRONG_CODE if code_step else WRONG_ANSWER, 400, code_step=code_step)
     account = accounts.create(username, password, kind="patient", fhir_user=verified.subject,
                               patients=(verified.patient_id,))
-    enrollment.complete(verified, account.id, "pin")
+    enrollment.complete(verified, account.id, "sms" if code_step else "pin")
     _journal(verified, 200, account.id)
     return _message("You are registered",
                     f"Your portal account '{username}' is ready. Sign in from your health app, or see the apps "
