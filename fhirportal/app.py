@@ -83,6 +83,7 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     from .portal.notify import Notifier
     from .portal.operations import PortalOperations
     from .portal.pins import PinVault
+    from .portal.settings_api import install as install_phr_settings
 
     smart = app.extensions["smart"]
     notifier = Notifier(ctx.settings, ctx.database)
@@ -94,6 +95,7 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
                         {**OPERATION_HANDLERS, **operations.handlers()}, complete=True)
     app.extensions["portal"] = enrollment
     app.register_blueprint(pages.bp)
+    install_phr_settings(app, ctx, smart.accounts)
 
 
 def create_app(settings: Settings | None = None, *, create_schema: bool = True) -> Flask:
@@ -106,6 +108,8 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api-docs",
         OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
     ctx = build_context(settings)
     if create_schema:
