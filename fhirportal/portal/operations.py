@@ -124,8 +124,8 @@ class PortalOperations:
         body = (f"Hello,\n\nYour practice invites you to its patient portal, where you can see your medications, "
                 f"allergies, immunizations, conditions, appointments and the lab results your practice shares.\n\n"
                 f"Register here (the link works once, until {_instant(invitation.expires_at)[:10]}):\n{link}\n\n"
-                f"You will need your date of birth and the PIN (access code) your practice gave you. "
-                f"If you have no PIN, ask your practice to give it to you.\n")
+                f"You will need your date of birth and the PIN (access code) your practice gave you, or, without a "
+                f"PIN, the phone number your practice has on file: the page can send a security code to it.\n")
         delivery = self.notifier.send_email(invitation.email, "Your patient portal invitation", body)
         self.enrollment.record_delivery(invitation, None if delivery.ok else (delivery.error or "not delivered"))
         with self.ctx.database.read() as conn:
