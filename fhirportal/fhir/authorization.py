@@ -45,6 +45,13 @@ SHARING_RULE = (
     (("category:not", f"{OBSERVATION_CATEGORY}|laboratory"),),
     (("_tag", SHARED_WITH_PATIENT),),
 )
+# Never shown to patients and their caregivers: records labelled "no disclosure to patient, family or
+# caregivers" (HL7 RefrainPolicy NOPAT in meta.security) and records entered in error.
+NOPAT = "http://terminology.hl7.org/CodeSystem/v3-ActCode|NOPAT"
+WITHHELD_RULE = ((("_security:not", NOPAT),),)
+ENTERED_IN_ERROR = {"Condition": "verification-status", "AllergyIntolerance": "verification-status"}
+STATUS_TYPES = frozenset({"Observation", "Immunization", "MedicationStatement", "MedicationRequest", "Appointment",
+                          "DiagnosticReport", "Encounter", "DocumentReference", "Composition", "Procedure"})
 # Interactions that write: the sharing rule does not decide what a write may produce.
 WRITES = frozenset({"create", "update", "patch"})
 _BROADEST_FIRST = tuple(reversed(CONTEXTS))  # system, user, patient
@@ -77,6 +84,18 @@ class AccessPolicy:
         groups = (self._criteria(resource_type, q) for q in queries)
         return tuple(g for g in groups if g is not None)
 
+    @lru_cache(maxsize=256)  # noqa: B019  (one policy per server)
+    def _patient_rules(self, resource_type: str) -> tuple:
+        """What a patient-context read of this type must also meet: not withheld (NOPAT), not
+        entered in error, and for Observations the lab-sharing rule."""
+        rules = [self._alternatives(resource_type, WITHHELD_RULE)]
+        status = ENTERED_IN_ERROR.get(resource_type) or ("status" if resource_type in STATUS_TYPES else None)
+        if status and status in self.registry.for_type(resource_type):
+            rules.append(self._alternatives(resource_type, (((f"{status}:not", "entered-in-error"),),)))
+        if resource_type == "Observation":
+            rules.append(self._alternatives(resource_type, SHARING_RULE))
+        return tuple(r for r in rules if r)
+
     def _visibility(self, scopes: ScopeSet, patient: str | None, organization: str | None,
                     interaction: str) -> Visibility | None:
         rules: dict[str, TypeRule] = {}
@@ -96,8 +115,8 @@ class AccessPolicy:
             if context == "patient":
                 if resource_type in HIDDEN_FROM_PATIENTS or (patient is None and owned):
                     continue  # a patient scope without a patient sees no patient data
-                if resource_type == "Observation" and interaction not in WRITES:
-                    require.append(self._alternatives(resource_type, SHARING_RULE))
+                if interaction not in WRITES:
+                    require.extend(self._patient_rules(resource_type))
                 rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require))
             elif context == "user" and organization is not None:
                 # the token names it as a reference (Organization/x) or a bare id

@@ -439,3 +439,30 @@ def test_patient_tokens_see_their_own_tasks_and_no_groups(ctx, client):
     assert app.get("Task/task-2").status_code == 404
     assert app.get("Group/roster").status_code == 404
     assert app.get("Group").get_json().get("entry", []) == []
+
+
+def test_patients_never_see_withheld_or_entered_in_error_records(ctx, client):
+    from tests.support import Fhir, observation, patient
+
+    nopat = {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "NOPAT"}]}
+    vital = {"category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                       "code": "vital-signs"}]}]}
+    with ctx.database.write() as conn:
+        ctx.repository.create(conn, patient(), fhir_id="wp")
+        ctx.repository.create(conn, observation("wp", **vital), fhir_id="ok")
+        ctx.repository.create(conn, observation("wp", status="entered-in-error", **vital), fhir_id="error")
+        ctx.repository.create(conn, observation("wp", meta=nopat, **vital), fhir_id="withheld")
+        ctx.repository.create(conn, {
+            "resourceType": "Condition", "subject": {"reference": "Patient/wp"}, "code": {"text": "x"},
+            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                                               "code": "entered-in-error"}]}}, fhir_id="wrong-dx")
+        ctx.repository.create(conn, {"resourceType": "Condition", "subject": {"reference": "Patient/wp"},
+                                     "code": {"text": "y"}}, fhir_id="dx")
+    app = Fhir(client, token=ctx.tokens.mint(client_id="app", scope="patient/*.rs", context={"patient": "wp"}))
+    assert ids(app.get("Observation").get_json()) == {"Observation/ok"}
+    assert ids(app.get("Condition").get_json()) == {"Condition/dx"}
+    for path in ("Observation/error", "Observation/withheld", "Condition/wrong-dx"):
+        assert app.get(path).status_code == 404
+    staff = Fhir(client, token=ctx.tokens.mint(client_id="ehr", scope="system/*.rs"))
+    assert ids(staff.get("Observation", query_string={"patient": "wp"}).get_json()) == {
+        "Observation/ok", "Observation/error", "Observation/withheld"}
