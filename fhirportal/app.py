@@ -84,6 +84,7 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     from .portal.operations import PortalOperations
     from .portal.pins import PinVault
     from .portal.settings_api import install as install_phr_settings
+    from .portal.sharing import Sharing
 
     smart = app.extensions["smart"]
     notifier = Notifier(ctx.settings, ctx.database)
@@ -92,7 +93,8 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     operations = PortalOperations(ctx, enrollment, smart.accounts, notifier,
                                   lambda token: smart.url(f"/portal/register?t={token}"))
     register_operations(ctx.operations, conformance.operation_definitions(),
-                        {**OPERATION_HANDLERS, **operations.handlers()}, complete=True)
+                        {**OPERATION_HANDLERS, **operations.handlers(), **Sharing(ctx, smart.accounts).handlers()},
+                        complete=True)
     app.extensions["portal"] = enrollment
     app.register_blueprint(pages.bp)
     install_phr_settings(app, ctx, smart.accounts)
