@@ -10,8 +10,11 @@ Visibility per resource type, from the broadest scope context that grants the in
 - system/: everything the scopes name (granular queries still apply);
 - user/: with an ``organization`` in the token's context, only that organization's patients
   (Patient.managingOrganization) and their compartments; types outside the compartment unrestricted;
-- patient/: only the token's patient's compartment (types outside it unrestricted); Observations
-  in the ``laboratory`` category only when tagged shared-with-patient (the portal's sharing rule).
+- patient/: only the token's patient's compartment (types outside it unrestricted), never records
+  labelled NOPAT or entered in error; Observations in the ``laboratory`` category only when tagged
+  shared-with-patient (the portal's sharing rule) — unless the practice's ``lab_sharing_default`` is
+  ``shared`` (``AccessPolicy.lab_sharing_default``, read when a request is authenticated, at most
+  every ``lab_sharing_refresh`` seconds, never inside a write transaction).
 
 Granular scopes (``patient/Observation.rs?category=…``): a resource must match one of the covering
 scopes' queries (criteria AND-ed within a scope, OR-ed across scopes).
@@ -19,7 +22,9 @@ scopes' queries (criteria AND-ed within a scope, OR-ed across scopes).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from flask import Request
@@ -60,18 +65,66 @@ _BROADEST_FIRST = tuple(reversed(CONTEXTS))  # system, user, patient
 COMPARTMENT_ADDITIONS = {"Task": ("patient",)}
 # Never shown to patient/ tokens: a Group lists every member (the practice's whole roster).
 HIDDEN_FROM_PATIENTS = frozenset({"Group"})
+# How long the practice's lab-sharing default is trusted before it is read again (seconds).
+LAB_SHARING_REFRESH = 30.0
+
+log = logging.getLogger(__name__)
 
 
 class AccessPolicy:
-    """Builds (and caches) the Visibility of a token's rights; one per server."""
+    """Builds (and caches) the Visibility of a token's rights; one per server.
 
-    def __init__(self, registry: SearchParameterRegistry, resource_types: Iterable[str]):
+    ``lab_sharing_default(conn)``: the practice's setting, ``"withheld"`` (lab results reach patient
+    tokens only once tagged shared) or ``"shared"`` (unless labelled NOPAT), read through ``conn``
+    (the request's read transaction) or, if None, a read transaction of its own; None: always
+    withheld. ``authenticate`` calls it at most once every ``lab_sharing_refresh`` seconds (0: on
+    every request), before the request's work (never nested in a write transaction); if it fails, the
+    last value read (at first: withheld) stays. The cached Visibilities are keyed by the value, so a
+    change applies within that window.
+    """
+
+    def __init__(self, registry: SearchParameterRegistry, resource_types: Iterable[str], *,
+                 lab_sharing_default: Callable[[Connection | None], str] | None = None,
+                 lab_sharing_refresh: float = LAB_SHARING_REFRESH):
         self.registry = registry
         self.resource_types = tuple(sorted(resource_types))
         spec = definitions.load("compartment-patient")
         spec = {**spec, **COMPARTMENT_ADDITIONS}
         self.compartment = {t: tuple(spec[t]) for t in self.resource_types if t in spec}
-        self.visibility = lru_cache(maxsize=4096)(self._visibility)
+        self.lab_sharing_default = lab_sharing_default
+        self.lab_sharing_refresh = lab_sharing_refresh
+        self._labs_shared: tuple[bool, float] | None = None  # (value, time.monotonic() when read)
+        self._cached_visibility = lru_cache(maxsize=4096)(self._visibility)
+
+    def labs_shared(self, conn: Connection | None = None) -> bool:
+        """Do lab results reach patient tokens without the sharing tag (the practice's default)? Read
+        again (through ``conn`` if given) once the last read is ``lab_sharing_refresh`` seconds old."""
+        if self.lab_sharing_default is None:
+            return False
+        now = time.monotonic()
+        cached = self._labs_shared
+        if cached is not None and now - cached[1] < self.lab_sharing_refresh:
+            return cached[0]
+        try:
+            value = self.lab_sharing_default(conn) == "shared"
+        except Exception:  # noqa: BLE001  (a failed read keeps the last value; at first: withheld)
+            log.exception("could not read the practice's lab_sharing_default")
+            value = cached[0] if cached is not None else False
+        self._labs_shared = (value, now)
+        return value
+
+    def forget_lab_sharing(self) -> None:
+        """Read the practice's lab-sharing default again on the next request."""
+        self._labs_shared = None
+
+    def visibility(self, scopes: ScopeSet, patient: str | None, organization: str | None, interaction: str,
+                   labs_shared: bool | None = None) -> Visibility | None:
+        """What a token with these rights may see for ``interaction`` (None: everything). ``labs_shared``
+        None: the lab-sharing default as last read (no database read here: this may run inside a
+        transaction)."""
+        if labs_shared is None:
+            labs_shared = self._labs_shared is not None and self._labs_shared[0]
+        return self._cached_visibility(scopes, patient, organization, interaction, labs_shared)
 
     def _criteria(self, resource_type: str, query: tuple[tuple[str, str], ...]) -> tuple[Criterion, ...] | None:
         """A scope's query as criteria; None if any part cannot be honoured (then it grants nothing)."""
@@ -85,19 +138,19 @@ class AccessPolicy:
         return tuple(g for g in groups if g is not None)
 
     @lru_cache(maxsize=256)  # noqa: B019  (one policy per server)
-    def _patient_rules(self, resource_type: str) -> tuple:
+    def _patient_rules(self, resource_type: str, labs_shared: bool = False) -> tuple:
         """What a patient-context read of this type must also meet: not withheld (NOPAT), not
-        entered in error, and for Observations the lab-sharing rule."""
+        entered in error, and for Observations the lab-sharing rule (unless ``labs_shared``)."""
         rules = [self._alternatives(resource_type, WITHHELD_RULE)]
         status = ENTERED_IN_ERROR.get(resource_type) or ("status" if resource_type in STATUS_TYPES else None)
         if status and status in self.registry.for_type(resource_type):
             rules.append(self._alternatives(resource_type, (((f"{status}:not", "entered-in-error"),),)))
-        if resource_type == "Observation":
+        if resource_type == "Observation" and not labs_shared:
             rules.append(self._alternatives(resource_type, SHARING_RULE))
         return tuple(r for r in rules if r)
 
     def _visibility(self, scopes: ScopeSet, patient: str | None, organization: str | None,
-                    interaction: str) -> Visibility | None:
+                    interaction: str, labs_shared: bool = False) -> Visibility | None:
         rules: dict[str, TypeRule] = {}
         for resource_type in self.resource_types:
             context = next((c for c in _BROADEST_FIRST if scopes.permits(c, resource_type, interaction)), None)
@@ -116,7 +169,7 @@ class AccessPolicy:
                 if resource_type in HIDDEN_FROM_PATIENTS or (patient is None and owned):
                     continue  # a patient scope without a patient sees no patient data
                 if interaction not in WRITES:
-                    require.extend(self._patient_rules(resource_type))
+                    require.extend(self._patient_rules(resource_type, labs_shared))
                 rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require))
             elif context == "user" and organization is not None:
                 # the token names it as a reference (Organization/x) or a bare id
@@ -132,11 +185,14 @@ class AccessPolicy:
 
 
 class Authorization:
-    """One request's rights (``access`` None: internal callers, unrestricted)."""
+    """One request's rights (``access`` None: internal callers, unrestricted). ``labs_shared``: the
+    practice's lab-sharing default as of the authentication (None: as the policy last read it)."""
 
-    def __init__(self, access: AccessContext | None, policy: AccessPolicy | None = None):
+    def __init__(self, access: AccessContext | None, policy: AccessPolicy | None = None,
+                 labs_shared: bool | None = None):
         self.access = access
         self.policy = policy
+        self.labs_shared = labs_shared
 
     def require(self, resource_type: str, interaction: str) -> None:
         """403 unless a scope grants ``interaction`` on ``resource_type``."""
@@ -152,7 +208,8 @@ class Authorization:
         if self.access is None:
             return None
         access = self.access
-        return self.policy.visibility(access.scopes, access.patient, access.organization, interaction)
+        return self.policy.visibility(access.scopes, access.patient, access.organization, interaction,
+                                      self.labs_shared)
 
     def require_system_history(self) -> None:
         """``GET [base]/_history`` spans every patient: system/ or user/ scopes on every type only."""
@@ -192,11 +249,12 @@ def authenticate(tokens: TokenStore, policy: AccessPolicy, request: Request, con
     """The request's Authorization, or 401 (no token; unknown, expired or revoked token).
 
     ``conn``: an open read transaction to look the token up in (the one the request then reads
-    in, saving a transaction per request); otherwise the token store opens its own.
+    in, saving a transaction per request); otherwise the token store opens its own. The practice's
+    lab-sharing default is refreshed here too (when due), before the request's own work.
     """
     raw = bearer_token(request)
     access = tokens.authenticate(raw) if conn is None else tokens.lookup(conn, raw)
     if access is None:
         raise Unauthorized("The access token is unknown, expired or revoked",
                            headers={"WWW-Authenticate": INVALID_TOKEN})
-    return Authorization(access, policy)
+    return Authorization(access, policy, policy.labs_shared(conn))

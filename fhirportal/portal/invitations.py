@@ -20,6 +20,12 @@ Each invitation is a row in ``portal_invitation`` (the secrets, the counters) an
 Task (status + businessStatus, ``restriction.period.end`` = expiry, ``requester``) and a Person
 (the portal account, inactive until registered, linked to the Patient or RelatedPerson). Each
 transition changes the row and the resources in one database transaction.
+
+A caregiver's access is also a FHIR Consent: when a RelatedPerson registers, an active
+``patient-privacy`` Consent (LOINC 59284-0, policy OPTIN) for the patient permits that RelatedPerson
+(provision actor, role IRCP "information recipient") from now on; its id is kept on the invitation
+(``consent_id``). Revoking the caregiver makes that Consent ``inactive`` with ``provision.period.end``
+= the revocation, in the revoke's transaction; other caregivers' Consents are untouched.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, select, update
 
-from fhirportal.errors import Conflict, FhirError, Unprocessable
+from fhirportal.errors import Conflict, FhirError, Gone, NotFound, Unprocessable
 from fhirportal.smart.accounts import AccountStore
 from fhirportal.smart.secrets import digest, new_secret
 from fhirportal.store import clock
@@ -50,6 +56,13 @@ ASSURANCE = {"pin": "level3", "sms": "level2"}  # PIN handed over in person; pho
 CODE_DIGITS = 6
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_CODE_REQUESTS = 3
+# The Consent that records a caregiver's (RelatedPerson's) access to the patient's portal records.
+CONSENT_SCOPE = {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy",
+                 "display": "Privacy Consent"}
+CONSENT_CATEGORY = {"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}
+CONSENT_POLICY = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN", "display": "opt-in"}
+CONSENT_ACTOR_ROLE = {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP",
+                      "display": "information recipient"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ class Invitation:
     code_hash: str | None = None
     code_expires_at: datetime | None = None
     code_requests: int = 0
+    consent_id: str | None = None  # a caregiver's Consent, once registered
 
     @property
     def state(self) -> str:
@@ -96,7 +110,7 @@ def _invitation(row) -> Invitation:
     return Invitation(row.id, row.subject_type, row.subject_id, row.patient_id, row.task_id, row.person_id, row.state,
                       row.email, row.phone, row.pin_encrypted, row.pin_hash, row.failed_attempts, row.requested_by,
                       row.account_id, row.created, row.sent, row.expires_at, row.ended, row.delivery_error,
-                      row.code_hash, row.code_expires_at, row.code_requests or 0)
+                      row.code_hash, row.code_expires_at, row.code_requests or 0, row.consent_id)
 
 
 @dataclass(frozen=True)
@@ -234,10 +248,13 @@ class Enrollment:
             return self._end(conn, invitation, "cancelled")
 
     def revoke(self, subject_type: str, subject_id: str) -> Invitation:
-        """Access ends now: the account cannot sign in and every token it (or its apps) holds dies."""
+        """Access ends now: the account cannot sign in and every token it (or its apps) holds dies; a
+        caregiver's Consent becomes inactive."""
         with self.database.write() as conn:
             invitation = self._require(conn, subject_type, subject_id, {"registered"}, "revoke")
             ended = self._end(conn, invitation, "revoked")
+            if invitation.consent_id is not None:
+                self._end_consent(conn, invitation.consent_id, clock.ensure_utc(ended.ended))
             if invitation.account_id is not None:
                 self.tokens.revoke_account(conn, invitation.account_id)
             person = dict(self.repository.read(conn, "Person", invitation.person_id).body)
@@ -314,7 +331,8 @@ class Enrollment:
         return None
 
     def complete(self, invitation: Invitation, account_id: int, proofing: str) -> Invitation:
-        """Registration done: the link is used up, the Person is active and records how it was proofed."""
+        """Registration done: the link is used up, the Person is active and records how it was proofed;
+        a caregiver's access is recorded as an active Consent."""
         with self.database.write() as conn:
             current = self._get(conn, invitation.id)
             if current.state != "invited":
@@ -324,6 +342,11 @@ class Enrollment:
             current = self._end(conn, self._get(conn, invitation.id), "registered")
             subject = self.repository.read(conn, current.subject_type, current.subject_id).body
             self._write_person(conn, current, subject, active=True, assurance=ASSURANCE[proofing])
+            if current.subject_type == "RelatedPerson":
+                consent_id = self._write_consent(conn, current, clock.ensure_utc(current.ended))
+                conn.execute(update(portal_invitation).where(portal_invitation.c.id == current.id)
+                             .values(consent_id=consent_id))
+                current = self._get(conn, current.id)
         return current
 
     # ------------------------------------------------------------------ helpers
@@ -399,6 +422,36 @@ class Enrollment:
         elif invitation.requested_by:
             task["requester"] = {"display": invitation.requested_by}
         self.repository.update(conn, "Task", invitation.task_id, task)
+
+    def _write_consent(self, conn: Connection, invitation: Invitation, start: datetime) -> str:
+        """An active Consent: the patient permits the caregiver (RelatedPerson) from ``start``; its id."""
+        when = clock.as_instant(start)
+        consent = {
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": {"coding": [CONSENT_SCOPE]},
+            "category": [{"coding": [CONSENT_CATEGORY]}],
+            "patient": {"reference": f"Patient/{invitation.patient_id}"},
+            "dateTime": when,
+            "policyRule": {"coding": [CONSENT_POLICY]},
+            "provision": {
+                "type": "permit",
+                "period": {"start": when},
+                "actor": [{"role": {"coding": [CONSENT_ACTOR_ROLE]}, "reference": {"reference": invitation.subject}}],
+            },
+        }
+        return self.repository.create(conn, consent).fhir_id
+
+    def _end_consent(self, conn: Connection, consent_id: str, end: datetime) -> None:
+        """The caregiver's Consent stops permitting at ``end`` (nothing to do if it was deleted)."""
+        try:
+            consent = dict(self.repository.read(conn, "Consent", consent_id).body)
+        except (NotFound, Gone):
+            return
+        provision = dict(consent.get("provision") or {})
+        provision["period"] = {**(provision.get("period") or {}), "end": clock.as_instant(end)}
+        consent.update(status="inactive", provision=provision)
+        self.repository.update(conn, "Consent", consent_id, consent)
 
     def _write_person(self, conn: Connection, invitation: Invitation, subject: dict, *, active: bool,
                       assurance: str = "level1") -> None:

@@ -10,6 +10,8 @@ Per practice user (staff account):
 
 Practice-level (table ``practice_setting``, see ``PRACTICE_DEFAULTS``): ``auto_invite_enabled``
 (off until an administrator turns it on) and ``lab_sharing_default`` (``withheld`` | ``shared``).
+The FHIR API's ``AccessPolicy`` reads ``lab_sharing_default`` at most every 30 seconds per worker
+(``install`` hands it the reader); a change through this API applies at once in the worker that made it.
 
 Endpoints (flask-smorest, so they are in the OpenAPI document at ``/api-docs/openapi.json``), all
 with ``Authorization: Bearer <token>`` of a staff user (a ``user/`` token of an active staff account):
@@ -78,6 +80,14 @@ class PracticeSettings:
         with self.database.read() as conn:
             value = conn.execute(select(practice_setting.c.value).where(practice_setting.c.key == key)).scalar()
         return PRACTICE_DEFAULTS[key] if value is None else json.loads(value)
+
+    def lab_sharing_default(self, conn: Connection | None = None) -> str:
+        """``withheld`` | ``shared``, read in ``conn`` (an open transaction) or a read transaction of its own."""
+        if conn is None:
+            return self.get("lab_sharing_default")
+        value = conn.execute(select(practice_setting.c.value).where(
+            practice_setting.c.key == "lab_sharing_default")).scalar()
+        return PRACTICE_DEFAULTS["lab_sharing_default"] if value is None else json.loads(value)
 
     def all(self, conn: Connection | None = None) -> dict:
         """Every practice-level setting, defaults filled in."""
@@ -300,6 +310,8 @@ def build_blueprint(ctx, accounts: AccountStore, store: PracticeSettings) -> Blu
             with ctx.database.write() as conn:
                 store.set(conn, values, caller.account.id)
                 practice = store.all(conn)
+            if "lab_sharing_default" in values:
+                ctx.access_policy.forget_lab_sharing()  # this worker at once; the others within their window
             journal(caller, "practice?" + urlencode({k: json.dumps(v) for k, v in values.items()}), 200)
             return practice
 
@@ -345,5 +357,7 @@ def install(app: Flask, ctx, accounts: AccountStore) -> PracticeSettings:
         api.spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer"})
     store = PracticeSettings(ctx.database)
     api.register_blueprint(build_blueprint(ctx, accounts, store))
+    # What patient tokens see of lab results follows the practice's default (fhirportal.fhir.authorization)
+    ctx.access_policy.lab_sharing_default = store.lab_sharing_default
     app.extensions["phr_settings"] = store
     return store

@@ -177,5 +177,6 @@ portal_invitation = Table(
     Column("code_hash", String(64), nullable=True),  # the latest SMS security code, keyed hash
     Column("code_expires_at", DateTime(timezone=True), nullable=True),
     Column("code_requests", Integer, nullable=False, default=0),
+    Column("consent_id", String(64), nullable=True),  # a caregiver's Consent (RelatedPerson), once registered
     Index("ix_portal_invitation_subject", "subject_type", "subject_id", "id"),
 )
