@@ -53,6 +53,7 @@ def _empty_database(request):
     ctx = request.getfixturevalue("ctx")
     yield
     ctx.audit.flush()  # the test's journalled requests, so none lands in the next test's database
+    ctx.access_policy.forget_lab_sharing()  # a practice setting cached by this test must not outlive it
     with ctx.database.write() as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(delete(table))
