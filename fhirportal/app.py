@@ -79,6 +79,7 @@ def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
 
 def install_portal(app: Flask, ctx: FhirContext) -> None:
     from .portal import pages
+    from .portal.auto_invite import AutoInviter
     from .portal.invitations import Enrollment
     from .portal.notify import Notifier
     from .portal.operations import PortalOperations
@@ -90,14 +91,21 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     notifier = Notifier(ctx.settings, ctx.database)
     enrollment = Enrollment(ctx.database, ctx.repository, smart.accounts, ctx.tokens, PinVault(ctx.settings.secret_key),
                             ctx.settings.invitation_days, notifier=notifier)
-    operations = PortalOperations(ctx, enrollment, smart.accounts, notifier,
-                                  lambda token: smart.url(f"/portal/register?t={token}"))
+
+    def registration_url(token: str) -> str:
+        return smart.url(f"/portal/register?t={token}")
+
+    operations = PortalOperations(ctx, enrollment, smart.accounts, notifier, registration_url)
     register_operations(ctx.operations, conformance.operation_definitions(),
                         {**OPERATION_HANDLERS, **operations.handlers(), **Sharing(ctx, smart.accounts).handlers()},
                         complete=True)
     app.extensions["portal"] = enrollment
     app.register_blueprint(pages.bp)
-    install_phr_settings(app, ctx, smart.accounts)
+    phr_settings = install_phr_settings(app, ctx, smart.accounts)
+    # Signing a chart note may invite the patient: after the write commits, never failing it.
+    auto_inviter = AutoInviter(ctx, enrollment, smart.accounts, phr_settings, notifier, registration_url)
+    ctx.after_commit.append(auto_inviter.on_commit)
+    app.extensions["portal_auto_invite"] = auto_inviter
 
 
 def create_app(settings: Settings | None = None, *, create_schema: bool = True) -> Flask:

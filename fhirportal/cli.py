@@ -183,3 +183,41 @@ def clients_add(click_ctx, name, redirect_uris, auth_method, backend, jwks_uri, 
     click.echo(f"client_id: {client.client_id}")
     if secret:
         click.echo(f"client_secret: {secret}  (shown once; stored hashed)")
+
+
+@main.group("portal")
+def portal_group() -> None:
+    """Patient portal enrollment."""
+
+
+@portal_group.command("auto-invite")
+@click.option("--max-age-days", default=90, show_default=True, type=click.IntRange(31, None),
+              help="Only visits that ended at most this many days ago")
+@click.pass_context
+def portal_auto_invite(click_ctx, max_age_days: int) -> None:
+    """Invite the patients of visits that ended 30+ days ago without a signed note (run daily).
+
+    Only while the practice has auto-invite on, on behalf of a participant practitioner whose user
+    has it on; the same rules as auto-invite on a signed note."""
+    from .app import create_app
+
+    settings = Settings.from_env()
+    if click_ctx.obj["database_url"]:
+        settings = settings.with_overrides(database_url=click_ctx.obj["database_url"])
+    app = create_app(settings)
+    ctx = app.extensions["fhirportal"]
+    try:
+        outcomes = app.extensions["portal_auto_invite"].scan_unsigned_visits(max_age_days=max_age_days)
+        ctx.audit.flush()  # the journal's writer thread would not outlive the command
+    finally:
+        ctx.database.dispose()
+    invited = [o for o in outcomes if o.invited]
+    reasons: dict[str, int] = {}
+    for outcome in outcomes:
+        if not outcome.invited:
+            reasons[outcome.reason] = reasons.get(outcome.reason, 0) + 1
+    for outcome in invited:
+        click.echo(f"invited Patient/{outcome.patient_id} ({outcome.trigger}, on behalf of {outcome.practitioner})")
+    skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    click.echo(f"auto-invite: {len(invited)} invited, {len(outcomes) - len(invited)} not invited"
+               + (f" ({skipped})" if skipped else ""))

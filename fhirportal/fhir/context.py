@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -9,12 +11,19 @@ from fhirportal.settings import Settings
 from fhirportal.smart.tokens import TokenStore
 from fhirportal.store.database import Database
 from fhirportal.store.indexing import SearchParameterRegistry
+from fhirportal.store.records import StoredResource
 from fhirportal.store.repository import ResourceRepository
 
 from .audit import AccessLog
 from .authorization import AccessPolicy
 from .operations import OperationRegistry
 from .validation import ResourceValidator
+
+log = logging.getLogger(__name__)
+
+# Called with the versions a create, update, patch or transaction wrote, once its transaction has
+# committed (see ``FhirContext.committed``).
+CommitHook = Callable[[list[StoredResource]], None]
 
 
 @dataclass
@@ -26,6 +35,9 @@ class FhirContext:
     search_parameters: SearchParameterRegistry
     tokens: TokenStore
     operations: OperationRegistry = field(default_factory=OperationRegistry)
+    # Post-commit hooks (e.g. the portal's auto-invite, registered by ``install_portal``). Each gets every
+    # version the interaction wrote (not deletions), so it should look at the resource types first.
+    after_commit: list[CommitHook] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -46,3 +58,15 @@ class FhirContext:
     def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
         self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),
                                 self_reference=self_reference)
+
+    def committed(self, records: list[StoredResource]) -> None:
+        """Run the ``after_commit`` hooks on what a create, update, patch or transaction (or one batch
+        entry) wrote, after its commit. A failing hook is logged, never raised: the client's write
+        has succeeded and its answer must say so. (``fhirportal load`` does not call them.)"""
+        if not self.after_commit or not records:
+            return
+        for hook in list(self.after_commit):
+            try:
+                hook(records)
+            except Exception:
+                log.exception("after-commit hook %r failed (the write itself is committed)", hook)

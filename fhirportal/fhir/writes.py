@@ -76,6 +76,7 @@ class Writer:
         self.auth = auth
         self.repository = ctx.repository
         self.entry = ""  # the Bundle entry being written, for deferred issues (``Bundle.entry[3]``)
+        self.written: list[StoredResource] = []  # versions created, updated or patched (for ``ctx.committed``)
 
     # ---------------------------------------------------------------- helpers
     def validate(self, body: dict, self_reference: tuple[str, str] | None = None) -> None:
@@ -124,6 +125,7 @@ class Writer:
         self.validate(body)
         record = self.repository.create(self.conn, body, fhir_id=fhir_id)
         self.may_produce(record, "create")
+        self.written.append(record)
         return WriteResult(record, 201, f"Created {record.reference}")
 
     def update(self, resource_type: str, fhir_id: str, body: dict, if_match: int | None = None, *,
@@ -142,6 +144,7 @@ class Writer:
         if created:
             self.auth.require(resource_type, "create")  # update as create
         self.may_produce(record, "update")
+        self.written.append(record)
         return WriteResult(record, 201 if created else 200,
                            f"{'Created' if created else 'Updated'} {record.reference} version {record.version_id}")
 
@@ -182,6 +185,7 @@ class Writer:
         self.may_change(resource_type, fhir_id, "patch")
         record = self.repository.patch(self.conn, resource_type, fhir_id, apply, expected_version=if_match)
         self.may_produce(record, "patch")
+        self.written.append(record)
         return WriteResult(record, 200, f"Patched {record.reference} to version {record.version_id}")
 
     def delete(self, resource_type: str, fhir_id: str, if_match: int | None = None,

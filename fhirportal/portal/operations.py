@@ -74,6 +74,33 @@ def _inputs(request: Request) -> dict[str, str]:
     return values
 
 
+def invitation_email(invitation: Invitation, link: str, *, pin_handed_over: bool = True) -> str:
+    """The invitation email's body. ``pin_handed_over`` false (an auto-invite: nobody gave the patient
+    the PIN) points the patient to the phone option."""
+    body = (f"Hello,\n\nYour practice invites you to its patient portal, where you can see your medications, "
+            f"allergies, immunizations, conditions, appointments and the lab results your practice shares.\n\n"
+            f"Register here (the link works once, until {_instant(invitation.expires_at)[:10]}):\n{link}\n\n")
+    if pin_handed_over:
+        return body + ("You will need your date of birth and the PIN (access code) your practice gave you, or, "
+                       "without a PIN, the phone number your practice has on file: the page can send a security "
+                       "code to it.\n")
+    return body + ("You will need your date of birth and the phone number your practice has on file: on the page, "
+                   "choose \"I have no PIN: send a code to my phone\" and we will text a security code to that "
+                   "phone. (If you would rather use a PIN, your practice can tell you your access code.)\n")
+
+
+def send_invitation(enrollment: Enrollment, notifier, link: str, issued: Issued, *,
+                    pin_handed_over: bool = True) -> Invitation:
+    """Email the registration link of a new or resent invitation (never the PIN), record whether it was
+    delivered, and return the invitation as it now stands."""
+    invitation = issued.invitation
+    body = invitation_email(invitation, link, pin_handed_over=pin_handed_over)
+    delivery = notifier.send_email(invitation.email, "Your patient portal invitation", body)
+    enrollment.record_delivery(invitation, None if delivery.ok else (delivery.error or "not delivered"))
+    with enrollment.database.read() as conn:
+        return enrollment.latest(conn, invitation.subject_type, invitation.subject_id)
+
+
 class PortalOperations:
     def __init__(self, ctx: FhirContext, enrollment: Enrollment, accounts: AccountStore, notifier, registration_url):
         self.ctx = ctx
@@ -119,17 +146,7 @@ class PortalOperations:
             fhir_user=access.fhir_user if access else None, patient_id=invitation.patient_id))
 
     def _send(self, issued: Issued) -> Invitation:
-        invitation = issued.invitation
-        link = self.registration_url(issued.link_token)
-        body = (f"Hello,\n\nYour practice invites you to its patient portal, where you can see your medications, "
-                f"allergies, immunizations, conditions, appointments and the lab results your practice shares.\n\n"
-                f"Register here (the link works once, until {_instant(invitation.expires_at)[:10]}):\n{link}\n\n"
-                f"You will need your date of birth and the PIN (access code) your practice gave you, or, without a "
-                f"PIN, the phone number your practice has on file: the page can send a security code to it.\n")
-        delivery = self.notifier.send_email(invitation.email, "Your patient portal invitation", body)
-        self.enrollment.record_delivery(invitation, None if delivery.ok else (delivery.error or "not delivered"))
-        with self.ctx.database.read() as conn:
-            return self.enrollment.latest(conn, invitation.subject_type, invitation.subject_id)
+        return send_invitation(self.enrollment, self.notifier, self.registration_url(issued.link_token), issued)
 
     def _answer(self, invitation: Invitation | None, *, access_code: str | None = None) -> FhirResponse:
         if invitation is None:

@@ -17,5 +17,7 @@ def create(ctx: FhirContext, request: Request, auth: Authorization, resource_typ
     auth.require(resource_type, "create")
     body = check_body_type(json_body(request), resource_type)
     with ctx.database.write() as conn:
-        result = Writer(ctx, conn, auth=auth).create(resource_type, body, request.headers.get("If-None-Exist"))
+        writer = Writer(ctx, conn, auth=auth)
+        result = writer.create(resource_type, body, request.headers.get("If-None-Exist"))
+    ctx.committed(writer.written)
     return written(ctx, request, result)

@@ -41,5 +41,7 @@ def patch(ctx: FhirContext, request: Request, auth: Authorization, resource_type
     operations = parse_patch(json_body(request, (JSON_PATCH,)))
     expected = parse_etag(request.headers.get("If-Match"))
     with ctx.database.write() as conn:
-        result = Writer(ctx, conn, auth=auth).patch(resource_type, fhir_id, operations, expected)
+        writer = Writer(ctx, conn, auth=auth)
+        result = writer.patch(resource_type, fhir_id, operations, expected)
+    ctx.committed(writer.written)
     return written(ctx, request, result)

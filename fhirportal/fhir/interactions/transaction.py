@@ -334,7 +334,9 @@ def _batch_entry(ctx: FhirContext, auth: Authorization, index: int, raw, prefere
             processor.assign_target(entry, {})
             if entry.resource is not None:
                 _rewrite(entry.resource, {}, processor.resolve_conditional)
-            return processor.process(entry)
+            answer = processor.process(entry)
+        ctx.committed(processor.writer.written)
+        return answer
     except FhirError as error:
         located = _located(error, f"Bundle.entry[{index}]")
         return {"response": {"status": str(error.status), "outcome": operation_outcome(located.issues)}}
@@ -371,5 +373,7 @@ def transaction(ctx: FhirContext, request: Request, auth: Authorization) -> Fhir
     for entry in entries:
         _require(auth, entry)
     with ctx.database.write() as conn:
-        TransactionProcessor(ctx, conn, preference, auth).run(entries)
+        processor = TransactionProcessor(ctx, conn, preference, auth)
+        processor.run(entries)
+    ctx.committed(processor.writer.written)
     return FhirResponse(200, bundle("transaction-response", [e.response for e in entries], {}))

@@ -21,7 +21,9 @@ def update(ctx: FhirContext, request: Request, auth: Authorization, resource_typ
     body = check_body_type(json_body(request), resource_type)
     expected = parse_etag(request.headers.get("If-Match"))
     with ctx.database.write() as conn:
-        result = Writer(ctx, conn, auth=auth).update(resource_type, fhir_id, body, expected)
+        writer = Writer(ctx, conn, auth=auth)
+        result = writer.update(resource_type, fhir_id, body, expected)
+    ctx.committed(writer.written)
     return written(ctx, request, result)
 
 
@@ -31,6 +33,7 @@ def conditional_update(ctx: FhirContext, request: Request, auth: Authorization, 
     body = check_body_type(json_body(request), resource_type)
     expected = parse_etag(request.headers.get("If-Match"))
     with ctx.database.write() as conn:
-        result = Writer(ctx, conn, auth=auth).conditional_update(resource_type, request.query_string.decode(), body,
-                                                                 expected)
+        writer = Writer(ctx, conn, auth=auth)
+        result = writer.conditional_update(resource_type, request.query_string.decode(), body, expected)
+    ctx.committed(writer.written)
     return written(ctx, request, result)
