@@ -54,6 +54,7 @@ SHARING_RULE = (
 # caregivers" (HL7 RefrainPolicy NOPAT in meta.security) and records entered in error.
 NOPAT = "http://terminology.hl7.org/CodeSystem/v3-ActCode|NOPAT"
 WITHHELD_RULE = ((("_security:not", NOPAT),),)
+PEOPLE = frozenset({"Patient", "RelatedPerson", "Person"})
 ENTERED_IN_ERROR = {"Condition": "verification-status", "AllergyIntolerance": "verification-status"}
 STATUS_TYPES = frozenset({"Observation", "Immunization", "MedicationStatement", "MedicationRequest", "Appointment",
                           "DiagnosticReport", "Encounter", "DocumentReference", "Composition", "Procedure"})
@@ -140,8 +141,9 @@ class AccessPolicy:
     @lru_cache(maxsize=256)  # noqa: B019  (one policy per server)
     def _patient_rules(self, resource_type: str, labs_shared: bool = False) -> tuple:
         """What a patient-context read of this type must also meet: not withheld (NOPAT), not
-        entered in error, and for Observations the lab-sharing rule (unless ``labs_shared``)."""
-        rules = [self._alternatives(resource_type, WITHHELD_RULE)]
+        entered in error, and for Observations the lab-sharing rule (unless ``labs_shared``). The
+        people themselves (Patient, RelatedPerson, Person) are records about the reader, never withheld."""
+        rules = [] if resource_type in PEOPLE else [self._alternatives(resource_type, WITHHELD_RULE)]
         status = ENTERED_IN_ERROR.get(resource_type) or ("status" if resource_type in STATUS_TYPES else None)
         if status and status in self.registry.for_type(resource_type):
             rules.append(self._alternatives(resource_type, (((f"{status}:not", "entered-in-error"),),)))
