@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
 from flask_smorest import Api
 
@@ -68,6 +70,8 @@ def build_smart(ctx: FhirContext) -> SmartServer:
 
 
 def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
+    # authlib logs issued tokens at DEBUG: never let a debug configuration write them to a log.
+    logging.getLogger("authlib").setLevel(logging.INFO)
     smart = build_smart(ctx)
     app.extensions["smart"] = smart
     app.extensions["smart_authorization_server"] = build_authorization_server(app, smart)

@@ -179,3 +179,14 @@ def test_session_cookie_flags(client, public_app, patient_account):
     response = login(client, authorization_params(public_app.client_id, SCOPE), "ada")
     cookie = response.headers.get("Set-Cookie")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_tokens_never_reach_the_log_even_at_debug_level(client, confidential_app, patient_account, caplog):
+    import logging
+
+    app, secret = confidential_app
+    with caplog.at_level(logging.DEBUG):
+        params, auth = authorize(client, app.client_id, SCOPE, "ada")
+        token = exchange(client, params["code"], auth, app.client_id, secret).get_json()
+    assert token["access_token"] not in caplog.text and token["refresh_token"] not in caplog.text
+    assert params["code"] not in caplog.text
