@@ -137,7 +137,9 @@ def touches_audit_events(request) -> bool:
     view_args = request.view_args or {}
     if "resource_type" in view_args:
         return view_args["resource_type"] == "AuditEvent"
-    return b"AuditEvent" in request.query_string or request.method == "POST"  # _type=…, or a Bundle
+    if b"AuditEvent" in request.query_string:  # _type=…
+        return True
+    return request.method == "POST" and b"AuditEvent" in request.get_data(cache=True)  # a Bundle reading them
 
 
 def _outcome_code(status: int) -> str:
