@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 from flask_smorest import Api
 
+from .bulk import export as export_operation
 from .cors import install_cors
 from .fhir import conformance
 from .fhir.context import FhirContext
@@ -31,6 +32,9 @@ from .store.repository import ResourceRepository
 OPERATION_HANDLERS = {
     "Resource-validate": (validate_operation.validate, ("POST",)),
     "Patient-everything": (everything_operation.everything, ("GET", "POST")),
+    "export": (export_operation.system_export, ("GET",)),
+    "Patient-export": (export_operation.patient_export, ("GET",)),
+    "Group-export": (export_operation.group_export, ("GET",)),
 }
 
 
@@ -135,6 +139,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     register_error_handlers(app, render)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)
+    app.register_blueprint(export_operation.build_blueprint(settings.base_path))
     if settings.benchmark_routes:
         from .bench import benchmark_blueprint
 

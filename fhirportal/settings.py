@@ -64,6 +64,8 @@ class Settings:
     sms_gateway_url: str | None = None
     sms_gateway_token: str | None = None
     sms_body_template: str = '{"to": "{to}", "message": "{message}"}'
+    # Bulk Data $export files (one directory per export job).
+    export_dir: str = str(DEFAULT_DATA_DIR / "exports")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -88,6 +90,7 @@ class Settings:
             sms_gateway_url=env.get("FHIRPORTAL_SMS_GATEWAY_URL") or defaults.sms_gateway_url,
             sms_gateway_token=env.get("FHIRPORTAL_SMS_GATEWAY_TOKEN") or defaults.sms_gateway_token,
             sms_body_template=env.get("FHIRPORTAL_SMS_BODY_TEMPLATE") or defaults.sms_body_template,
+            export_dir=env.get("FHIRPORTAL_EXPORT_DIR") or defaults.export_dir,
         )
 
     def with_overrides(self, **changes) -> Settings:

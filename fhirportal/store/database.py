@@ -17,7 +17,7 @@ from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from . import auth_schema, outbox_schema, portal_settings_schema  # noqa: F401  (register their tables on the metadata)
+from . import auth_schema, export_schema, outbox_schema, portal_settings_schema  # noqa: F401  (register their tables)
 from .schema import metadata
 
 _WRITE = "fhirportal_write"

@@ -31,20 +31,20 @@ class Operation:
 
 class OperationRegistry:
     def __init__(self):
+        # by OperationDefinition id: several definitions may share a code at different levels
+        # (the Bulk Data ``$export`` at system, Patient and Group level)
         self._operations: dict[str, Operation] = {}
 
     def register(self, operation: Operation) -> None:
-        self._operations[operation.name] = operation
+        self._operations[operation.definition.get("id") or operation.name] = operation
 
     def __iter__(self):
         return iter(self._operations.values())
 
     def resolve(self, name: str, method: str, level: str, resource_type: str | None) -> Operation:
-        operation = self._operations.get(name)
-        applies = operation is not None and level in operation.levels and (
-            resource_type is None or "Resource" in operation.resource_types
-            or resource_type in operation.resource_types)
-        if not applies:
+        operation = next((op for op in self if op.name == name and level in op.levels and (
+            resource_type is None or "Resource" in op.resource_types or resource_type in op.resource_types)), None)
+        if operation is None:
             where = f"{resource_type}/" if resource_type else ""
             raise NotFound(f"Operation ${name} is not defined at {level} level for {where or 'the system'}")
         if method not in operation.methods:

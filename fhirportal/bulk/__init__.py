@@ -1,0 +1,1 @@
+"""FHIR Bulk Data Access: asynchronous exports."""

@@ -1,0 +1,337 @@
+"""FHIR Bulk Data Access 2.0 ``$export``: kick-off (system, ``Patient/$export``, ``Group/[id]/$export``),
+a worker thread per job, the status endpoint and the file downloads.
+
+The kick-off checks the request and the token, records the job (``export_job``) and starts a thread
+that pages through each type by primary key (keyset, ``PAGE_SIZE`` rows a transaction) and appends
+the stored JSON to ``{export_dir}/{job id}/{Type}.ndjson``: memory stays flat whatever the population.
+Every query is restricted to the token's search visibility and to resources last updated at or before
+the job's ``transactionTime``. Only the client that started a job may poll, cancel or download it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from flask import Blueprint, Request, Response, current_app, request, send_file
+from sqlalchemy import exists, select, update
+
+from fhirportal import definitions
+from fhirportal.errors import BadRequest, Forbidden, Issue, NotFound
+from fhirportal.fhir.authorization import Authorization, authenticate
+from fhirportal.fhir.context import FhirContext
+from fhirportal.fhir.interactions.history import since_instant
+from fhirportal.fhir.outcome import information, operation_outcome
+from fhirportal.fhir.response import FhirResponse
+from fhirportal.fhir.search_params import split_or
+from fhirportal.store import clock
+from fhirportal.store.export_schema import export_job
+from fhirportal.store.schema import INDEX_TABLES, resource
+from fhirportal.store.search import build_where
+from fhirportal.store.search.visibility import Visibility
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
+NDJSON = "application/fhir+ndjson"
+PAGE_SIZE = 1000
+RETRY_AFTER_SECONDS = 2
+RUNNING = ("accepted", "in-progress")
+# Patient-level exports leave out the Group (it lists every member) and the access log.
+NOT_PATIENT_DATA = frozenset({"Group"})
+_FILE_NAME = re.compile(r"^([A-Z][A-Za-z]+)\.ndjson$")
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What the worker needs: the job row's content plus the token's visibility (kept in memory)."""
+
+    job_id: str
+    kind: str
+    types: tuple[str, ...]
+    since: datetime | None
+    transaction_time: datetime
+    members: tuple[str, ...] | None  # Group export: the member patients' ids
+    visibility: Visibility | None
+
+
+def compartment(ctx: FhirContext) -> dict[str, tuple[str, ...]]:
+    """Patient-compartment parameters of each stored type (Patient itself excluded)."""
+    spec = definitions.load("compartment-patient")
+    return {t: tuple(params) for t, params in spec.items()
+            if t in ctx.resource_types and t != "Patient" and t not in NOT_PATIENT_DATA}
+
+
+class Exporter:
+    """Runs export jobs in background threads; one per application."""
+
+    def __init__(self, ctx: FhirContext):
+        self.ctx = ctx
+        self.directory = Path(ctx.settings.export_dir)
+        self.page_size = PAGE_SIZE
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ jobs
+    def start(self, plan: ExportPlan) -> None:
+        thread = threading.Thread(target=self._run, args=(plan,), name=f"export-{plan.job_id[:8]}", daemon=True)
+        with self._lock:
+            self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
+            self._threads[plan.job_id] = thread
+        thread.start()
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait for every running job's thread (tests, shutdown); False if some still run."""
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
+        return not any(t.is_alive() for t in threads)
+
+    def job(self, job_id: str):
+        with self.ctx.database.read() as conn:
+            return conn.execute(select(export_job).where(export_job.c.id == job_id)).first()
+
+    def cancel(self, job_id: str) -> None:
+        """Marks the job cancelled (the worker stops at its next page) and removes its files."""
+        with self.ctx.database.write() as conn:
+            conn.execute(update(export_job).where(export_job.c.id == job_id).values(status="cancelled"))
+        shutil.rmtree(self.job_directory(job_id), ignore_errors=True)
+
+    def job_directory(self, job_id: str) -> Path:
+        return self.directory / job_id
+
+    def _status(self, job_id: str) -> str | None:
+        with self.ctx.database.read() as conn:
+            return conn.execute(select(export_job.c.status).where(export_job.c.id == job_id)).scalar_one_or_none()
+
+    def _set(self, job_id: str, *, only_if: tuple[str, ...] = RUNNING, **values) -> bool:
+        """Update the job unless it has meanwhile been cancelled (or has ended); whether it was updated."""
+        with self.ctx.database.write() as conn:
+            return conn.execute(update(export_job).where(export_job.c.id == job_id, export_job.c.status.in_(only_if))
+                                .values(**values)).rowcount == 1
+
+    # ------------------------------------------------------------------ the worker
+    def _run(self, plan: ExportPlan) -> None:
+        folder = self.job_directory(plan.job_id)
+        try:
+            if not self._set(plan.job_id, only_if=("accepted",), status="in-progress", progress="started"):
+                return
+            folder.mkdir(parents=True, exist_ok=True)
+            output = []
+            for number, resource_type in enumerate(plan.types, start=1):
+                count = self._write_type(plan, resource_type, folder / f"{resource_type}.ndjson")
+                if count is None:
+                    return  # cancelled
+                if count:
+                    output.append({"type": resource_type, "count": count})
+                else:
+                    (folder / f"{resource_type}.ndjson").unlink(missing_ok=True)
+                progress = f"{number} of {len(plan.types)} types exported ({resource_type}: {count})"
+                if not self._set(plan.job_id, progress=progress):
+                    return
+            self._set(plan.job_id, status="completed", progress="completed", output=json.dumps(output))
+        except Exception as exc:  # noqa: BLE001  (any failure ends the job, reported on the status url)
+            log.exception("export %s failed", plan.job_id)
+            outcome = operation_outcome([Issue(f"The export failed: {type(exc).__name__}", code="exception")])
+            self._set(plan.job_id, status="failed", progress="failed", error=json.dumps(outcome))
+        finally:
+            if self._status(plan.job_id) in ("cancelled", "failed", None):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _query(self, plan: ExportPlan, resource_type: str):
+        where = [build_where(resource_type, [], self.ctx.base_url, plan.visibility),
+                 resource.c.last_updated <= plan.transaction_time]
+        if plan.since is not None:
+            where.append(resource.c.last_updated >= plan.since)
+        if plan.kind != "system":
+            if resource_type == "Patient":
+                if plan.members is not None:
+                    where.append(resource.c.fhir_id.in_(plan.members))
+            else:
+                ref = INDEX_TABLES["reference"]
+                refers = [ref.c.pid == resource.c.pid, ref.c.param.in_(compartment(self.ctx)[resource_type]),
+                          ref.c.target_type == "Patient"]
+                if plan.members is not None:
+                    refers.append(ref.c.target_id.in_(plan.members))
+                where.append(exists(select(1).where(*refers)))
+        return select(resource.c.pid, resource.c.content).where(*where).order_by(resource.c.pid)
+
+    def _write_type(self, plan: ExportPlan, resource_type: str, path: Path) -> int | None:
+        """Writes one type's file page by page; its line count, or None once the job is cancelled."""
+        query = self._query(plan, resource_type)
+        count, after = 0, 0
+        with path.open("w", encoding="utf-8") as out:
+            while True:
+                if self._status(plan.job_id) not in RUNNING:
+                    return None
+                with self.ctx.database.read() as conn:
+                    rows = conn.execute(query.where(resource.c.pid > after).limit(self.page_size)).all()
+                for row in rows:
+                    out.write(row.content)
+                    out.write("\n")
+                count += len(rows)
+                if len(rows) < self.page_size:
+                    return count
+                after = rows[-1].pid
+
+
+def exporter(ctx: FhirContext | None = None) -> Exporter:
+    extensions = current_app.extensions
+    if "bulk_export" not in extensions:
+        extensions["bulk_export"] = Exporter(ctx or extensions["fhirportal"])
+    return extensions["bulk_export"]
+
+
+# ---------------------------------------------------------------------- kick-off
+def require_export_rights(auth: Authorization) -> None:
+    """system/ tokens, or user/ tokens with read and search on every type; never patient/ tokens."""
+    access = auth.access
+    if access is None:
+        return
+    scopes = access.scopes.resource_scopes
+    if access.context == "system" and any(s.context == "system" for s in scopes):
+        return
+    if access.context == "user" and any(s.context == "user" and s.resource_type == "*" and "r" in s.permissions
+                                        and "s" in s.permissions for s in scopes):
+        return
+    raise Forbidden("Bulk Data $export needs a system/ scope (backend services) or a user/ scope with read and "
+                    "search on every type (e.g. user/*.rs)")
+
+
+def _prefers_async(req: Request) -> bool:
+    values = ",".join(req.headers.getlist("Prefer"))
+    return any(part.strip().lower() == "respond-async" for chunk in values.split(",") for part in chunk.split(";"))
+
+
+def _types(ctx: FhirContext, req: Request, auth: Authorization, kind: str) -> tuple[str, ...]:
+    requested = [t for v in req.args.getlist("_type") for t in split_or(v) if t.strip()]
+    unknown = [t for t in requested if t not in ctx.resource_types]
+    if unknown:
+        raise BadRequest(f"_type names types this server does not store: {', '.join(unknown)}", expression="_type")
+    allowed = sorted(ctx.resource_types) if kind == "system" else ["Patient", *compartment(ctx)]
+    if requested:
+        for resource_type in requested:
+            auth.require(resource_type, "search-type")
+        return tuple(t for t in dict.fromkeys(requested) if t in allowed)
+    access = auth.access
+    return tuple(t for t in allowed if access is None or access.permits(t, "search-type"))
+
+
+def _members(ctx: FhirContext, auth: Authorization, group_id: str) -> tuple[str, ...]:
+    auth.require("Group", "read")
+    with ctx.database.read() as conn:
+        group = json.loads(ctx.repository.read(conn, "Group", group_id, visibility=auth.visibility("read")).content)
+    members = []
+    for member in group.get("member", []):
+        parts = ((member.get("entity") or {}).get("reference") or "").split("/")
+        if len(parts) >= 2 and parts[-2] == "Patient" and not member.get("inactive"):
+            members.append(parts[-1])
+    return tuple(dict.fromkeys(members))
+
+
+def kick_off(ctx: FhirContext, req: Request, auth: Authorization, kind: str, group_id: str | None = None
+             ) -> FhirResponse:
+    require_export_rights(auth)
+    if not _prefers_async(req):
+        raise BadRequest("Bulk Data $export is asynchronous: send 'Prefer: respond-async'")
+    output_format = req.args.get("_outputFormat", NDJSON)
+    if output_format not in OUTPUT_FORMATS:
+        raise BadRequest(f"_outputFormat {output_format!r} is not supported: use application/fhir+ndjson",
+                         expression="_outputFormat")
+    if "_typeFilter" in req.args:
+        message = "_typeFilter is not supported by this server"
+        raise BadRequest(message, issues=[Issue(message, code="not-supported", expression="_typeFilter")])
+    types = _types(ctx, req, auth, kind)
+    since = since_instant(req)
+    members = _members(ctx, auth, group_id) if kind == "group" else None
+    plan = ExportPlan(secrets.token_urlsafe(24), kind, types, since, clock.now(), members,
+                      auth.visibility("search-type"))
+    query = req.query_string.decode("utf-8", "replace")
+    path = req.path[len(ctx.settings.base_path):]
+    with ctx.database.write() as conn:
+        conn.execute(export_job.insert().values(
+            id=plan.job_id, status="accepted", kind=kind, request=ctx.base_url + path + (f"?{query}" if query else ""),
+            types=json.dumps(types), since=since, group_id=group_id, transaction_time=plan.transaction_time,
+            created=clock.now(), progress="accepted",
+            client_id=auth.access.client_id if auth.access is not None else ""))
+    exporter(ctx).start(plan)
+    return FhirResponse(202, information(f"Export {plan.job_id} accepted"),
+                        {"Content-Location": f"{ctx.base_url}/$export-status/{plan.job_id}"})
+
+
+def system_export(ctx: FhirContext, req: Request, auth: Authorization, resource_type: str | None,
+                  fhir_id: str | None) -> FhirResponse:
+    return kick_off(ctx, req, auth, "system")
+
+
+def patient_export(ctx: FhirContext, req: Request, auth: Authorization, resource_type: str | None,
+                   fhir_id: str | None) -> FhirResponse:
+    return kick_off(ctx, req, auth, "patient")
+
+
+def group_export(ctx: FhirContext, req: Request, auth: Authorization, resource_type: str | None,
+                 fhir_id: str | None) -> FhirResponse:
+    return kick_off(ctx, req, auth, "group", fhir_id)
+
+
+# ---------------------------------------------------------------------- status and files
+def _owned_job(job_id: str):
+    """The caller's job (bearer token required), or 404 (unknown, cancelled, or another client's)."""
+    ctx = current_app.extensions["fhirportal"]
+    access = authenticate(ctx.tokens, ctx.access_policy, request).access
+    job = exporter(ctx).job(job_id)
+    if job is None or job.status == "cancelled" or job.client_id != access.client_id:
+        raise NotFound(f"No export {job_id} (unknown, cancelled or deleted)")
+    return ctx, job
+
+
+def _json(status: int, body: dict, headers: dict | None = None, media_type: str = "application/json") -> Response:
+    return Response(json.dumps(body), status=status, headers=headers or {}, mimetype=media_type)
+
+
+def build_blueprint(base_path: str) -> Blueprint:
+    bp = Blueprint("bulk_export", __name__, url_prefix=base_path)
+
+    @bp.route("/$export-status/<job_id>", methods=["GET", "DELETE"])
+    def export_status(job_id: str):
+        ctx, job = _owned_job(job_id)
+        if request.method == "DELETE":
+            exporter(ctx).cancel(job_id)
+            return _json(202, information(f"Export {job_id} cancelled"), media_type="application/fhir+json")
+        if job.status in RUNNING:
+            return Response(status=202, headers={"X-Progress": job.progress or job.status,
+                                                 "Retry-After": str(RETRY_AFTER_SECONDS)})
+        if job.status == "failed":
+            return _json(500, json.loads(job.error), media_type="application/fhir+json")
+        base = ctx.base_url
+        manifest = {
+            "transactionTime": clock.as_instant(job.transaction_time),
+            "request": job.request,
+            "requiresAccessToken": True,
+            "output": [{"type": o["type"], "url": f"{base}/$export-file/{job_id}/{o['type']}.ndjson",
+                        "count": o["count"]} for o in json.loads(job.output or "[]")],
+            "error": [],
+        }
+        return _json(200, manifest)
+
+    @bp.route("/$export-file/<job_id>/<file_name>", methods=["GET"])
+    def export_file(job_id: str, file_name: str):
+        ctx, job = _owned_job(job_id)
+        match = _FILE_NAME.match(file_name)
+        exported = {o["type"] for o in json.loads(job.output or "[]")} if job.status == "completed" else set()
+        if match is None or match.group(1) not in exported:
+            raise NotFound(f"Export {job_id} has no file {file_name}")
+        path = exporter(ctx).job_directory(job_id) / file_name
+        if not path.is_file():
+            raise NotFound(f"Export {job_id} has no file {file_name} (any more)")
+        return send_file(path.resolve(), mimetype=NDJSON, conditional=False)
+
+    return bp

@@ -1,0 +1,27 @@
+"""The Bulk Data ``$export`` jobs: one row per kick-off, the state the worker and the status endpoint share."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, Index, String, Table, Text
+
+from .schema import metadata
+
+# status: accepted -> in-progress -> completed | failed; cancelled (DELETE on the status url) at any time.
+export_job = Table(
+    "export_job",
+    metadata,
+    Column("id", String(64), primary_key=True),  # random, unguessable: it is in the status and file urls
+    Column("status", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),  # system | patient | group
+    Column("request", Text, nullable=False),  # the kick-off url (absolute)
+    Column("types", Text, nullable=False),  # JSON list of the exported types, in export order
+    Column("since", DateTime(timezone=True), nullable=True),
+    Column("group_id", String(64), nullable=True),
+    Column("transaction_time", DateTime(timezone=True), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("progress", Text, nullable=True),  # X-Progress while running
+    Column("output", Text, nullable=True),  # JSON list of {type, count} once completed
+    Column("error", Text, nullable=True),  # JSON OperationOutcome once failed
+    Column("client_id", String(128), nullable=False),  # only this client polls, cancels and downloads
+    Index("ix_export_job_status", "status"),
+)

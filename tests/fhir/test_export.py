@@ -1,0 +1,221 @@
+"""Bulk Data $export: kick-off, polling, manifest, downloads, filters, Group membership, cancel, refusals."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from fhirportal.bulk.export import exporter
+from tests.support import TEST_CLIENT_ID, observation, patient
+
+ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
+
+
+@pytest.fixture(autouse=True)
+def export_dir(app, tmp_path):
+    """Files go to the test's own directory; every export thread has ended before the database is emptied."""
+    with app.app_context():
+        bulk = exporter()
+    previous = bulk.directory
+    bulk.directory = tmp_path / "exports"
+    yield bulk.directory
+    assert bulk.wait(30)
+    bulk.directory = previous
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def kick_off(fhir, url: str) -> str:
+    response = fhir.get(url, headers=ASYNC)
+    assert response.status_code == 202, response.get_json()
+    location = response.headers["Content-Location"]
+    assert location.startswith("http://localhost/fhir/$export-status/")
+    return location
+
+
+def wait_for_manifest(fhir, location: str, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = fhir.get(_path(location))
+        if response.status_code == 200:
+            assert response.mimetype == "application/json"
+            return response.get_json()
+        assert response.status_code == 202, response.get_data(as_text=True)
+        assert response.headers["Retry-After"]
+        assert response.headers["X-Progress"]
+        assert time.monotonic() < deadline, "the export did not finish in time"
+        time.sleep(0.05)
+
+
+def download(fhir, manifest: dict) -> dict[str, list[dict]]:
+    files = {}
+    for item in manifest["output"]:
+        assert item["url"].startswith("http://localhost/fhir/$export-file/")
+        response = fhir.get(_path(item["url"]), headers={"Accept": "application/fhir+ndjson"})
+        assert response.status_code == 200
+        assert response.content_type.startswith("application/fhir+ndjson")
+        lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+        assert all(r["resourceType"] == item["type"] for r in lines)
+        assert len(lines) == item["count"]
+        files[item["type"]] = lines
+    return files
+
+
+def search_count(fhir, resource_type: str) -> int:
+    return fhir.get(f"{resource_type}?_summary=count").get_json()["total"]
+
+
+def population(fhir, patients: int = 3, observations: int = 2) -> list[dict]:
+    people = [fhir.create(patient(name=[{"family": f"P{n}"}])) for n in range(patients)]
+    for person in people:
+        for _ in range(observations):
+            fhir.create(observation(person["id"]))
+        fhir.create({"resourceType": "Condition", "subject": {"reference": f"Patient/{person['id']}"},
+                     "code": {"text": "Asthma"}})
+    fhir.create({"resourceType": "Practitioner", "name": [{"family": "Osler"}]})
+    return people
+
+
+def test_system_export_full_cycle(fhir):
+    population(fhir)
+    location = kick_off(fhir, "$export")
+    manifest = wait_for_manifest(fhir, location)
+    assert manifest["requiresAccessToken"] is True
+    assert manifest["error"] == []
+    assert manifest["transactionTime"]
+    assert manifest["request"] == "http://localhost/fhir/$export"
+    files = download(fhir, manifest)
+    for resource_type in ("Patient", "Observation", "Condition", "Practitioner"):
+        assert len(files[resource_type]) == search_count(fhir, resource_type)
+    assert len(files["Observation"]) == 6
+    assert len({item["type"] for item in manifest["output"]}) == len(manifest["output"])  # one file per type
+
+
+@pytest.mark.parametrize("output_format", ["application/fhir+ndjson", "application/ndjson", "ndjson"])
+def test_output_formats_are_accepted(fhir, output_format):
+    population(fhir, patients=1, observations=1)
+    location = kick_off(fhir, f"$export?_outputFormat={quote(output_format, safe='')}&_type=Patient")
+    assert wait_for_manifest(fhir, location)["output"][0]["count"] == 1
+
+
+def test_type_and_since_filters(fhir):
+    people = population(fhir)
+    manifest = wait_for_manifest(fhir, kick_off(fhir, "$export?_type=Patient,Observation"))
+    assert {item["type"] for item in manifest["output"]} == {"Patient", "Observation"}
+    assert manifest["request"].endswith("?_type=Patient,Observation")
+    time.sleep(0.01)
+    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    time.sleep(0.01)
+    later = fhir.create(observation(people[1]["id"]))
+    manifest = wait_for_manifest(fhir, kick_off(fhir, f"$export?_since={since}&_type=Patient,Observation,Condition"))
+    assert {item["type"] for item in manifest["output"]} == {"Observation"}
+    assert [r["id"] for r in download(fhir, manifest)["Observation"]] == [later["id"]]
+    manifest = wait_for_manifest(fhir, kick_off(fhir, "$export?_since=2999-01-01T00:00:00Z"))
+    assert manifest["output"] == []
+
+
+def test_patient_export_leaves_out_non_patient_data(fhir):
+    population(fhir)
+    files = download(fhir, wait_for_manifest(fhir, kick_off(fhir, "Patient/$export")))
+    assert len(files["Patient"]) == 3
+    assert len(files["Observation"]) == 6
+    assert "Practitioner" not in files
+
+
+def test_group_export_only_members(fhir):
+    people = population(fhir)
+    members = people[:2]
+    group = fhir.create({"resourceType": "Group", "type": "person", "actual": True,
+                         "member": [{"entity": {"reference": f"Patient/{p['id']}"}} for p in members]})
+    files = download(fhir, wait_for_manifest(fhir, kick_off(fhir, f"Group/{group['id']}/$export")))
+    wanted = {p["id"] for p in members}
+    assert {r["id"] for r in files["Patient"]} == wanted
+    assert len(files["Observation"]) == 4
+    assert {r["subject"]["reference"].split("/")[1] for r in files["Observation"]} == wanted
+    assert {r["subject"]["reference"].split("/")[1] for r in files["Condition"]} == wanted
+    assert "Group" not in files
+    assert fhir.get("Group/nobody/$export", headers=ASYNC).status_code == 404
+
+
+def test_cancel_removes_the_job_and_its_files(fhir, export_dir):
+    population(fhir, patients=1, observations=1)
+    location = kick_off(fhir, "$export")
+    wait_for_manifest(fhir, location)
+    job_id = location.rsplit("/", 1)[1]
+    assert (export_dir / job_id).is_dir()
+    response = fhir.delete(_path(location))
+    assert response.status_code == 202
+    gone = fhir.get(_path(location))
+    assert gone.status_code == 404
+    assert gone.get_json()["resourceType"] == "OperationOutcome"
+    assert not (export_dir / job_id).exists()
+    assert fhir.get(f"$export-file/{job_id}/Patient.ndjson").status_code == 404
+    # cancelling a running export
+    location = kick_off(fhir, "$export")
+    assert fhir.delete(_path(location)).status_code == 202
+    assert exporter_wait(fhir)
+    assert fhir.get(_path(location)).status_code == 404
+    assert not (export_dir / location.rsplit("/", 1)[1]).exists()
+
+
+def exporter_wait(fhir) -> bool:
+    with fhir.client.application.app_context():
+        return exporter().wait(30)
+
+
+def test_kick_off_errors(fhir):
+    assert fhir.get("$export").status_code == 400  # no Prefer: respond-async
+    assert fhir.get("$export", headers={"Prefer": "return=representation"}).status_code == 400
+    bad_format = fhir.get("$export?_outputFormat=text/csv", headers=ASYNC)
+    assert bad_format.status_code == 400
+    assert bad_format.get_json()["resourceType"] == "OperationOutcome"
+    assert fhir.get("$export?_type=Spaceship", headers=ASYNC).status_code == 400
+    assert fhir.get("$export?_since=yesterday", headers=ASYNC).status_code == 400
+    assert fhir.post("$export", headers=ASYNC).status_code == 405
+
+
+def test_patient_token_refused_and_user_token_accepted(fhir, ctx):
+    mine = fhir.create(patient())
+    patient_token = ctx.tokens.mint(client_id="patient-app", scope="patient/*.rs", context={"patient": mine["id"]})
+    for url in ("$export", "Patient/$export"):
+        assert fhir.with_token(patient_token).get(url, headers=ASYNC).status_code == 403
+    narrow = ctx.tokens.mint(client_id="staff-app", scope="user/Patient.rs", context={})
+    assert fhir.with_token(narrow).get("$export", headers=ASYNC).status_code == 403
+    staff = fhir.with_token(ctx.tokens.mint(client_id="staff-app", scope="user/*.rs", context={}))
+    manifest = wait_for_manifest(staff, kick_off(staff, "$export?_type=Patient"))
+    assert manifest["output"] == [{"type": "Patient", "count": 1, "url": manifest["output"][0]["url"]}]
+
+
+def test_status_and_files_need_the_token_of_the_client(fhir, ctx):
+    population(fhir, patients=1, observations=1)
+    location = kick_off(fhir, "$export?_type=Patient")
+    manifest = wait_for_manifest(fhir, location)
+    url = _path(manifest["output"][0]["url"])
+    assert fhir.with_token(None).get(url).status_code == 401
+    assert fhir.with_token(None).get(_path(location)).status_code == 401
+    other = fhir.with_token(ctx.tokens.mint(client_id="someone-else", scope="system/*.rs"))
+    assert other.get(url).status_code == 404
+    assert other.get(_path(location)).status_code == 404
+    same_client = fhir.with_token(ctx.tokens.mint(client_id=TEST_CLIENT_ID, scope="system/*.rs"))
+    assert same_client.get(url).status_code == 200
+    assert fhir.get(url.replace("Patient.ndjson", "Observation.ndjson")).status_code == 404
+    assert fhir.get(url.replace("Patient.ndjson", "..%2Fsecret")).status_code == 404
+
+
+def test_capability_statement_lists_the_exports(fhir):
+    statement = fhir.get("metadata").get_json()
+    rest = statement["rest"][0]
+    assert {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"} in (
+        rest["operation"])
+    by_type = {r["type"]: r for r in rest["resource"]}
+    assert {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"} in (
+        by_type["Group"]["operation"])
+    assert {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"} in (
+        by_type["Patient"]["operation"])
