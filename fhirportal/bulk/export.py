@@ -17,11 +17,11 @@ import secrets
 import shutil
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import Blueprint, Request, Response, current_app, request, send_file
-from sqlalchemy import exists, select, update
+from sqlalchemy import delete, exists, select, update
 
 from fhirportal import definitions
 from fhirportal.errors import BadRequest, Forbidden, Issue, NotFound
@@ -29,6 +29,7 @@ from fhirportal.fhir.authorization import Authorization, authenticate
 from fhirportal.fhir.context import FhirContext
 from fhirportal.fhir.interactions.history import since_instant
 from fhirportal.fhir.outcome import information, operation_outcome
+from fhirportal.fhir.preconditions import http_date
 from fhirportal.fhir.response import FhirResponse
 from fhirportal.fhir.search_params import split_or
 from fhirportal.store import clock
@@ -43,6 +44,7 @@ OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "nd
 NDJSON = "application/fhir+ndjson"
 PAGE_SIZE = 1000
 RETRY_AFTER_SECONDS = 2
+RETENTION = timedelta(hours=24)  # a finished export's files (and its status) are kept this long
 RUNNING = ("accepted", "in-progress")
 # Patient-level exports leave out the Group (it lists every member) and the access log.
 NOT_PATIENT_DATA = frozenset({"Group"})
@@ -104,6 +106,18 @@ class Exporter:
         with self.ctx.database.write() as conn:
             conn.execute(update(export_job).where(export_job.c.id == job_id).values(status="cancelled"))
         shutil.rmtree(self.job_directory(job_id), ignore_errors=True)
+
+    def purge_expired(self) -> int:
+        """Remove the jobs (and files) that ended more than ``RETENTION`` ago; how many."""
+        cutoff = clock.now() - RETENTION
+        with self.ctx.database.write() as conn:
+            expired = list(conn.execute(select(export_job.c.id).where(
+                export_job.c.status.not_in(RUNNING), export_job.c.created < cutoff)).scalars())
+            if expired:
+                conn.execute(delete(export_job).where(export_job.c.id.in_(expired)))
+        for job_id in expired:
+            shutil.rmtree(self.job_directory(job_id), ignore_errors=True)
+        return len(expired)
 
     def job_directory(self, job_id: str) -> Path:
         return self.directory / job_id
@@ -262,6 +276,7 @@ def kick_off(ctx: FhirContext, req: Request, auth: Authorization, kind: str, gro
             types=json.dumps(types), since=since, group_id=group_id, transaction_time=plan.transaction_time,
             created=clock.now(), progress="accepted",
             client_id=auth.access.client_id if auth.access is not None else ""))
+    exporter(ctx).purge_expired()
     exporter(ctx).start(plan)
     return FhirResponse(202, information(f"Export {plan.job_id} accepted"),
                         {"Content-Location": f"{ctx.base_url}/$export-status/{plan.job_id}"})
@@ -320,7 +335,8 @@ def build_blueprint(base_path: str) -> Blueprint:
                         "count": o["count"]} for o in json.loads(job.output or "[]")],
             "error": [],
         }
-        return _json(200, manifest)
+        expires = http_date(clock.ensure_utc(job.created) + RETENTION)
+        return _json(200, manifest, {"Expires": expires})
 
     @bp.route("/$export-file/<job_id>/<file_name>", methods=["GET"])
     def export_file(job_id: str, file_name: str):

@@ -219,3 +219,26 @@ def test_capability_statement_lists_the_exports(fhir):
         by_type["Group"]["operation"])
     assert {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"} in (
         by_type["Patient"]["operation"])
+
+
+def test_finished_exports_expire_after_a_day(fhir, ctx, export_dir):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from fhirportal.store import clock
+    from fhirportal.store.export_schema import export_job
+
+    population(fhir, patients=1, observations=1)
+    old = kick_off(fhir, "$export")
+    wait_for_manifest(fhir, old)
+    expires = fhir.get(_path(old)).headers["Expires"]
+    assert expires.endswith("GMT")
+    old_id = old.rsplit("/", 1)[1]
+    with ctx.database.write() as conn:  # as if it had finished 25 hours ago
+        conn.execute(update(export_job).where(export_job.c.id == old_id).values(
+            created=clock.now() - timedelta(hours=25)))
+    fresh = kick_off(fhir, "$export")  # every kick-off clears what has expired
+    assert fhir.get(_path(old)).status_code == 404
+    assert not (export_dir / old_id).exists()
+    wait_for_manifest(fhir, fresh)  # the new one is untouched
