@@ -250,6 +250,18 @@ class AccessLog:
         with self.database.write(durable=False) as conn:
             conn.exec_driver_sql(self._insert_sql, rows)  # one executemany, no per-row SQL building
 
+    def for_patients(self, patient_ids, limit: int = 200) -> list:
+        """The journal about these patients, newest first (what the patient's access-log page lists)."""
+        if not patient_ids:
+            return []
+        try:
+            self.flush()
+        except (OperationalError, InterfaceError):
+            log.exception("access log: could not write the queued accesses before listing them")
+        with self.database.read() as conn:
+            return conn.execute(select(access_log).where(access_log.c.patient_id.in_(list(patient_ids)))
+                                .order_by(access_log.c.recorded.desc(), access_log.c.id.desc()).limit(limit)).all()
+
     def _instant(self, moment: datetime):
         """As SQLAlchemy stores a DateTime: SQLite gets its naive UTC text, PostgreSQL the datetime."""
         if self.database.dialect == "sqlite":

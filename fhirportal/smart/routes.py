@@ -299,6 +299,64 @@ def _apps_page(session: Session, message: str | None = None) -> Response:
                  message=message)
 
 
+ACTIONS = {"read": "opened", "vread": "opened", "search": "searched", "history": "looked at the history of",
+           "create": "added", "update": "changed", "patch": "changed", "delete": "deleted",
+           "operation": "ran an operation on", "transaction": "sent a batch of records about"}
+
+
+def _who(row, account, names: dict) -> str:
+    if row.fhir_user and row.fhir_user == account.fhir_user:
+        person = "You"
+    elif row.fhir_user:
+        if row.fhir_user not in names:
+            names[row.fhir_user] = _display_name(row.fhir_user)
+        person = names[row.fhir_user]
+    else:
+        person = None
+    app_name = None
+    if row.client_id:
+        client = smart().clients.get(row.client_id)
+        app_name = client.name if client else row.client_id
+    if person and app_name:
+        return f"{person}, with {app_name}"
+    return person or app_name or "the practice's system"
+
+
+def _display_name(reference: str) -> str:
+    kind, _, fhir_id = reference.partition("/")
+    ctx = current_app.extensions["fhirportal"]
+    try:
+        with ctx.database.read() as conn:
+            body = ctx.repository.read(conn, kind, fhir_id).body or {}
+    except Exception:  # noqa: BLE001  (deleted or unknown: show the reference)
+        return reference
+    name = (body.get("name") or [{}])[0]
+    text = name.get("text") or " ".join([*name.get("prefix", []), *name.get("given", []), name.get("family", "")])
+    return text.strip() or reference
+
+
+@bp.route("/auth/access-log", methods=["GET", "POST"])
+def access_log_page():
+    """Who looked at the signed-in patient's (or caregiver's patients') records: newest first."""
+    if request.method == "POST" and request.form.get("step") == "login":
+        return _sign_in(request.base_url, "", _access_log_page)
+    session = _session()
+    if session is None:
+        return _login_page(request.base_url, "")
+    return _access_log_page(session)
+
+
+def _access_log_page(session: Session) -> Response:
+    account = session.account
+    rows = current_app.extensions["fhirportal"].audit.for_patients(account.patients)
+    names: dict[str, str] = {}
+    entries = [{"when": row.recorded.strftime("%Y-%m-%d %H:%M"), "who": _who(row, account, names),
+                "what": f"{ACTIONS.get(row.action, row.action.replace('-', ' '))} "
+                        f"{(row.resource_type or 'records').lower()} data",
+                "outcome": "allowed" if row.outcome < 400 else "refused"} for row in rows]
+    return _page("access_log.html", username=account.username, entries=entries)
+
+
 @bp.route("/auth/apps/revoke", methods=["POST"])
 def revoke_app():
     session = _session()

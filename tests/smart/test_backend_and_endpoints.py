@@ -190,3 +190,27 @@ def test_tokens_never_reach_the_log_even_at_debug_level(client, confidential_app
         token = exchange(client, params["code"], auth, app.client_id, secret).get_json()
     assert token["access_token"] not in caplog.text and token["refresh_token"] not in caplog.text
     assert params["code"] not in caplog.text
+
+
+def test_patient_sees_who_looked_at_the_record(client, ctx, public_app, patient_account, staff_account):
+    from tests.support import Fhir
+
+    staff = Fhir(client, ctx.tokens.mint(client_id="ehr-desktop", scope="user/*.rs", account_id=staff_account.id,
+                                         context={"fhirUser": "Practitioner/dr1", "organization": "Organization/org1"}))
+    assert staff.get("Patient/p1").status_code == 200
+    assert staff.get("Patient/p2").status_code == 404  # another organization's patient: not on ada's page
+    params, auth = authorize(client, public_app.client_id, SCOPE, "ada")  # ada signs in (a session)
+    token = exchange(client, params["code"], auth, public_app.client_id).get_json()["access_token"]
+    assert Fhir(client, token).get("Patient/p1").status_code == 200
+    page = client.get("/auth/access-log")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    html = page.get_data(as_text=True)
+    rows = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td></tr>", html)
+    assert rows[0] == ("You, with Public App", "opened patient data", "allowed")  # newest first
+    assert rows[1] == ("Doc, with ehr-desktop", "opened patient data", "allowed")
+    assert len(rows) == 2
+
+
+def test_access_log_page_needs_a_sign_in(client):
+    page = client.get("/auth/access-log")
+    assert page.status_code == 200 and 'name="username"' in page.get_data(as_text=True)
