@@ -6,7 +6,7 @@ or on the database given by --database-url — whose tables it DROPS and re-crea
 database of its own (e.g. ``createdb fhirportal_smartbench``), never the test or a real one — and
 prints per-operation rate and p50/p95.
 
-    .venv/bin/python benchmarks/smart_benchmark.py [--exchanges N] [--database-url URL]
+    .venv/bin/python benchmarks/smart_benchmark.py [--exchanges N] [--database-url URL] [--http]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--exchanges", type=int, default=500)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--concurrency", type=int, default=4, help="threads exchanging codes at once")
+    parser.add_argument("--http", action="store_true",
+                        help="also exchange over HTTP against gunicorn (2 workers x 4 threads) on the same database")
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='fhirportal-smart-bench-')}/bench.db"
     app = create_app(Settings(database_url=url, base_url="http://localhost/fhir"), create_schema=False)
@@ -105,6 +108,66 @@ def main() -> None:
     print(f"{f'code -> token exchange, {args.concurrency} threads':<32} {len(latencies) / elapsed:8.1f}/s   "
           f"p50 {statistics.median(latencies) * 1000:6.2f} ms   p95 {_percentile(latencies, 0.95) * 1000:6.2f} ms   "
           f"(n={len(latencies)})")
+    if args.http:
+        http_exchanges(url, client_app.client_id, args.exchanges, max(args.concurrency, 8))
+
+
+def http_exchanges(url: str, client_id: str, count: int, concurrency: int) -> None:
+    """Codes issued through the pages over HTTP, then exchanged by ``concurrency`` client threads."""
+    import requests
+
+    from benchmarks.rest_benchmark import Server
+    from tests.smart.flows import form_action, hidden, pkce_pair
+
+    workdir = Path(tempfile.mkdtemp(prefix="fhirportal-smart-http-"))
+    server = Server(url, workdir)
+    try:
+        server.wait_ready()
+        origin = f"http://127.0.0.1:{server.port}"
+        browser = requests.Session()
+
+        def authorize_once():
+            verifier, challenge = pkce_pair()
+            params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI, "scope": SCOPE,
+                      "state": "s", "aud": f"{origin}/fhir", "code_challenge": challenge,
+                      "code_challenge_method": "S256"}
+            page = browser.get(f"{origin}/auth/authorize", params=params, timeout=30)
+            html = page.text
+            if 'value="login"' in html:
+                page = browser.post(form_action(html), data={
+                    "csrf_token": hidden(html, "csrf_token"), "step": "login", "username": "bench",
+                    "password": PASSWORD}, timeout=30)
+                html = page.text
+            ticked = re.findall(r'name="scope" value="([^"]*)" checked', html)
+            answer = browser.post(form_action(html), data={
+                "csrf_token": hidden(html, "csrf_token"), "step": "consent", "decision": "allow", "scope": ticked},
+                allow_redirects=False, timeout=30)
+            code = re.search(r"[?&]code=([^&]+)", answer.headers["Location"]).group(1)
+            return code, verifier
+
+        codes = [authorize_once() for _ in range(count)]
+        local = threading.local()
+
+        def exchange_once(item):
+            code, verifier = item
+            session = getattr(local, "session", None) or requests.Session()
+            local.session = session
+            started = time.perf_counter()
+            answer = session.post(f"{origin}/auth/token", data={
+                "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier, "client_id": client_id}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            return time.perf_counter() - started
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            latencies = list(pool.map(exchange_once, codes))
+        elapsed = time.perf_counter() - started
+        print(f"{f'HTTP exchange, gunicorn, {concurrency} clients':<32} {len(latencies) / elapsed:8.1f}/s   "
+              f"p50 {statistics.median(latencies) * 1000:6.2f} ms   "
+              f"p95 {_percentile(latencies, 0.95) * 1000:6.2f} ms   (n={len(latencies)})")
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":
