@@ -1,4 +1,4 @@
-"""The ``fhirportal`` command: init-db, load, serve."""
+"""The ``fhirportal`` command: init-db, load, export, serve."""
 
 from __future__ import annotations
 
@@ -82,6 +82,41 @@ def load_command(click_ctx: click.Context, paths: tuple[str, ...], quiet: bool) 
     ctx = _context(click_ctx.obj["database_url"])
     ctx.database.create_schema()
     sys.exit(_load(ctx, list(paths), quiet))
+
+
+@main.command("export")
+@click.option("--type", "types", multiple=True, help="Resource type (repeatable or comma-separated; default: all)")
+@click.option("--since", help="Only resources updated at or after this FHIR instant")
+@click.option("--group", "group_id", help="Only the Patient members of this Group and their data")
+@click.option("--patient-level", is_flag=True, help="Patients and their compartment data only (like Patient/$export)")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the {Type}.ndjson files (created if missing)")
+@click.option("--quiet", is_flag=True, help="No progress bar")
+@click.pass_context
+def export_command(click_ctx: click.Context, types: tuple[str, ...], since: str | None, group_id: str | None,
+                   patient_level: bool, out_dir: Path, quiet: bool) -> None:
+    """Bulk export to ndjson files, one per type, as $export does but unrestricted (an operator's export)."""
+    from .bulk.export import Exporter, operator_plan
+    from .errors import FhirError
+
+    ctx = _context(click_ctx.obj["database_url"])
+    try:
+        try:
+            plan = operator_plan(ctx, types, since, group_id, patient_level)
+        except (ValueError, FhirError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        exporter = Exporter(ctx)
+        total = sum(exporter.count(plan).values())
+        with tqdm(total=total, unit="res", desc="exporting", disable=quiet, file=sys.stderr) as bar:
+            output = exporter.export_files(plan, out_dir, on_page=bar.update)
+    finally:
+        ctx.database.dispose()
+    counts = {item["type"]: item["count"] for item in output or []}
+    for resource_type in plan.types:
+        if resource_type in counts:
+            click.echo(f"{resource_type}: {counts[resource_type]}  ({out_dir / (resource_type + '.ndjson')})")
+    click.echo(f"exported {sum(counts.values())} resources of {len(counts)} types "
+               f"(as of {plan.transaction_time.isoformat(timespec='milliseconds')})")
 
 
 @main.command("serve")

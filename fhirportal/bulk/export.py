@@ -6,6 +6,12 @@ that pages through each type by primary key (keyset, ``PAGE_SIZE`` rows a transa
 the stored JSON to ``{export_dir}/{job id}/{Type}.ndjson``: memory stays flat whatever the population.
 Every query is restricted to the token's search visibility and to resources last updated at or before
 the job's ``transactionTime``. Only the client that started a job may poll, cancel or download it.
+
+The job row holds all the worker needs (types, ``_since``, the Group's members at kick-off, the
+token's rights): the worker beats (``heartbeat``) once a page, and a running job whose heartbeat is
+older than ``STALE_AFTER`` lost its worker (the server restarted). The next status poll or kick-off
+claims it atomically and runs it again from scratch in its own process, with the original
+``transactionTime`` as the upper bound. ``fhirportal export`` runs the same code in the foreground.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import re
 import secrets
 import shutil
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import Blueprint, Request, Response, current_app, request, send_file
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 
 from fhirportal import definitions
 from fhirportal.errors import BadRequest, Forbidden, Issue, NotFound
@@ -32,8 +39,10 @@ from fhirportal.fhir.outcome import information, operation_outcome
 from fhirportal.fhir.preconditions import http_date
 from fhirportal.fhir.response import FhirResponse
 from fhirportal.fhir.search_params import split_or
+from fhirportal.smart.scopes import parse_scopes
 from fhirportal.store import clock
 from fhirportal.store.export_schema import export_job
+from fhirportal.store.indexing.dates import parse_range, to_datetime
 from fhirportal.store.schema import INDEX_TABLES, resource
 from fhirportal.store.search import build_where
 from fhirportal.store.search.visibility import Visibility
@@ -46,6 +55,7 @@ PAGE_SIZE = 1000
 RETRY_AFTER_SECONDS = 2
 RETENTION = timedelta(hours=24)  # a finished export's files (and its status) are kept this long
 RUNNING = ("accepted", "in-progress")
+STALE_AFTER = timedelta(seconds=60)  # a running job whose worker has not beaten for this long is restarted
 # Patient-level exports leave out the Group (it lists every member) and the access log.
 NOT_PATIENT_DATA = frozenset({"Group"})
 _FILE_NAME = re.compile(r"^([A-Z][A-Za-z]+)\.ndjson$")
@@ -53,7 +63,8 @@ _FILE_NAME = re.compile(r"^([A-Z][A-Za-z]+)\.ndjson$")
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """What the worker needs: the job row's content plus the token's visibility (kept in memory)."""
+    """What the worker needs: the job row's content plus the token's visibility (on a restart, rebuilt
+    from the rights kept in the row; None: unrestricted)."""
 
     job_id: str
     kind: str
@@ -62,6 +73,7 @@ class ExportPlan:
     transaction_time: datetime
     members: tuple[str, ...] | None  # Group export: the member patients' ids
     visibility: Visibility | None
+    worker: str = ""  # this run's claim on the job row (a restarted job gets a new one)
 
 
 def compartment(ctx: FhirContext) -> dict[str, tuple[str, ...]]:
@@ -69,6 +81,46 @@ def compartment(ctx: FhirContext) -> dict[str, tuple[str, ...]]:
     spec = definitions.load("compartment-patient")
     return {t: tuple(params) for t, params in spec.items()
             if t in ctx.resource_types and t != "Patient" and t not in NOT_PATIENT_DATA}
+
+
+def allowed_types(ctx: FhirContext, kind: str) -> list[str]:
+    """The types an export of this kind covers, in export order."""
+    return sorted(ctx.resource_types) if kind == "system" else ["Patient", *compartment(ctx)]
+
+
+def group_members(ctx: FhirContext, group_id: str, visibility: Visibility | None) -> tuple[str, ...]:
+    """The active Patient members of a Group (404 if the Group is not visible)."""
+    with ctx.database.read() as conn:
+        group = json.loads(ctx.repository.read(conn, "Group", group_id, visibility=visibility).content)
+    members = []
+    for member in group.get("member", []):
+        parts = ((member.get("entity") or {}).get("reference") or "").split("/")
+        if len(parts) >= 2 and parts[-2] == "Patient" and not member.get("inactive"):
+            members.append(parts[-1])
+    return tuple(dict.fromkeys(members))
+
+
+def operator_plan(ctx: FhirContext, types: Iterable[str] = (), since: str | None = None, group_id: str | None = None,
+                  patient_level: bool = False) -> ExportPlan:
+    """An operator's export (``fhirportal export``): unrestricted visibility, no job row. ValueError if a
+    type is unknown or not patient data at the patient level, or ``since`` is not an instant."""
+    kind = "group" if group_id else "patient" if patient_level else "system"
+    allowed = allowed_types(ctx, kind)
+    requested = list(dict.fromkeys(t.strip() for v in types for t in v.split(",") if t.strip()))
+    unknown = [t for t in requested if t not in ctx.resource_types]
+    if unknown:
+        raise ValueError(f"this server stores no {', '.join(unknown)}")
+    outside = [t for t in requested if t not in allowed]
+    if outside:
+        raise ValueError(f"{', '.join(outside)} is not patient data (leave out --patient-level/--group)")
+    moment = None
+    if since is not None:
+        try:
+            moment = to_datetime(parse_range(since)[0])
+        except ValueError as exc:
+            raise ValueError(f"--since must be a FHIR instant, e.g. 2024-01-01T00:00:00Z: {exc}") from exc
+    members = group_members(ctx, group_id, None) if group_id else None
+    return ExportPlan("operator", kind, tuple(requested or allowed), moment, clock.now(), members, None)
 
 
 class Exporter:
@@ -126,39 +178,119 @@ class Exporter:
         with self.ctx.database.read() as conn:
             return conn.execute(select(export_job.c.status).where(export_job.c.id == job_id)).scalar_one_or_none()
 
-    def _set(self, job_id: str, *, only_if: tuple[str, ...] = RUNNING, **values) -> bool:
-        """Update the job unless it has meanwhile been cancelled (or has ended); whether it was updated."""
+    def _set(self, plan: ExportPlan, **values) -> bool:
+        """Update the job while it runs and this run owns it (not cancelled, ended or claimed by
+        another worker); whether it was updated. Every update is also a heartbeat."""
         with self.ctx.database.write() as conn:
-            return conn.execute(update(export_job).where(export_job.c.id == job_id, export_job.c.status.in_(only_if))
-                                .values(**values)).rowcount == 1
+            return conn.execute(update(export_job).where(
+                export_job.c.id == plan.job_id, export_job.c.status.in_(RUNNING), export_job.c.worker == plan.worker,
+            ).values(heartbeat=clock.now(), **values)).rowcount == 1
+
+    # ------------------------------------------------------------------ restart after a worker died
+    def plan_of(self, job, worker: str) -> ExportPlan:
+        """The plan of a job row, its Visibility rebuilt from the token's rights kept in the row."""
+        visibility = None
+        if job.scope is not None:
+            policy = self.ctx.access_policy
+            visibility = policy.visibility(parse_scopes(job.scope, self.ctx.resource_types), job.patient,
+                                           job.organization, "search-type", policy.labs_shared())
+        members = tuple(json.loads(job.members)) if job.members is not None else None
+        since = clock.ensure_utc(job.since) if job.since is not None else None
+        return ExportPlan(job.id, job.kind, tuple(json.loads(job.types)), since, clock.ensure_utc(job.transaction_time),
+                          members, visibility, worker)
+
+    @staticmethod
+    def is_stale(job) -> bool:
+        return job.status in RUNNING and (
+            job.heartbeat is None or clock.ensure_utc(job.heartbeat) < clock.now() - STALE_AFTER)
+
+    def resume_stale(self, job_id: str | None = None) -> list[str]:
+        """Claim the running jobs (or this one) whose worker stopped beating, and run each again from
+        scratch here (its partial files removed); the ids restarted. A claim is one UPDATE on the old
+        worker id and heartbeat, so of several servers polling at once only one restarts a job."""
+        cutoff = clock.now() - STALE_AFTER
+        stale = or_(export_job.c.heartbeat.is_(None), export_job.c.heartbeat < cutoff)
+        query = select(export_job).where(export_job.c.status.in_(RUNNING), stale)
+        if job_id is not None:
+            query = query.where(export_job.c.id == job_id)
+        with self.ctx.database.read() as conn:
+            jobs = conn.execute(query).all()
+        restarted = []
+        for job in jobs:
+            worker = secrets.token_urlsafe(16)
+            with self.ctx.database.write() as conn:
+                claimed = conn.execute(update(export_job).where(
+                    export_job.c.id == job.id, export_job.c.status.in_(RUNNING),
+                    export_job.c.worker.is_not_distinct_from(job.worker), stale,
+                ).values(worker=worker, heartbeat=clock.now(), status="accepted", progress="restarted")).rowcount == 1
+            if not claimed:
+                continue
+            log.warning("export %s: its worker stopped (last heartbeat %s); restarting it", job.id, job.heartbeat)
+            shutil.rmtree(self.job_directory(job.id), ignore_errors=True)
+            try:
+                plan = self.plan_of(job, worker)
+            except Exception as exc:  # noqa: BLE001  (a job that cannot be rebuilt fails, it does not hang)
+                log.exception("export %s cannot be restarted", job.id)
+                self._fail(ExportPlan(job.id, job.kind, (), None, clock.now(), None, None, worker), exc)
+                continue
+            self.start(plan)
+            restarted.append(job.id)
+        return restarted
 
     # ------------------------------------------------------------------ the worker
+    def _fail(self, plan: ExportPlan, exc: Exception) -> None:
+        outcome = operation_outcome([Issue(f"The export failed: {type(exc).__name__}", code="exception")])
+        self._set(plan, status="failed", progress="failed", error=json.dumps(outcome))
+
     def _run(self, plan: ExportPlan) -> None:
         folder = self.job_directory(plan.job_id)
         try:
-            if not self._set(plan.job_id, only_if=("accepted",), status="in-progress", progress="started"):
+            if not self._set(plan, status="in-progress", progress="started"):
                 return
-            folder.mkdir(parents=True, exist_ok=True)
-            output = []
-            for number, resource_type in enumerate(plan.types, start=1):
-                count = self._write_type(plan, resource_type, folder / f"{resource_type}.ndjson")
-                if count is None:
-                    return  # cancelled
-                if count:
-                    output.append({"type": resource_type, "count": count})
-                else:
-                    (folder / f"{resource_type}.ndjson").unlink(missing_ok=True)
+
+            def type_done(number: int, resource_type: str, count: int) -> bool:
                 progress = f"{number} of {len(plan.types)} types exported ({resource_type}: {count})"
-                if not self._set(plan.job_id, progress=progress):
-                    return
-            self._set(plan.job_id, status="completed", progress="completed", output=json.dumps(output))
+                return self._set(plan, progress=progress)
+
+            output = self.export_files(plan, folder, alive=lambda: self._set(plan), on_type=type_done)
+            if output is not None:
+                self._set(plan, status="completed", progress="completed", output=json.dumps(output))
         except Exception as exc:  # noqa: BLE001  (any failure ends the job, reported on the status url)
             log.exception("export %s failed", plan.job_id)
-            outcome = operation_outcome([Issue(f"The export failed: {type(exc).__name__}", code="exception")])
-            self._set(plan.job_id, status="failed", progress="failed", error=json.dumps(outcome))
+            self._fail(plan, exc)
         finally:
             if self._status(plan.job_id) in ("cancelled", "failed", None):
                 shutil.rmtree(folder, ignore_errors=True)
+
+    def export_files(self, plan: ExportPlan, folder: Path, *, alive: Callable[[], bool] = lambda: True,
+                     on_page: Callable[[int], object] | None = None,
+                     on_type: Callable[[int, str, int], bool] | None = None) -> list[dict] | None:
+        """Writes ``{folder}/{Type}.ndjson`` for each of the plan's types that has resources; their
+        ``{type, count}``, or None as soon as ``alive()`` (asked before every page) or ``on_type``
+        (after every type) says False. ``on_page(rows)`` after every page."""
+        folder.mkdir(parents=True, exist_ok=True)
+        output = []
+        for number, resource_type in enumerate(plan.types, start=1):
+            path = folder / f"{resource_type}.ndjson"
+            count = self._write_type(plan, resource_type, path, alive, on_page)
+            if count is None:
+                return None
+            if count:
+                output.append({"type": resource_type, "count": count})
+            else:
+                path.unlink(missing_ok=True)
+            if on_type is not None and not on_type(number, resource_type, count):
+                return None
+        return output
+
+    def count(self, plan: ExportPlan) -> dict[str, int]:
+        """How many resources of each of the plan's types the export will write."""
+        counts = {}
+        with self.ctx.database.read() as conn:
+            for resource_type in plan.types:
+                query = self._query(plan, resource_type).with_only_columns(func.count()).order_by(None)
+                counts[resource_type] = conn.execute(query).scalar_one()
+        return counts
 
     def _query(self, plan: ExportPlan, resource_type: str):
         where = [build_where(resource_type, [], self.ctx.base_url, plan.visibility),
@@ -178,13 +310,14 @@ class Exporter:
                 where.append(exists(select(1).where(*refers)))
         return select(resource.c.pid, resource.c.content).where(*where).order_by(resource.c.pid)
 
-    def _write_type(self, plan: ExportPlan, resource_type: str, path: Path) -> int | None:
-        """Writes one type's file page by page; its line count, or None once the job is cancelled."""
+    def _write_type(self, plan: ExportPlan, resource_type: str, path: Path, alive: Callable[[], bool],
+                    on_page: Callable[[int], object] | None) -> int | None:
+        """Writes one type's file page by page; its line count, or None once ``alive()`` says False."""
         query = self._query(plan, resource_type)
         count, after = 0, 0
         with path.open("w", encoding="utf-8") as out:
             while True:
-                if self._status(plan.job_id) not in RUNNING:
+                if not alive():
                     return None
                 with self.ctx.database.read() as conn:
                     rows = conn.execute(query.where(resource.c.pid > after).limit(self.page_size)).all()
@@ -192,6 +325,8 @@ class Exporter:
                     out.write(row.content)
                     out.write("\n")
                 count += len(rows)
+                if on_page is not None and rows:
+                    on_page(len(rows))
                 if len(rows) < self.page_size:
                     return count
                 after = rows[-1].pid
@@ -230,7 +365,7 @@ def _types(ctx: FhirContext, req: Request, auth: Authorization, kind: str) -> tu
     unknown = [t for t in requested if t not in ctx.resource_types]
     if unknown:
         raise BadRequest(f"_type names types this server does not store: {', '.join(unknown)}", expression="_type")
-    allowed = sorted(ctx.resource_types) if kind == "system" else ["Patient", *compartment(ctx)]
+    allowed = allowed_types(ctx, kind)
     if requested:
         for resource_type in requested:
             auth.require(resource_type, "search-type")
@@ -241,14 +376,7 @@ def _types(ctx: FhirContext, req: Request, auth: Authorization, kind: str) -> tu
 
 def _members(ctx: FhirContext, auth: Authorization, group_id: str) -> tuple[str, ...]:
     auth.require("Group", "read")
-    with ctx.database.read() as conn:
-        group = json.loads(ctx.repository.read(conn, "Group", group_id, visibility=auth.visibility("read")).content)
-    members = []
-    for member in group.get("member", []):
-        parts = ((member.get("entity") or {}).get("reference") or "").split("/")
-        if len(parts) >= 2 and parts[-2] == "Patient" and not member.get("inactive"):
-            members.append(parts[-1])
-    return tuple(dict.fromkeys(members))
+    return group_members(ctx, group_id, auth.visibility("read"))
 
 
 def kick_off(ctx: FhirContext, req: Request, auth: Authorization, kind: str, group_id: str | None = None
@@ -267,16 +395,22 @@ def kick_off(ctx: FhirContext, req: Request, auth: Authorization, kind: str, gro
     since = since_instant(req)
     members = _members(ctx, auth, group_id) if kind == "group" else None
     plan = ExportPlan(secrets.token_urlsafe(24), kind, types, since, clock.now(), members,
-                      auth.visibility("search-type"))
+                      auth.visibility("search-type"), secrets.token_urlsafe(16))
+    access = auth.access
     query = req.query_string.decode("utf-8", "replace")
     path = req.path[len(ctx.settings.base_path):]
     with ctx.database.write() as conn:
         conn.execute(export_job.insert().values(
             id=plan.job_id, status="accepted", kind=kind, request=ctx.base_url + path + (f"?{query}" if query else ""),
             types=json.dumps(types), since=since, group_id=group_id, transaction_time=plan.transaction_time,
-            created=clock.now(), progress="accepted",
-            client_id=auth.access.client_id if auth.access is not None else ""))
+            created=clock.now(), progress="accepted", client_id=access.client_id if access is not None else "",
+            members=json.dumps(members) if members is not None else None,
+            scope=access.scopes.text if access is not None else None,
+            patient=access.patient if access is not None else None,
+            organization=access.organization if access is not None else None,
+            worker=plan.worker, heartbeat=clock.now()))
     exporter(ctx).purge_expired()
+    exporter(ctx).resume_stale()
     exporter(ctx).start(plan)
     return FhirResponse(202, information(f"Export {plan.job_id} accepted"),
                         {"Content-Location": f"{ctx.base_url}/$export-status/{plan.job_id}"})
@@ -321,6 +455,8 @@ def build_blueprint(base_path: str) -> Blueprint:
         if request.method == "DELETE":
             exporter(ctx).cancel(job_id)
             return _json(202, information(f"Export {job_id} cancelled"), media_type="application/fhir+json")
+        if Exporter.is_stale(job) and exporter(ctx).resume_stale(job_id):
+            job = exporter(ctx).job(job_id)
         if job.status in RUNNING:
             return Response(status=202, headers={"X-Progress": job.progress or job.status,
                                                  "Retry-After": str(RETRY_AFTER_SECONDS)})

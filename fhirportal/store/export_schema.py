@@ -7,6 +7,8 @@ from sqlalchemy import Column, DateTime, Index, String, Table, Text
 from .schema import metadata
 
 # status: accepted -> in-progress -> completed | failed; cancelled (DELETE on the status url) at any time.
+# A running job whose heartbeat is older than a minute lost its worker (server restarted): the next status
+# poll or kick-off claims it (a new ``worker``) and runs it again from scratch; the row holds all it needs.
 export_job = Table(
     "export_job",
     metadata,
@@ -23,5 +25,12 @@ export_job = Table(
     Column("output", Text, nullable=True),  # JSON list of {type, count} once completed
     Column("error", Text, nullable=True),  # JSON OperationOutcome once failed
     Column("client_id", String(128), nullable=False),  # only this client polls, cancels and downloads
+    Column("members", Text, nullable=True),  # Group export: JSON list of the member patients' ids at kick-off
+    # The token's rights, to rebuild its Visibility on a restart: scope NULL = unrestricted.
+    Column("scope", Text, nullable=True),
+    Column("patient", String(64), nullable=True),
+    Column("organization", String(64), nullable=True),
+    Column("worker", String(64), nullable=True),  # the run that owns the job; only it may update the job
+    Column("heartbeat", DateTime(timezone=True), nullable=True),  # the worker's last sign of life (every page)
     Index("ix_export_job_status", "status"),
 )

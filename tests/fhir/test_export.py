@@ -242,3 +242,81 @@ def test_finished_exports_expire_after_a_day(fhir, ctx, export_dir):
     assert fhir.get(_path(old)).status_code == 404
     assert not (export_dir / old_id).exists()
     wait_for_manifest(fhir, fresh)  # the new one is untouched
+
+
+def _dead_job(ctx, job_id: str, **values) -> None:
+    """A job row as a server that died mid-export leaves it: in-progress, its heartbeat minutes old."""
+    from datetime import timedelta
+
+    from fhirportal.store import clock
+    from fhirportal.store.export_schema import export_job
+
+    old = clock.now() - timedelta(minutes=5)
+    row = dict(id=job_id, status="in-progress", kind="system", request="http://localhost/fhir/$export",
+               types=json.dumps(["Patient", "Observation", "Condition", "Practitioner"]), since=None, group_id=None,
+               transaction_time=clock.now(), created=old, progress="1 of 4 types exported (Patient: 3)",
+               client_id=TEST_CLIENT_ID, members=None, scope="system/*.rs", patient=None, organization=None,
+               worker="dead-worker", heartbeat=old)
+    row.update(values)
+    with ctx.database.write() as conn:
+        conn.execute(export_job.insert().values(**row))
+
+
+def test_a_job_whose_worker_died_is_restarted_by_a_status_poll(fhir, ctx, export_dir):
+    population(fhir)
+    _dead_job(ctx, "dead-job")
+    partial = export_dir / "dead-job"
+    partial.mkdir(parents=True)
+    (partial / "Patient.ndjson").write_text('{"resourceType": "Patient", "id": "half-written"}\n{"resou')
+    (partial / "Encounter.ndjson").write_text("left over\n")
+    time.sleep(0.01)
+    later = fhir.create({"resourceType": "Practitioner"})  # after transactionTime: not exported
+    manifest = wait_for_manifest(fhir, "http://localhost/fhir/$export-status/dead-job")
+    files = download(fhir, manifest)
+    assert {t: len(rows) for t, rows in files.items()} == {
+        "Patient": search_count(fhir, "Patient"), "Observation": search_count(fhir, "Observation"),
+        "Condition": search_count(fhir, "Condition"), "Practitioner": search_count(fhir, "Practitioner") - 1}
+    assert later["id"] not in {r["id"] for r in files["Practitioner"]}
+    assert "half-written" not in {r["id"] for r in files["Patient"]}
+    assert not (partial / "Encounter.ndjson").exists()
+    with ctx.database.read() as conn:
+        from sqlalchemy import select
+
+        from fhirportal.store.export_schema import export_job
+        job = conn.execute(select(export_job).where(export_job.c.id == "dead-job")).one()
+    assert job.worker != "dead-worker" and job.status == "completed"
+
+
+def test_restart_keeps_the_group_members_and_the_token_rights(fhir, ctx):
+    people = population(fhir)
+    group = fhir.create({"resourceType": "Group", "type": "person", "actual": True,
+                         "member": [{"entity": {"reference": f"Patient/{people[0]['id']}"}}]})
+    _dead_job(ctx, "dead-group", kind="group", group_id=group["id"], members=json.dumps([people[0]["id"]]),
+              types=json.dumps(["Patient", "Observation"]), scope="user/*.rs", organization="nowhere")
+    _dead_job(ctx, "dead-group-open", kind="group", group_id=group["id"], members=json.dumps([people[0]["id"]]),
+              types=json.dumps(["Patient", "Observation"]))
+    restricted = wait_for_manifest(fhir, "http://localhost/fhir/$export-status/dead-group")
+    assert restricted["output"] == []  # a staff token of an organization with no patients sees nothing
+    files = download(fhir, wait_for_manifest(fhir, "http://localhost/fhir/$export-status/dead-group-open"))
+    assert [r["id"] for r in files["Patient"]] == [people[0]["id"]]
+    assert len(files["Observation"]) == 2
+
+
+def test_a_live_job_is_left_to_its_worker_and_a_kick_off_restarts_dead_ones(fhir, ctx):
+    from fhirportal.store import clock
+
+    population(fhir, patients=1, observations=1)
+    _dead_job(ctx, "alive", heartbeat=clock.now(), worker="busy-worker")
+    response = fhir.get("$export-status/alive")
+    assert response.status_code == 202
+    assert response.headers["X-Progress"] == "1 of 4 types exported (Patient: 3)"
+    _dead_job(ctx, "dead")
+    wait_for_manifest(fhir, kick_off(fhir, "$export?_type=Patient"))
+    assert exporter_wait(fhir)
+    assert exporter_status(fhir, "dead") == "completed"  # the kick-off restarted it
+    assert exporter_status(fhir, "alive") == "in-progress"
+
+
+def exporter_status(fhir, job_id: str) -> str:
+    with fhir.client.application.app_context():
+        return exporter().job(job_id).status
