@@ -194,7 +194,7 @@ class AccessLog:
         self._insert_sql = (
             "INSERT INTO access_log (recorded, account_id, fhir_user, client_id, patient_id, action, resource_type, "
             f"query, outcome, materialized) VALUES ({', '.join([marker] * 9)}, {'0' if marker == '?' else 'false'})")
-        atexit.register(self.flush)
+        atexit.register(self._flush_at_exit)
 
     def record(self, access: Access | RequestSeen) -> None:
         """Queue one access; the background writer stores it within ``FLUSH_INTERVAL``."""
@@ -215,6 +215,12 @@ class AccessLog:
                 self.flush()
             except Exception:  # the database is away: keep the rows and try again
                 log.exception("access log: writing the journal failed; retrying")
+
+    def _flush_at_exit(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # the database may be gone already (a removed temporary file, a stopped server)
+            log.warning("access log: %d accesses could not be written at exit", len(self._pending))
 
     def flush(self) -> int:
         """Write every queued access now; returns how many. If the database is unreachable the rows
