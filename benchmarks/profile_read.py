@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     url = args.database_url or f"sqlite:///{workdir.name}/profile.db"
     app = create_app(Settings(database_url=url, benchmark_routes=True))
     client = app.test_client()
+    # every FHIR request needs a token: a patient-less system token (no compartment SQL), as the EHR reads
+    token = app.extensions["fhirportal"].tokens.mint(client_id="profile-read", scope="system/*.cruds")
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     ids = []
     for _ in range(50):
         response = client.post("/fhir/Patient", json=PATIENT, content_type="application/fhir+json")
