@@ -211,6 +211,7 @@ def test_status_and_files_need_the_token_of_the_client(fhir, ctx):
 
 def test_capability_statement_lists_the_exports(fhir):
     statement = fhir.get("metadata").get_json()
+    assert "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data" in statement["instantiates"]
     rest = statement["rest"][0]
     assert {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"} in (
         rest["operation"])
