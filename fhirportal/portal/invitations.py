@@ -337,11 +337,19 @@ class Enrollment:
             current = self._get(conn, invitation.id)
             if current.state != "invited":
                 raise Conflict("This invitation is no longer open")
+            # an account that already has a portal Person (linking a second record to it) keeps that one
+            existing = conn.execute(select(portal_invitation.c.person_id).where(
+                portal_invitation.c.account_id == account_id, portal_invitation.c.id != invitation.id,
+                portal_invitation.c.state == "registered").order_by(portal_invitation.c.id).limit(1)).scalar()
             conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
-                account_id=account_id, link_hash=None, code_hash=None, code_expires_at=None))
+                account_id=account_id, link_hash=None, code_hash=None, code_expires_at=None,
+                **({"person_id": existing} if existing else {})))
             current = self._end(conn, self._get(conn, invitation.id), "registered")
-            subject = self.repository.read(conn, current.subject_type, current.subject_id).body
-            self._write_person(conn, current, subject, active=True, assurance=ASSURANCE[proofing])
+            if existing:
+                self._add_link(conn, existing, current.subject, ASSURANCE[proofing])
+            else:
+                subject = self.repository.read(conn, current.subject_type, current.subject_id).body
+                self._write_person(conn, current, subject, active=True, assurance=ASSURANCE[proofing])
             if current.subject_type == "RelatedPerson":
                 consent_id = self._write_consent(conn, current, clock.ensure_utc(current.ended))
                 conn.execute(update(portal_invitation).where(portal_invitation.c.id == current.id)
@@ -350,6 +358,14 @@ class Enrollment:
         return current
 
     # ------------------------------------------------------------------ helpers
+    def _add_link(self, conn: Connection, person_id: str, subject: str, assurance: str) -> None:
+        """One Person (portal account) linked to one more record (another practice's, or another patient's)."""
+        person = dict(self.repository.read(conn, "Person", person_id).body)
+        links = [link for link in person.get("link", []) if link.get("target", {}).get("reference") != subject]
+        person["link"] = [*links, {"target": {"reference": subject}, "assurance": assurance}]
+        person["active"] = True
+        self.repository.update(conn, "Person", person_id, person)
+
     def _birth_matches(self, conn: Connection, invitation: Invitation, birth_date: str) -> bool:
         subject = self.repository.read(conn, invitation.subject_type, invitation.subject_id).body
         expected_birth = subject.get("birthDate")

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, make_response, render_template, request
 
 from fhirportal.fhir.audit import Access
+from fhirportal.smart.accounts import LoginRefused
 from fhirportal.smart.routes import HTML_SECURITY_HEADERS
 from fhirportal.smart.secrets import new_secret
 
@@ -113,6 +114,47 @@ def _ended(invitation: Invitation | None) -> Response:
     return _message("Registration not possible", ENDED.get(invitation.state, SUPERSEDED), 410)
 
 
+def _verify(enrollment: Enrollment, token: str, code_step: bool):
+    """The invitation if date of birth and PIN (or SMS code) are right, else the page to answer with."""
+    invitation_now = None
+    birth_date = request.form.get("birth_date", "")[:40]
+    if code_step:
+        verified = enrollment.verify_code(token, birth_date, request.form.get("code", ""))
+    else:
+        verified = enrollment.verify_pin(token, birth_date, request.form.get("pin", "")[:40])
+    if verified is not None:
+        return verified
+    with enrollment.database.read() as conn:
+        invitation_now = enrollment.by_link(conn, token)
+    if invitation_now is not None:
+        _journal(invitation_now, 401)
+    if invitation_now is None or invitation_now.state != "invited":
+        return _ended(invitation_now)
+    return _form(invitation_now, WRONG_CODE if code_step else WRONG_ANSWER, 400, code_step=code_step)
+
+
+def _link_existing(enrollment: Enrollment, accounts, token: str, invitation: Invitation, username: str,
+                   password: str, code_step: bool) -> Response:
+    """Registration into an existing portal account: identity proved as usual, then the account's own
+    password; the account may then act for this record's patient too (one Person, several links)."""
+    verified = _verify(enrollment, token, code_step)
+    if not isinstance(verified, Invitation):
+        return verified
+    try:
+        account = accounts.authenticate(username, password)
+    except LoginRefused:
+        return _form(invitation, "That user name and password do not match a portal account.", 400,
+                     code_step=code_step)
+    if account.kind != "patient" or (account.fhir_user or "").split("/")[0] != verified.subject_type:
+        return _form(invitation, "That account cannot hold this record; choose a new user name instead.", 400,
+                     code_step=code_step)
+    accounts.add_patient(account.id, verified.patient_id)
+    enrollment.complete(verified, account.id, "sms" if code_step else "pin")
+    _journal(verified, 200, account.id)
+    return _message("Record added to your account",
+                    f"Your portal account '{account.username}' now also shows this record. Sign in as usual.", 201)
+
+
 @bp.route("/portal/register", methods=["GET", "POST"])
 def register():
     token = request.args.get("t", "")
@@ -137,27 +179,21 @@ def register():
     password = request.form.get("password", "")
     if not username or len(username) > 200:
         return _form(invitation, "Choose a user name.", 400, code_step=code_step)
+    accounts = current_app.extensions["smart"].accounts
+    linking = request.form.get("existing") == "1"  # add this record to an account the person already has
+    if linking:
+        return _link_existing(enrollment, accounts, token, invitation, username, password, code_step)
     if password != request.form.get("password_again", ""):
         return _form(invitation, "The two passwords differ.", 400, code_step=code_step)
     refused = problem(password, username)
     if refused:
         return _form(invitation, refused, 400, code_step=code_step)
-    accounts = current_app.extensions["smart"].accounts
     if accounts.by_username(username) is not None:
         return _form(invitation, "That user name is taken; choose another.", 400, code_step=code_step)
 
-    birth_date = request.form.get("birth_date", "")[:40]
-    if code_step:
-        verified = enrollment.verify_code(token, birth_date, request.form.get("code", ""))
-    else:
-        verified = enrollment.verify_pin(token, birth_date, request.form.get("pin", "")[:40])
-    if verified is None:
-        _journal(invitation, 401)
-        with enrollment.database.read() as conn:
-            now = enrollment.by_link(conn, token)
-        if now is None or now.state != "invited":
-            return _ended(now)
-        return _form(invitation, WRONG_CODE if code_step else WRONG_ANSWER, 400, code_step=code_step)
+    verified = _verify(enrollment, token, code_step)
+    if not isinstance(verified, Invitation):
+        return verified
     account = accounts.create(username, password, kind="patient", fhir_user=verified.subject,
                               patients=(verified.patient_id,))
     enrollment.complete(verified, account.id, "sms" if code_step else "pin")

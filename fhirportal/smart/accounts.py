@@ -117,6 +117,14 @@ class AccountStore:
         conn.execute(update(account).where(account.c.id == account_id).values(roles=" ".join(roles)))
         return frozenset(roles)
 
+    def add_patient(self, account_id: int, patient_id: str) -> None:
+        """The account may act for one more patient (a linked record); nothing if it already may."""
+        with self.database.write() as conn:
+            known = conn.execute(select(account_patient.c.patient_id).where(
+                account_patient.c.account_id == account_id, account_patient.c.patient_id == patient_id)).first()
+            if known is None:
+                conn.execute(insert(account_patient).values(account_id=account_id, patient_id=patient_id))
+
     def set_active(self, account_id: int, active: bool) -> None:
         with self.database.write() as conn:
             conn.execute(update(account).where(account.c.id == account_id).values(active=active))

@@ -58,11 +58,14 @@ def link_token(ctx, to: str) -> str:
     return re.search(r"/portal/register\?t=([\w-]+)", last_email(ctx, to)).group(1)
 
 
-def register(client, token: str, *, birth_date="1980-04-02", pin: str, username="maria", password=PASSWORD):
+def register(client, token: str, *, birth_date="1980-04-02", pin: str, username="maria", password=PASSWORD,
+             existing: bool = False):
     page = client.get(f"/portal/register?t={token}")
     if page.status_code != 200:
         return page
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    return client.post(f"/portal/register?t={token}", data={
-        "csrf_token": csrf, "birth_date": birth_date, "pin": pin, "username": username, "password": password,
-        "password_again": password})
+    data = {"csrf_token": csrf, "birth_date": birth_date, "pin": pin, "username": username, "password": password,
+            "password_again": "" if existing else password}
+    if existing:
+        data["existing"] = "1"
+    return client.post(f"/portal/register?t={token}", data=data)
