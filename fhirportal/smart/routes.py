@@ -275,16 +275,21 @@ def _oauth_error(status: int, error: str, description: str, headers: dict | None
     return response
 
 
-# ---------------------------------------------------------------------- connected apps
-@bp.route("/auth/apps", methods=["GET", "POST"])
-def apps():
-    """The signed-in user's authorized apps, each with a Revoke button."""
+# ---------------------------------------------------------------------- the account's own pages
+def _account_page(render) -> Response:
+    """A page of the signed-in user's account: the sign-in form first when there is no session."""
     if request.method == "POST" and request.form.get("step") == "login":
-        return _sign_in(request.base_url, "", _apps_page)
+        return _sign_in(request.base_url, "", render)
     session = _session()
     if session is None:
         return _login_page(request.base_url, "")
-    return _apps_page(session)
+    return render(session)
+
+
+@bp.route("/auth/apps", methods=["GET", "POST"])
+def apps():
+    """The signed-in user's authorized apps, each with a Revoke button."""
+    return _account_page(_apps_page)
 
 
 def _apps_page(session: Session, message: str | None = None) -> Response:
@@ -338,12 +343,7 @@ def _display_name(reference: str) -> str:
 @bp.route("/auth/access-log", methods=["GET", "POST"])
 def access_log_page():
     """Who looked at the signed-in patient's (or caregiver's patients') records: newest first."""
-    if request.method == "POST" and request.form.get("step") == "login":
-        return _sign_in(request.base_url, "", _access_log_page)
-    session = _session()
-    if session is None:
-        return _login_page(request.base_url, "")
-    return _access_log_page(session)
+    return _account_page(_access_log_page)
 
 
 def _access_log_page(session: Session) -> Response:
