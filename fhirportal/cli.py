@@ -89,12 +89,14 @@ def load_command(click_ctx: click.Context, paths: tuple[str, ...], quiet: bool) 
 @click.option("--since", help="Only resources updated at or after this FHIR instant")
 @click.option("--group", "group_id", help="Only the Patient members of this Group and their data")
 @click.option("--patient-level", is_flag=True, help="Patients and their compartment data only (like Patient/$export)")
+@click.option("--type-filter", "type_filter", multiple=True,
+              help="A search narrowing one type, e.g. 'Observation?category=laboratory' (repeatable; as _typeFilter)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the {Type}.ndjson files (created if missing)")
 @click.option("--quiet", is_flag=True, help="No progress bar")
 @click.pass_context
 def export_command(click_ctx: click.Context, types: tuple[str, ...], since: str | None, group_id: str | None,
-                   patient_level: bool, out_dir: Path, quiet: bool) -> None:
+                   patient_level: bool, type_filter: tuple[str, ...], out_dir: Path, quiet: bool) -> None:
     """Bulk export to ndjson files, one per type, as $export does but unrestricted (an operator's export)."""
     from .bulk.export import Exporter, operator_plan
     from .errors import FhirError
@@ -102,13 +104,14 @@ def export_command(click_ctx: click.Context, types: tuple[str, ...], since: str 
     ctx = _context(click_ctx.obj["database_url"])
     try:
         try:
-            plan = operator_plan(ctx, types, since, group_id, patient_level)
+            plan = operator_plan(ctx, types, since, group_id, patient_level, type_filter)
         except (ValueError, FhirError) as exc:
             raise click.ClickException(str(exc)) from exc
         exporter = Exporter(ctx)
         total = sum(exporter.count(plan).values())
         with tqdm(total=total, unit="res", desc="exporting", disable=quiet, file=sys.stderr) as bar:
             output = exporter.export_files(plan, out_dir, on_page=bar.update)
+        exporter.record_disclosures(plan)
     finally:
         ctx.database.dispose()
     counts = {item["type"]: item["count"] for item in output or []}

@@ -12,6 +12,14 @@ token's rights): the worker beats (``heartbeat``) once a page, and a running job
 older than ``STALE_AFTER`` lost its worker (the server restarted). The next status poll or kick-off
 claims it atomically and runs it again from scratch in its own process, with the original
 ``transactionTime`` as the upper bound. ``fhirportal export`` runs the same code in the foreground.
+
+Patient and Group exports write the Patients, their compartment's resources, and the resources of
+``REFERENCED_TYPES`` (Practitioner, Organization, Location, Medication …) that those point at, so that
+the export's references resolve within its files. ``_typeFilter`` narrows a type (``type_filters``).
+
+Every export is an accounting of disclosures: once its files are written, each patient whose record
+it covered gets an access-log entry (action ``export``, the client and user who asked), which the
+patient sees as an AuditEvent and on their access-log page.
 """
 
 from __future__ import annotations
@@ -23,15 +31,16 @@ import secrets
 import shutil
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import Blueprint, Request, Response, current_app, request, send_file
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, false, func, or_, select, update
 
 from fhirportal import definitions
 from fhirportal.errors import BadRequest, Forbidden, Issue, NotFound
+from fhirportal.fhir.audit import Access
 from fhirportal.fhir.authorization import Authorization, authenticate
 from fhirportal.fhir.context import FhirContext
 from fhirportal.fhir.interactions.history import since_instant
@@ -47,6 +56,8 @@ from fhirportal.store.schema import INDEX_TABLES, resource
 from fhirportal.store.search import build_where
 from fhirportal.store.search.visibility import Visibility
 
+from . import type_filters
+
 log = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
@@ -58,6 +69,9 @@ RUNNING = ("accepted", "in-progress")
 STALE_AFTER = timedelta(seconds=60)  # a running job whose worker has not beaten for this long is restarted
 # Patient-level exports leave out the Group (it lists every member) and the access log.
 NOT_PATIENT_DATA = frozenset({"Group"})
+# Outside the patient compartment, but exported with a Patient or Group export when its resources refer
+# to them (a MedicationRequest's Medication, an Observation's performer, Patient.managingOrganization).
+REFERENCED_TYPES = ("Practitioner", "PractitionerRole", "Organization", "Location", "Medication", "Substance")
 _FILE_NAME = re.compile(r"^([A-Z][A-Za-z]+)\.ndjson$")
 
 
@@ -74,6 +88,12 @@ class ExportPlan:
     members: tuple[str, ...] | None  # Group export: the member patients' ids
     visibility: Visibility | None
     worker: str = ""  # this run's claim on the job row (a restarted job gets a new one)
+    type_filters: dict[str, tuple[str, ...]] = field(default_factory=dict)  # _typeFilter queries per type
+    # Who asked, for the access log of every patient the export covers.
+    request: str = ""
+    client_id: str = ""
+    account_id: int | None = None
+    fhir_user: str | None = None
 
 
 def compartment(ctx: FhirContext) -> dict[str, tuple[str, ...]]:
@@ -83,9 +103,17 @@ def compartment(ctx: FhirContext) -> dict[str, tuple[str, ...]]:
             if t in ctx.resource_types and t != "Patient" and t not in NOT_PATIENT_DATA}
 
 
+def referenced_types(ctx: FhirContext) -> list[str]:
+    """The ``REFERENCED_TYPES`` this server stores that are not patient-compartment types."""
+    inside = compartment(ctx)
+    return [t for t in REFERENCED_TYPES if t in ctx.resource_types and t not in inside]
+
+
 def allowed_types(ctx: FhirContext, kind: str) -> list[str]:
     """The types an export of this kind covers, in export order."""
-    return sorted(ctx.resource_types) if kind == "system" else ["Patient", *compartment(ctx)]
+    if kind == "system":
+        return sorted(ctx.resource_types)
+    return ["Patient", *compartment(ctx), *referenced_types(ctx)]
 
 
 def group_members(ctx: FhirContext, group_id: str, visibility: Visibility | None) -> tuple[str, ...]:
@@ -101,9 +129,10 @@ def group_members(ctx: FhirContext, group_id: str, visibility: Visibility | None
 
 
 def operator_plan(ctx: FhirContext, types: Iterable[str] = (), since: str | None = None, group_id: str | None = None,
-                  patient_level: bool = False) -> ExportPlan:
+                  patient_level: bool = False, type_filter: Iterable[str] = ()) -> ExportPlan:
     """An operator's export (``fhirportal export``): unrestricted visibility, no job row. ValueError if a
-    type is unknown or not patient data at the patient level, or ``since`` is not an instant."""
+    type is unknown or not patient data at the patient level, or ``since`` is not an instant; BadRequest
+    for a bad ``type_filter``."""
     kind = "group" if group_id else "patient" if patient_level else "system"
     allowed = allowed_types(ctx, kind)
     requested = list(dict.fromkeys(t.strip() for v in types for t in v.split(",") if t.strip()))
@@ -120,7 +149,10 @@ def operator_plan(ctx: FhirContext, types: Iterable[str] = (), since: str | None
         except ValueError as exc:
             raise ValueError(f"--since must be a FHIR instant, e.g. 2024-01-01T00:00:00Z: {exc}") from exc
     members = group_members(ctx, group_id, None) if group_id else None
-    return ExportPlan("operator", kind, tuple(requested or allowed), moment, clock.now(), members, None)
+    chosen = tuple(requested or allowed)
+    filters = type_filters.parse_type_filters(ctx.search_parameters, type_filter, chosen, ctx.base_url)
+    return ExportPlan("operator", kind, chosen, moment, clock.now(), members, None, type_filters=filters,
+                      request="fhirportal export", client_id="fhirportal-cli")
 
 
 class Exporter:
@@ -196,8 +228,13 @@ class Exporter:
                                            job.organization, "search-type", policy.labs_shared())
         members = tuple(json.loads(job.members)) if job.members is not None else None
         since = clock.ensure_utc(job.since) if job.since is not None else None
+        filters = {t: tuple(q) for t, q in json.loads(job.type_filter or "{}").items()}
         return ExportPlan(job.id, job.kind, tuple(json.loads(job.types)), since, clock.ensure_utc(job.transaction_time),
-                          members, visibility, worker)
+                          members, visibility, worker, filters, self._relative(job.request), job.client_id,
+                          job.account_id, job.fhir_user)
+
+    def _relative(self, url: str) -> str:
+        return url.removeprefix(self.ctx.base_url).lstrip("/")
 
     @staticmethod
     def is_stale(job) -> bool:
@@ -253,7 +290,8 @@ class Exporter:
                 return self._set(plan, progress=progress)
 
             output = self.export_files(plan, folder, alive=lambda: self._set(plan), on_type=type_done)
-            if output is not None:
+            if output is not None and self._set(plan, progress="recording the disclosures"):
+                self.record_disclosures(plan)
                 self._set(plan, status="completed", progress="completed", output=json.dumps(output))
         except Exception as exc:  # noqa: BLE001  (any failure ends the job, reported on the status url)
             log.exception("export %s failed", plan.job_id)
@@ -297,18 +335,61 @@ class Exporter:
                  resource.c.last_updated <= plan.transaction_time]
         if plan.since is not None:
             where.append(resource.c.last_updated >= plan.since)
+        if resource_type in plan.type_filters:
+            where.append(type_filters.clause(self.ctx.search_parameters, resource_type,
+                                             plan.type_filters[resource_type], self.ctx.base_url))
         if plan.kind != "system":
+            inside = compartment(self.ctx)
             if resource_type == "Patient":
                 if plan.members is not None:
                     where.append(resource.c.fhir_id.in_(plan.members))
-            else:
+            elif resource_type in inside:
                 ref = INDEX_TABLES["reference"]
-                refers = [ref.c.pid == resource.c.pid, ref.c.param.in_(compartment(self.ctx)[resource_type]),
+                refers = [ref.c.pid == resource.c.pid, ref.c.param.in_(inside[resource_type]),
                           ref.c.target_type == "Patient"]
                 if plan.members is not None:
                     refers.append(ref.c.target_id.in_(plan.members))
                 where.append(exists(select(1).where(*refers)))
+            else:
+                where.append(self._referenced_from_the_patients(plan, resource_type))
         return select(resource.c.pid, resource.c.content).where(*where).order_by(resource.c.pid)
+
+    def _referenced_from_the_patients(self, plan: ExportPlan, resource_type: str):
+        """A resource of a ``REFERENCED_TYPES`` type that the export's Patients, or their compartment's
+        resources, refer to."""
+        ref = INDEX_TABLES["reference"]
+        to_patient, pointer, patient = ref.alias("to_patient"), ref.alias("pointer"), resource.alias("patient")
+        parameters = sorted({p for params in compartment(self.ctx).values() for p in params})
+        in_compartment = [to_patient.c.target_type == "Patient", to_patient.c.param.in_(parameters)]
+        patients = [patient.c.resource_type == "Patient", patient.c.deleted == false()]
+        if plan.members is not None:
+            in_compartment.append(to_patient.c.target_id.in_(plan.members))
+            patients.append(patient.c.fhir_id.in_(plan.members))
+        sources = select(to_patient.c.pid).where(*in_compartment).union(select(patient.c.pid).where(*patients))
+        return resource.c.fhir_id.in_(select(pointer.c.target_id).where(
+            pointer.c.target_type == resource_type, pointer.c.pid.in_(sources)))
+
+    def record_disclosures(self, plan: ExportPlan) -> int:
+        """One access-log entry (action ``export``) per patient whose record the export covered: the
+        Group's members, or every Patient the token may see; how many. Written a page at a time."""
+        if not any(t == "Patient" or t in compartment(self.ctx) for t in plan.types):
+            return 0
+        query = select(resource.c.pid, resource.c.fhir_id).where(
+            build_where("Patient", [], self.ctx.base_url, plan.visibility),
+            resource.c.last_updated <= plan.transaction_time).order_by(resource.c.pid)
+        if plan.members is not None:
+            query = query.where(resource.c.fhir_id.in_(plan.members))
+        count, after = 0, 0
+        while True:
+            with self.ctx.database.read() as conn:
+                rows = conn.execute(query.where(resource.c.pid > after).limit(self.page_size)).all()
+            self.ctx.audit.write([
+                Access(action="export", resource_type=None, query=plan.request, outcome=200, client_id=plan.client_id,
+                       account_id=plan.account_id, fhir_user=plan.fhir_user, patient_id=row.fhir_id) for row in rows])
+            count += len(rows)
+            if len(rows) < self.page_size:
+                return count
+            after = rows[-1].pid
 
     def _write_type(self, plan: ExportPlan, resource_type: str, path: Path, alive: Callable[[], bool],
                     on_page: Callable[[int], object] | None) -> int | None:
@@ -388,26 +469,29 @@ def kick_off(ctx: FhirContext, req: Request, auth: Authorization, kind: str, gro
     if output_format not in OUTPUT_FORMATS:
         raise BadRequest(f"_outputFormat {output_format!r} is not supported: use application/fhir+ndjson",
                          expression="_outputFormat")
-    if "_typeFilter" in req.args:
-        message = "_typeFilter is not supported by this server"
-        raise BadRequest(message, issues=[Issue(message, code="not-supported", expression="_typeFilter")])
     types = _types(ctx, req, auth, kind)
+    filters = type_filters.parse_type_filters(ctx.search_parameters, req.args.getlist(type_filters.PARAMETER),
+                                              types, ctx.base_url)
     since = since_instant(req)
     members = _members(ctx, auth, group_id) if kind == "group" else None
-    plan = ExportPlan(secrets.token_urlsafe(24), kind, types, since, clock.now(), members,
-                      auth.visibility("search-type"), secrets.token_urlsafe(16))
     access = auth.access
     query = req.query_string.decode("utf-8", "replace")
     path = req.path[len(ctx.settings.base_path):]
+    plan = ExportPlan(secrets.token_urlsafe(24), kind, types, since, clock.now(), members,
+                      auth.visibility("search-type"), secrets.token_urlsafe(16), filters,
+                      path.lstrip("/") + (f"?{query}" if query else ""),
+                      access.client_id if access is not None else "", access.account_id if access is not None else None,
+                      access.fhir_user if access is not None else None)
     with ctx.database.write() as conn:
         conn.execute(export_job.insert().values(
-            id=plan.job_id, status="accepted", kind=kind, request=ctx.base_url + path + (f"?{query}" if query else ""),
+            id=plan.job_id, status="accepted", kind=kind, request=f"{ctx.base_url}/{plan.request}",
             types=json.dumps(types), since=since, group_id=group_id, transaction_time=plan.transaction_time,
-            created=clock.now(), progress="accepted", client_id=access.client_id if access is not None else "",
-            members=json.dumps(members) if members is not None else None,
+            created=clock.now(), progress="accepted", client_id=plan.client_id,
+            members=json.dumps(members) if members is not None else None, type_filter=json.dumps(filters),
             scope=access.scopes.text if access is not None else None,
             patient=access.patient if access is not None else None,
             organization=access.organization if access is not None else None,
+            account_id=plan.account_id, fhir_user=plan.fhir_user,
             worker=plan.worker, heartbeat=clock.now()))
     exporter(ctx).purge_expired()
     exporter(ctx).resume_stale()

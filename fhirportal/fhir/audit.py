@@ -37,8 +37,9 @@ EVENT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type"
               "display": "RESTful Operation"}
 INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
 ACTION_CODES = {"read": "R", "vread": "R", "search": "E", "history": "R", "create": "C", "update": "U",
-                "patch": "U", "delete": "D", "transaction": "E", "batch": "E", "operation": "E"}
-INTERACTION_CODES = {"search": "search-type", "history": "history-instance", "operation": "operation"}
+                "patch": "U", "delete": "D", "transaction": "E", "batch": "E", "operation": "E", "export": "R"}
+INTERACTION_CODES = {"search": "search-type", "history": "history-instance", "operation": "operation",
+                     "export": "operation"}
 PATIENT_ROLE = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
 DOMAIN_ROLE = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
 QUERY_ROLE = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"}
@@ -159,7 +160,7 @@ def audit_event(row, base_url: str) -> dict:
     entities = []
     if row.patient_id:
         entities.append({"what": {"reference": f"Patient/{row.patient_id}"}, "role": PATIENT_ROLE})
-    if row.query and "?" not in row.query and "/" in row.query:
+    if row.query and "?" not in row.query and "/" in row.query and "$" not in row.query:  # Type/id
         entities.append({"what": {"reference": row.query}, "role": DOMAIN_ROLE})
     elif row.query:
         entities.append({"role": QUERY_ROLE, "description": row.query[:1024],
@@ -232,9 +233,7 @@ class AccessLog:
             if not batch:
                 return 0
             batch = [access_of(a) if isinstance(a, RequestSeen) else a for a in batch]
-            rows = [(self._instant(a.recorded), a.account_id, _clip(a.fhir_user, 200), _clip(a.client_id, 128),
-                     _clip(a.patient_id, 64), a.action[:32], _clip(a.resource_type, 64), (a.query or "")[:2000] or None,
-                     a.outcome) for a in batch]
+            rows = self._rows(batch)
             try:
                 self._insert(rows)
             except (OperationalError, InterfaceError):
@@ -251,6 +250,16 @@ class AccessLog:
                     except Exception:
                         log.exception("access log: dropped a row the database refused: %r", row)
             return len(batch)
+
+    def write(self, accesses: list[Access]) -> None:
+        """Store these accesses now, in one statement (a bulk export's entries, a page at a time)."""
+        if accesses:
+            self._insert(self._rows(accesses))
+
+    def _rows(self, accesses: list[Access]) -> list[tuple]:
+        return [(self._instant(a.recorded), a.account_id, _clip(a.fhir_user, 200), _clip(a.client_id, 128),
+                 _clip(a.patient_id, 64), a.action[:32], _clip(a.resource_type, 64), (a.query or "")[:2000] or None,
+                 a.outcome) for a in accesses]
 
     def _insert(self, rows: list[tuple]) -> None:
         with self.database.write(durable=False) as conn:

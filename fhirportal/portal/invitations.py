@@ -206,6 +206,10 @@ class Enrollment:
             if previous is not None and previous.state == "registered":
                 raise Conflict(f"{subject_type}/{subject_id} is already registered for the portal",
                                expression=subject_type)
+            if not subject.get("birthDate"):
+                raise Unprocessable(f"{subject_type}/{subject_id} has no date of birth: registration asks for it "
+                                    "to prove who is registering; add birthDate to the record, then invite",
+                                    expression="birthDate")
             email = email or _telecom(subject, "email")
             phone = phone or _telecom(subject, "phone") or _telecom(subject, "sms")
             if not email:
@@ -368,8 +372,8 @@ class Enrollment:
 
     def _birth_matches(self, conn: Connection, invitation: Invitation, birth_date: str) -> bool:
         subject = self.repository.read(conn, invitation.subject_type, invitation.subject_id).body
-        expected_birth = subject.get("birthDate")
-        return expected_birth is None or expected_birth == birth_date.strip()
+        expected_birth = subject.get("birthDate")  # required at invite time; removed since: nobody matches
+        return expected_birth is not None and expected_birth == birth_date.strip()
 
     def _count_failure(self, conn: Connection, invitation: Invitation) -> None:
         """One more wrong answer (PIN or code); the fifth locks the invitation."""

@@ -306,7 +306,8 @@ def _apps_page(session: Session, message: str | None = None) -> Response:
 
 ACTIONS = {"read": "opened", "vread": "opened", "search": "searched", "history": "looked at the history of",
            "create": "added", "update": "changed", "patch": "changed", "delete": "deleted",
-           "operation": "ran an operation on", "transaction": "sent a batch of records about"}
+           "operation": "ran an operation on", "transaction": "sent a batch of records about",
+           "export": "exported"}
 
 
 def _who(row, account, names: dict) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, String, Table, Text
+from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text
 
 from .schema import metadata
 
@@ -26,10 +26,14 @@ export_job = Table(
     Column("error", Text, nullable=True),  # JSON OperationOutcome once failed
     Column("client_id", String(128), nullable=False),  # only this client polls, cancels and downloads
     Column("members", Text, nullable=True),  # Group export: JSON list of the member patients' ids at kick-off
+    Column("type_filter", Text, nullable=True),  # JSON {type: [_typeFilter query, …]}
     # The token's rights, to rebuild its Visibility on a restart: scope NULL = unrestricted.
     Column("scope", Text, nullable=True),
     Column("patient", String(64), nullable=True),
     Column("organization", String(64), nullable=True),
+    # Who asked (with client_id), for the access-log entries of the patients the export covers.
+    Column("account_id", Integer, nullable=True),
+    Column("fhir_user", String(200), nullable=True),
     Column("worker", String(64), nullable=True),  # the run that owns the job; only it may update the job
     Column("heartbeat", DateTime(timezone=True), nullable=True),  # the worker's last sign of life (every page)
     Index("ix_export_job_status", "status"),

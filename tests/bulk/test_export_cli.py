@@ -86,7 +86,8 @@ def test_progress_bar_and_errors(fhir, settings, tmp_path):
     assert result.exit_code == 0
     assert "6/6" in result.output  # tqdm on stderr (CliRunner mixes it in): total = the resources to export
     for args, message in ((["--type", "Spaceship"], "no Spaceship"),
-                          (["--patient-level", "--type", "Practitioner"], "not patient data"),
+                          (["--patient-level", "--type", "Group"], "not patient data"),
+                          (["--type-filter", "Observation?flavour=sweet"], "flavour"),
                           (["--since", "yesterday"], "FHIR instant"),
                           (["--group", "nobody"], "nobody")):
         bad = CliRunner().invoke(main, ["--database-url", settings.database_url, "export", *args,

@@ -321,3 +321,91 @@ def test_a_live_job_is_left_to_its_worker_and_a_kick_off_restarts_dead_ones(fhir
 def exporter_status(fhir, job_id: str) -> str:
     with fhir.client.application.app_context():
         return exporter().job(job_id).status
+
+
+GLUCOSE = {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}]}
+VITALS = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}]
+
+
+def test_type_filter_narrows_its_type_and_ors_its_queries(fhir):
+    people = population(fhir, patients=2, observations=1)  # one HbA1c lab each
+    glucose = fhir.create(observation(people[0]["id"], code=GLUCOSE))
+    vital = fhir.create(observation(people[1]["id"], category=VITALS, code={"text": "Heart rate"}))
+    one = download(fhir, wait_for_manifest(fhir, kick_off(
+        fhir, "$export?_type=Observation,Condition&_typeFilter=" + quote("Observation?code=http://loinc.org|2345-7"))))
+    assert [r["id"] for r in one["Observation"]] == [glucose["id"]]
+    assert len(one["Condition"]) == 2  # a type without a filter is exported whole
+    # Comma-separated queries, or repeated parameters, are ORed; %2C inside a query is an OR of values.
+    by_code, by_category = "Observation?code=2345-7", "Observation?category=vital-signs"
+    by_ids = f"Observation?_id={glucose['id']}%2C{vital['id']}"
+    for filters in ([f"{by_code},{by_category}"], [by_code, by_category], [by_ids]):
+        url = "$export?_type=Observation" + "".join(f"&_typeFilter={quote(f)}" for f in filters)
+        files = download(fhir, wait_for_manifest(fhir, kick_off(fhir, url)))
+        assert {r["id"] for r in files["Observation"]} == {glucose["id"], vital["id"]}, filters
+    # Every query of a value must hold (AND), and a filter combines with the Group's membership.
+    group = fhir.create({"resourceType": "Group", "type": "person", "actual": True,
+                         "member": [{"entity": {"reference": f"Patient/{people[1]['id']}"}}]})
+    files = download(fhir, wait_for_manifest(fhir, kick_off(
+        fhir, f"Group/{group['id']}/$export?_typeFilter=" + quote("Observation?category=laboratory&status=final"))))
+    assert [r["subject"]["reference"] for r in files["Observation"]] == [f"Patient/{people[1]['id']}"]
+    assert "vital-signs" not in json.dumps(files["Observation"])
+
+
+@pytest.mark.parametrize("type_filter, problem", [
+    ("Observation?flavour=sweet", "flavour"),
+    ("Observation?date=yesterday", "date"),
+    ("Observation?_count=10", "_count"),
+    ("Observation", "Type?parameter=value"),
+    ("Condition?code=x", "does not include"),  # not in _type
+    ("Spaceship?x=y", "does not include"),
+])
+def test_bad_type_filters_are_refused_at_kick_off(fhir, type_filter, problem):
+    response = fhir.get("$export?_type=Observation&_typeFilter=" + quote(type_filter), headers=ASYNC)
+    assert response.status_code == 400
+    outcome = response.get_json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["expression"] == ["_typeFilter"]
+    assert problem in outcome["issue"][0]["diagnostics"]
+
+
+def test_patient_and_group_exports_bring_the_resources_their_records_refer_to(fhir):
+    clinic = fhir.create({"resourceType": "Organization", "name": "Clinic"})
+    elsewhere = fhir.create({"resourceType": "Organization", "name": "Elsewhere"})
+    doctor = fhir.create({"resourceType": "Practitioner", "name": [{"family": "House"}]})
+    stranger_doctor = fhir.create({"resourceType": "Practitioner", "name": [{"family": "Nobody"}]})
+    member = fhir.create(patient(managingOrganization={"reference": f"Organization/{clinic['id']}"}))
+    other = fhir.create(patient(managingOrganization={"reference": f"Organization/{elsewhere['id']}"}))
+    fhir.create(observation(member["id"], performer=[{"reference": f"Practitioner/{doctor['id']}"}]))
+    fhir.create(observation(other["id"], performer=[{"reference": f"Practitioner/{stranger_doctor['id']}"}]))
+    unreferenced = fhir.create({"resourceType": "Practitioner", "name": [{"family": "Idle"}]})
+
+    everyone = download(fhir, wait_for_manifest(fhir, kick_off(fhir, "Patient/$export")))
+    assert {r["id"] for r in everyone["Practitioner"]} == {doctor["id"], stranger_doctor["id"]}
+    assert {r["id"] for r in everyone["Organization"]} == {clinic["id"], elsewhere["id"]}
+    assert unreferenced["id"] not in {r["id"] for r in everyone["Practitioner"]}
+
+    group = fhir.create({"resourceType": "Group", "type": "person", "actual": True,
+                         "member": [{"entity": {"reference": f"Patient/{member['id']}"}}]})
+    mine = download(fhir, wait_for_manifest(fhir, kick_off(fhir, f"Group/{group['id']}/$export")))
+    assert [r["id"] for r in mine["Practitioner"]] == [doctor["id"]]
+    assert [r["id"] for r in mine["Organization"]] == [clinic["id"]]
+    only = download(fhir, wait_for_manifest(fhir, kick_off(fhir, f"Group/{group['id']}/$export?_type=Practitioner")))
+    assert set(only) == {"Practitioner"}
+
+
+def test_every_patient_an_export_covered_sees_it_in_the_access_log(fhir, ctx):
+    people = population(fhir, patients=3, observations=1)
+    group = fhir.create({"resourceType": "Group", "type": "person", "actual": True,
+                         "member": [{"entity": {"reference": f"Patient/{p['id']}"}} for p in people[:2]]})
+    wait_for_manifest(fhir, kick_off(fhir, f"Group/{group['id']}/$export?_type=Observation"))
+    for person in people[:2]:
+        events = fhir.get(f"AuditEvent?patient={person['id']}").get_json()
+        exports = [e["resource"] for e in events.get("entry", [])
+                   if e["resource"]["subtype"][0]["code"] == "operation" and e["resource"]["action"] == "R"]
+        assert len(exports) == 1, events
+        query = next(x for x in exports[0]["entity"] if "query" in x)
+        assert query["description"] == f"Group/{group['id']}/$export?_type=Observation"
+        assert exports[0]["agent"][0]["who"] == {"display": f"app {TEST_CLIENT_ID}"}
+    assert [row.action for row in ctx.audit.for_patients([people[2]["id"]]) if row.action == "export"] == []
+    wait_for_manifest(fhir, kick_off(fhir, "$export?_type=Patient"))  # a system export covers everyone
+    assert [row.action for row in ctx.audit.for_patients([people[2]["id"]]) if row.action == "export"] == ["export"]

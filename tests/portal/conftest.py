@@ -13,6 +13,7 @@ from fhirportal.store.outbox_schema import outbox
 from tests.support import Fhir
 
 PASSWORD = "a long enough passphrase"
+CAREGIVER_BIRTH_DATE = "1970-01-01"  # the caregiver rp1's own, asked at registration
 
 
 @pytest.fixture
@@ -25,10 +26,12 @@ def practice(ctx, app):
             "resourceType": "Patient", "name": [{"family": "Garcia", "given": ["Maria"]}], "birthDate": "1980-04-02",
             "telecom": [{"system": "email", "value": "maria@example.org"}, {"system": "phone", "value": "555-0100"}],
             "managingOrganization": {"reference": "Organization/org"}}, fhir_id="p1")
-        ctx.repository.create(conn, {"resourceType": "Patient", "name": [{"family": "Noemail"}]}, fhir_id="p2")
+        ctx.repository.create(conn, {"resourceType": "Patient", "name": [{"family": "Noemail"}],
+                                     "birthDate": "1975-05-05"}, fhir_id="p2")
         ctx.repository.create(conn, {
             "resourceType": "RelatedPerson", "patient": {"reference": "Patient/p1"}, "name": [{"family": "Carer"}],
-            "telecom": [{"system": "email", "value": "carer@example.org"}]}, fhir_id="rp1")
+            "birthDate": CAREGIVER_BIRTH_DATE, "telecom": [{"system": "email", "value": "carer@example.org"}]},
+            fhir_id="rp1")
     inviter = smart.accounts.create("nurse", "nurse-password-1", kind="staff", fhir_user="Practitioner/dr",
                                     organization="Organization/org", roles=("staff", "invite"))
     clerk = smart.accounts.create("clerk", "clerk-password-1", kind="staff", organization="Organization/org",

@@ -13,7 +13,7 @@ from fhirportal.fhir.authorization import AccessPolicy
 from fhirportal.portal.settings_api import PracticeSettings
 from fhirportal.smart.accounts import LoginRefused
 from fhirportal.store.auth_schema import portal_invitation
-from tests.portal.conftest import PASSWORD, link_token, params, register
+from tests.portal.conftest import CAREGIVER_BIRTH_DATE, PASSWORD, link_token, params, register
 from tests.support import Fhir, observation, patient
 
 CONSENT_SCOPE = {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
@@ -40,7 +40,7 @@ def _consent_id(ctx, subject_id: str) -> str | None:
 
 def _enroll_caregiver(ctx, client, nurse: Fhir, related_person: str, email: str, username: str) -> None:
     pin = params(nurse.post(f"RelatedPerson/{related_person}/$portal-invite"))["accessCode"]
-    response = register(client, link_token(ctx, email), pin=pin, username=username)
+    response = register(client, link_token(ctx, email), pin=pin, username=username, birth_date=CAREGIVER_BIRTH_DATE)
     assert response.status_code == 201, response.get_data(as_text=True)
 
 
@@ -49,7 +49,8 @@ def two_caregivers(ctx, app, client, practice):
     with ctx.database.write() as conn:
         ctx.repository.create(conn, {
             "resourceType": "RelatedPerson", "patient": {"reference": "Patient/p1"}, "name": [{"family": "Second"}],
-            "telecom": [{"system": "email", "value": "second@example.org"}]}, fhir_id="rp2")
+            "birthDate": CAREGIVER_BIRTH_DATE, "telecom": [{"system": "email", "value": "second@example.org"}]},
+            fhir_id="rp2")
     _enroll_caregiver(ctx, client, practice["nurse"], "rp1", "carer@example.org", "carer")
     _enroll_caregiver(ctx, client, practice["nurse"], "rp2", "second@example.org", "second")
     return practice

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from fhirportal.store.auth_schema import portal_invitation
-from tests.portal.conftest import PASSWORD, last_email, link_token, params, register
+from tests.portal.conftest import CAREGIVER_BIRTH_DATE, PASSWORD, last_email, link_token, params, register
 from tests.support import Fhir
 
 
@@ -39,8 +39,14 @@ def test_invite_register_and_sign_in(ctx, app, client, practice):
     assert register(client, link_token(ctx, "maria@example.org"), pin=pin).status_code == 410  # single use
 
 
-def test_refusals_of_invite(practice):
+def test_refusals_of_invite(ctx, practice):
     nurse = practice["nurse"]
+    with ctx.database.write() as conn:  # registration asks for the date of birth: without one, no invitation
+        ctx.repository.create(conn, {"resourceType": "Patient", "name": [{"family": "Unborn"}],
+                                     "telecom": [{"system": "email", "value": "u@example.org"}]}, fhir_id="p9")
+    no_birth_date = nurse.post("Patient/p9/$portal-invite")
+    assert no_birth_date.status_code == 422
+    assert no_birth_date.get_json()["issue"][0]["expression"] == ["birthDate"]
     no_email = nurse.post("Patient/p2/$portal-invite")
     assert no_email.status_code == 422 and "email" in no_email.get_json()["issue"][0]["diagnostics"]
     given = nurse.post("Patient/p2/$portal-invite", {"resourceType": "Parameters", "parameter": [
@@ -138,7 +144,8 @@ def test_revoke_ends_access_at_once(ctx, app, client, practice):
 
 def test_caregiver_gets_an_own_account_for_the_patient(ctx, app, client, practice):
     pin = params(practice["nurse"].post("RelatedPerson/rp1/$portal-invite"))["accessCode"]
-    response = register(client, link_token(ctx, "carer@example.org"), pin=pin, username="carer")
+    response = register(client, link_token(ctx, "carer@example.org"), pin=pin, username="carer",
+                        birth_date=CAREGIVER_BIRTH_DATE)
     assert response.status_code == 201, response.get_data(as_text=True)
     carer = app.extensions["smart"].accounts.by_username("carer")
     assert carer.fhir_user == "RelatedPerson/rp1" and carer.patients == ("p1",)

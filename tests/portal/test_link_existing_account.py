@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.portal.conftest import PASSWORD, link_token, params, register
+from tests.portal.conftest import CAREGIVER_BIRTH_DATE, PASSWORD, link_token, params, register
 
 
 def test_a_second_record_joins_the_existing_account(ctx, app, client, practice):
@@ -31,6 +31,7 @@ def test_a_caregiver_invitation_cannot_join_a_patient_account(ctx, app, client, 
     pin = params(practice["nurse"].post("Patient/p1/$portal-invite"))["accessCode"]
     assert register(client, link_token(ctx, "maria@example.org"), pin=pin).status_code == 201
     carer_pin = params(practice["nurse"].post("RelatedPerson/rp1/$portal-invite"))["accessCode"]
-    refused = register(client, link_token(ctx, "carer@example.org"), pin=carer_pin, existing=True)
+    refused = register(client, link_token(ctx, "carer@example.org"), pin=carer_pin, existing=True,
+                       birth_date=CAREGIVER_BIRTH_DATE)
     assert refused.status_code == 400 and "cannot hold this record" in refused.get_data(as_text=True)
     assert params(practice["nurse"].get("RelatedPerson/rp1/$portal-status"))["status"] == "invited"

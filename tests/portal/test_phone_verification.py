@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from fhirportal.store import clock
 from fhirportal.store.auth_schema import portal_invitation
 from fhirportal.store.outbox_schema import outbox
-from tests.portal.conftest import PASSWORD, link_token, params, register
+from tests.portal.conftest import CAREGIVER_BIRTH_DATE, PASSWORD, link_token, params, register
 
 BIRTH_DATE = "1980-04-02"
 MAYBE_SENT = "If the details match our records, we sent a security code to your phone."
@@ -190,11 +190,12 @@ def test_the_right_code_registers_with_assurance_level2(ctx, app, client, practi
 
 def test_caregiver_phone_given_at_invite_with_country_code(ctx, client, practice):
     pin, token = invite(ctx, practice, "RelatedPerson/rp1", "carer@example.org", phone="+1 (555) 010-0200")
-    send_code(client, token, birth_date="1970-01-01", phone="555.010.0200")  # no birthDate on file, as with PINs
+    send_code(client, token, birth_date=CAREGIVER_BIRTH_DATE, phone="555.010.0200")  # the caregiver's own
     sent = messages(ctx, "sms")
     assert len(sent) == 1 and sent[0].recipient == "+1 (555) 010-0200"
     assert pin not in sent[0].body and pin.replace("-", "") not in sent[0].body
-    registered = register_with_code(client, token, code_in(sent[0]), birth_date="1970-01-01", username="carer")
+    registered = register_with_code(client, token, code_in(sent[0]), birth_date=CAREGIVER_BIRTH_DATE,
+                                    username="carer")
     assert registered.status_code == 201, registered.get_data(as_text=True)
 
 
