@@ -15,6 +15,7 @@ from ..indexing import dates, normalize, reference
 from ..schema import INDEX_TABLES, resource
 from . import visibility as _visibility
 from .criteria import Criterion
+from .per_pid import per_pid
 from .prefixes import number_range, range_condition, split_prefix
 
 _ESCAPE = "\\"
@@ -206,15 +207,18 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
             raise BadRequest(f"Search parameter '{parameter.code}' of type {parameter.type} is not supported",
                              expression=where)
         table = INDEX_TABLES[parameter.type].alias()
+        # A correlated check is a lookup of this row's index entries: through the pid index only.
+        columns = table if drives else per_pid(table)
         param_name = parameter.code + (":of-type" if criterion.modifier == "of-type" else "")
-        rows_of = and_(table.c.param == param_name, _type_condition(table.c.resource_type, types))
+        rows_of = and_(table.c.param == param_name, _type_condition(columns.c.resource_type, types))
 
         def having(*conditions):
             if drives:
                 return res.c.pid.in_(select(table.c.pid).where(rows_of, *conditions))
             # LIMIT 1 OFFSET 0 keeps PostgreSQL from flattening the check into a join that may read
             # the whole index table; it stays a per-row lookup through the pid index.
-            return exists(select(1).where(table.c.pid == res.c.pid, rows_of, *conditions).limit(1).offset(0))
+            return exists(select(1).select_from(table).where(table.c.pid == res.c.pid, rows_of, *conditions)
+                          .limit(1).offset(0))
 
         if criterion.modifier == "missing":
             with_value = having()
@@ -223,10 +227,10 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
         for value in criterion.values:
             if parameter.type == "reference":
                 only_target = parameter.targets[0] if len(parameter.targets) == 1 else None
-                values.append(_reference(table, value, criterion.modifier or only_target, base_url))
+                values.append(_reference(columns, value, criterion.modifier or only_target, base_url))
             else:
                 modifier = None if criterion.modifier == "not" else criterion.modifier
-                values.append(_CLAUSES[parameter.type](table, value, modifier))
+                values.append(_CLAUSES[parameter.type](columns, value, modifier))
         matching = having(or_(*values))
         return not_(matching) if criterion.modifier == "not" else matching
     except ValueError as exc:

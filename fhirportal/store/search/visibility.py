@@ -29,6 +29,7 @@ from sqlalchemy import and_, exists, false, or_, select, true
 from ..schema import INDEX_TABLES, resource
 from . import query as _query
 from .criteria import Criterion
+from .per_pid import per_pid
 
 COMPARTMENT_OWNER = "Patient"
 MANAGING_ORGANIZATION = "organization"  # Patient.managingOrganization
@@ -68,11 +69,12 @@ def _one_of(column, values: Sequence[str]):
 
 def _in_patient_compartment(res, resource_type: str, params: Sequence[str], patient: str, drives: bool):
     ref = INDEX_TABLES["reference"].alias()
-    conditions = [ref.c.resource_type == resource_type, _one_of(ref.c.param, params),
-                  ref.c.target_type == COMPARTMENT_OWNER, ref.c.target_id == patient]
+    columns = ref if drives else per_pid(ref)  # correlated: a lookup of this row's entries (pid index)
+    conditions = [columns.c.resource_type == resource_type, _one_of(ref.c.param, params),
+                  columns.c.target_type == COMPARTMENT_OWNER, ref.c.target_id == patient]
     if drives:  # uncorrelated: the database may start from the patient's compartment
         return res.c.pid.in_(select(ref.c.pid).where(*conditions))
-    return exists(select(1).where(ref.c.pid == res.c.pid, *conditions).limit(1).offset(0))
+    return exists(select(1).select_from(ref).where(ref.c.pid == res.c.pid, *conditions).limit(1).offset(0))
 
 
 def _managed_by(patient_id_column, organization: str):
@@ -89,9 +91,10 @@ def _in_organization(res, resource_type: str, params: Sequence[str], organizatio
     if resource_type == COMPARTMENT_OWNER:
         return _managed_by(res.c.fhir_id, organization)
     ref = INDEX_TABLES["reference"].alias()
-    return exists(select(1).where(
-        ref.c.pid == res.c.pid, ref.c.resource_type == resource_type, _one_of(ref.c.param, params),
-        ref.c.target_type == COMPARTMENT_OWNER, _managed_by(ref.c.target_id, organization)))
+    columns = per_pid(ref)
+    return exists(select(1).select_from(ref).where(
+        ref.c.pid == res.c.pid, columns.c.resource_type == resource_type, _one_of(ref.c.param, params),
+        columns.c.target_type == COMPARTMENT_OWNER, _managed_by(ref.c.target_id, organization)))
 
 
 def rule_clause(rule: TypeRule, resource_type: str, res=resource, base_url: str | None = None, *,
