@@ -1,18 +1,26 @@
 """Ingest through transaction Bundles and search latency at scale, with query plans.
 
     .venv/bin/python benchmarks/search_benchmark.py [--backend sqlite|postgresql|both]
-        [--patients N] [--observations-per-patient K] [--bundle-size B] [--queries Q]
+        [--patients N] [--observations-per-patient K] [--bundle-size B] [--queries Q] [--workers W]
 
 For each backend: a fresh database; synthetic data from ``fixtures.generate.iter_large`` plus two
 Conditions per patient, streamed (never all in memory) as transaction Bundles of PUT entries through
 the full FHIR stack (Flask test client: routing, validation, indexing, storage; no socket); then
 p50/p95 of the searches a patient app makes, and each search's plan (EXPLAIN on PostgreSQL,
 EXPLAIN QUERY PLAN on SQLite) with a warning when a table is scanned without an index.
+
+``--workers W`` ingests with W processes, each a server of its own over the same database (as
+gunicorn's workers are), taking the Bundles in turn. The stream is one resource type after another
+(organizations and practitioners, patients, conditions, encounters, observations) and its Bundles
+are cut at each change of type; the Bundles of one type go out in parallel, the next type only once
+they are all in, so a reference never points at a resource another worker has yet to write.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import multiprocessing
 import os
 import random
 import statistics
@@ -20,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,14 +73,22 @@ def with_conditions(patients: int, per_patient: int) -> Iterator[dict]:
 
 
 def bundles(items: Iterator[dict], size: int) -> Iterator[dict]:
+    """Transaction Bundles of ``size`` PUT entries, each of one resource type (cut where the type changes)."""
     entries = []
     for item in items:
+        if entries and entries[-1]["resource"]["resourceType"] != item["resourceType"]:
+            yield {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+            entries = []
         entries.append({"resource": item, "request": {"method": "PUT", "url": f"{item['resourceType']}/{item['id']}"}})
         if len(entries) == size:
             yield {"resourceType": "Bundle", "type": "transaction", "entry": entries}
             entries = []
     if entries:
         yield {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _bundle_type(document: dict) -> str:
+    return document["entry"][0]["resource"]["resourceType"]
 
 
 def fresh_database(backend: str, workdir: str) -> str:
@@ -98,13 +115,59 @@ def analyze(engine) -> None:
         conn.commit()
 
 
-def ingest(client, engine, patients: int, per_patient: int, bundle_size: int) -> tuple[int, float]:
+def _post(client, document: dict) -> int:
+    response = client.post("/fhir", json=document, content_type="application/fhir+json")
+    if response.status_code != 200:
+        raise SystemExit(f"a {_bundle_type(document)} bundle failed: {response.status_code} "
+                         f"{response.get_data(as_text=True)[:500]}")
+    return len(document["entry"])
+
+
+_worker_client = None
+
+
+def _start_worker(settings: Settings, token: str) -> None:
+    global _worker_client
+    _worker_client = create_app(settings).test_client()
+    _worker_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+
+def _worker_post(document: dict) -> int:
+    return _post(_worker_client, document)
+
+
+def _ready(_n: int) -> bool:
+    return _worker_client is not None
+
+
+def _posted(client, documents: Iterator[dict], pool) -> Iterator[int]:
+    """Each Bundle's entry count as it is written: in this process, or by the pool's processes, one
+    resource type at a time."""
+    if pool is None:
+        for document in documents:
+            yield _post(client, document)
+        return
+    for _type, same_type in itertools.groupby(documents, key=_bundle_type):
+        yield from pool.imap_unordered(_worker_post, same_type)
+
+
+def ingest(client, engine, settings: Settings, patients: int, per_patient: int, bundle_size: int,
+           workers: int = 1) -> tuple[int, float]:
+    """Resources ingested and seconds taken (the worker processes' start-up not counted)."""
+    with ExitStack() as stack:
+        pool = None
+        if workers > 1:
+            token = client.environ_base["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers, _start_worker,
+                                                                                 (settings, token)))
+            assert all(pool.map(_ready, range(workers * 4), chunksize=1))  # every worker's app is built
+        return _ingest(client, engine, bundles(with_conditions(patients, per_patient), bundle_size), pool)
+
+
+def _ingest(client, engine, documents: Iterator[dict], pool) -> tuple[int, float]:
     loaded, started, analyzed = 0, time.perf_counter(), 0
-    for number, document in enumerate(bundles(with_conditions(patients, per_patient), bundle_size), 1):
-        response = client.post("/fhir", json=document, content_type="application/fhir+json")
-        if response.status_code != 200:
-            raise SystemExit(f"bundle {number} failed: {response.status_code} {response.get_data(as_text=True)[:500]}")
-        loaded += len(document["entry"])
+    for number, entries in enumerate(_posted(client, documents, pool), 1):
+        loaded += entries
         if loaded - analyzed >= ANALYZE_EVERY:  # planner statistics that follow the growth, as in production
             analyze(engine)
             analyzed = loaded
@@ -173,10 +236,11 @@ def run(backend: str, args) -> None:
             # every FHIR request needs a token: the benchmark acts as the EHR, with every right
             token = ctx.tokens.mint(client_id="search-benchmark", scope="system/*.cruds", expires_in=24 * 3600)
             client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-            loaded, seconds = ingest(client, ctx.database.engine, args.patients, args.observations_per_patient,
-                                     args.bundle_size)
+            loaded, seconds = ingest(client, ctx.database.engine, settings, args.patients,
+                                     args.observations_per_patient, args.bundle_size, args.workers)
             print(f"ingest: {loaded:,} resources in {seconds:,.1f} s = {loaded / seconds:,.0f} resources/s "
-                  f"(transaction Bundles of {args.bundle_size}, validation and indexing included)")
+                  f"(transaction Bundles of {args.bundle_size}, validation and indexing included, "
+                  f"{args.workers} worker process{'es' if args.workers > 1 else ''})")
             analyze(ctx.database.engine)
             print(f"{'search':<55}{'p50 ms':>9}{'p95 ms':>9}{'hits/query':>12}")
             for name, urls in searches(args.patients, random.Random(7)).items():
@@ -207,6 +271,8 @@ def main() -> None:
     parser.add_argument("--observations-per-patient", type=int, default=10)
     parser.add_argument("--bundle-size", type=int, default=500)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="ingest with this many server processes (as gunicorn workers), one type at a time")
     parser.add_argument("--verbose", action="store_true", help="print whole plans")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database for inspection")
     args = parser.parse_args()

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("command", [
     ["benchmarks/search_benchmark.py", "--backend", "sqlite", "--patients", "30", "--observations-per-patient", "2",
      "--queries", "5"],
+    ["benchmarks/search_benchmark.py", "--backend", "sqlite", "--patients", "30", "--observations-per-patient", "2",
+     "--queries", "5", "--workers", "2"],
     ["benchmarks/profile_read.py", "--requests", "50", "--top", "3"],
     ["benchmarks/smart_benchmark.py", "--exchanges", "10", "--concurrency", "2"],
 ])
