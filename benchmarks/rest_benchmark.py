@@ -44,6 +44,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: the repository, for the shared benchmark helpers
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.processes import descendants, serving, ticks  # noqa: E402
+
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 BENCH_DB = "fhirportal_bench"
@@ -338,21 +343,8 @@ class Server:
                                      start_new_session=True)
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
-                conn.request("GET", "/fhir/metadata")
-                status = conn.getresponse().status
-                conn.close()
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not become ready; log:\n{self.log_tail()}")
+        if not serving(HOST, self.port, self.proc, STARTUP_TIMEOUT_S):
+            raise RuntimeError(f"gunicorn did not become ready; log:\n{self.log_tail()}")
 
     def log_tail(self) -> str:
         try:
@@ -371,27 +363,6 @@ class Server:
 
 
 # ------------------------------------------------------------------------------------ CPU accounting
-def _ticks(pid: int) -> int:
-    """utime + stime of one process in clock ticks (0 if it is gone or unreadable)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as handle:
-                found += [int(child) for child in handle.read().split()]
-    except OSError:
-        pass
-    return found + [grandchild for child in found for grandchild in _children(child)]
-
-
 def _bench_backends() -> list[int]:
     """PostgreSQL backend processes serving the bench database (their cmdline names it)."""
     pids = []
@@ -427,7 +398,7 @@ class CpuWindow:
         busy = sum(values) - values[3] - values[4]  # minus idle and iowait
         backends = _bench_backends()
         pids = set(self.workers) | set(self.own) | set(backends)
-        return time.monotonic(), busy, {pid: _ticks(pid) for pid in pids}, set(backends)
+        return time.monotonic(), busy, {pid: ticks(pid) for pid in pids}, set(backends)
 
     def finish(self) -> dict:
         end = self._sample()
@@ -546,7 +517,7 @@ def run_phase(port: int, phase: Phase, concurrency: int, warmup: float, duration
             proc.start()
         barrier.wait(timeout=60)
         time.sleep(warmup)
-        window = CpuWindow(_children(server_pid), [server_pid, *(p.pid for p in procs)])
+        window = CpuWindow(descendants(server_pid), [server_pid, *(p.pid for p in procs)])
         time.sleep(duration)
         window_cpu = window.finish()
         deadline = time.monotonic() + 60 + warmup + duration + HTTP_TIMEOUT_S

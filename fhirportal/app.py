@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from flask import Flask
 from flask_smorest import Api
 
+from . import openapi
 from .bulk import export as export_operation
 from .cors import install_cors
 from .fhir import conformance
@@ -23,7 +25,7 @@ from .settings import Settings
 from .smart import routes as smart_routes
 from .smart.server import SmartServer, build_authorization_server
 from .smart.tokens import TokenStore
-from .store.database import Database
+from .store.database import Database, unavailable
 from .store.indexing import IndexExtractor, SearchParameterRegistry
 from .store.repository import ResourceRepository
 
@@ -116,6 +118,31 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     app.extensions["portal_auto_invite"] = auto_inviter
 
 
+def _create_schema(app: Flask, database: Database) -> None:
+    """Create the tables now; if the database cannot be reached (a worker started during an outage),
+    start anyway, answer 503 and create them before the first request once it answers: a worker that
+    failed to boot would make gunicorn stop the whole server."""
+    try:
+        database.create_schema()
+        return
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        logging.getLogger(__name__).warning("the database is unavailable at start-up (%s); serving 503 until "
+                                            "it answers", type(exc).__name__)
+    lock = threading.Lock()
+    created = False
+
+    @app.before_request
+    def _schema_once_the_database_answers():
+        nonlocal created
+        if not created:
+            with lock:
+                if not created:
+                    database.create_schema()  # raises while unavailable: a 503
+                    created = True
+
+
 def create_app(settings: Settings | None = None, *, create_schema: bool = True) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -131,15 +158,17 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     )
     ctx = build_context(settings)
     if create_schema:
-        ctx.database.create_schema()
+        _create_schema(app, ctx.database)
     app.extensions["fhirportal"] = ctx
     api = Api(app)
+    api.DEFAULT_ERROR_RESPONSE_NAME = None  # no generic error schema: fhirportal.openapi documents each error
     api.register_blueprint(build_blueprint(settings.base_path, conformance.ConformanceResources(
         ctx.search_parameters, conformance.operation_definitions())))
     register_error_handlers(app, render)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)
     app.register_blueprint(export_operation.build_blueprint(settings.base_path))
+    openapi.install(api, settings.base_path)  # after every Blueprint: documents the whole HTTP surface
     if settings.benchmark_routes:
         from .bench import benchmark_blueprint
 

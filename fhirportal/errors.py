@@ -80,6 +80,10 @@ class PayloadTooLarge(FhirError):
     status, code = 413, "too-costly"
 
 
+class UriTooLong(FhirError):
+    status, code = 414, "too-costly"
+
+
 class UnsupportedMediaType(FhirError):
     status, code = 415, "not-supported"
 

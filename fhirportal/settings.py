@@ -48,6 +48,16 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     default_page_size: int = 50
     max_page_size: int = 1000
+    # Limits on what one request may ask for (each refused with a 4xx OperationOutcome naming it).
+    max_bundle_entries: int = 1000  # entries in a transaction or batch Bundle (413)
+    # A search's query string (414) and a POST _search form body (413); below gunicorn.conf.py's request line.
+    max_query_bytes: int = 7 * 1024
+    max_includes: int = 10  # _include/_revinclude parameters in one search (400)
+    max_include_iterations: int = 3  # rounds of _include:iterate/_revinclude:iterate after the first
+    # Accesses a worker journals before its writer thread turns the journal into AuditEvents in the
+    # background (0: only when AuditEvents are read), so that the first AuditEvent search after a busy
+    # day does not convert the whole day's journal while its client waits.
+    audit_background_after: int = 2000
     validate_references: bool = True
     benchmark_routes: bool = False
     # Encrypts portal PINs at rest and keys their hashes. The default is for development only.
@@ -77,6 +87,11 @@ class Settings:
             max_body_bytes=_int(env, "FHIRPORTAL_MAX_BODY_BYTES", defaults.max_body_bytes),
             default_page_size=_int(env, "FHIRPORTAL_DEFAULT_PAGE_SIZE", defaults.default_page_size),
             max_page_size=_int(env, "FHIRPORTAL_MAX_PAGE_SIZE", defaults.max_page_size),
+            max_bundle_entries=_int(env, "FHIRPORTAL_MAX_BUNDLE_ENTRIES", defaults.max_bundle_entries),
+            max_query_bytes=_int(env, "FHIRPORTAL_MAX_QUERY_BYTES", defaults.max_query_bytes),
+            max_includes=_int(env, "FHIRPORTAL_MAX_INCLUDES", defaults.max_includes),
+            max_include_iterations=_int(env, "FHIRPORTAL_MAX_INCLUDE_ITERATIONS", defaults.max_include_iterations),
+            audit_background_after=_int(env, "FHIRPORTAL_AUDIT_BACKGROUND_AFTER", defaults.audit_background_after),
             validate_references=_bool(env, "FHIRPORTAL_VALIDATE_REFERENCES", defaults.validate_references),
             benchmark_routes=_bool(env, "FHIRPORTAL_BENCHMARK_ROUTES", defaults.benchmark_routes),
             secret_key=env.get("FHIRPORTAL_SECRET_KEY") or defaults.secret_key,

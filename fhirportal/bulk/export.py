@@ -30,6 +30,7 @@ import re
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,6 +51,7 @@ from fhirportal.fhir.response import FhirResponse
 from fhirportal.fhir.search_params import split_or
 from fhirportal.smart.scopes import parse_scopes
 from fhirportal.store import clock
+from fhirportal.store.database import unavailable
 from fhirportal.store.export_schema import export_job
 from fhirportal.store.indexing.dates import parse_range, to_datetime
 from fhirportal.store.schema import INDEX_TABLES, resource
@@ -73,6 +75,7 @@ NOT_PATIENT_DATA = frozenset({"Group"})
 # to them (a MedicationRequest's Medication, an Observation's performer, Patient.managingOrganization).
 REFERENCED_TYPES = ("Practitioner", "PractitionerRole", "Organization", "Location", "Medication", "Substance")
 _FILE_NAME = re.compile(r"^([A-Z][A-Za-z]+)\.ndjson$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # secrets.token_urlsafe
 
 
 @dataclass(frozen=True)
@@ -280,25 +283,61 @@ class Exporter:
         self._set(plan, status="failed", progress="failed", error=json.dumps(outcome))
 
     def _run(self, plan: ExportPlan) -> None:
+        """The job's thread. The database going away mid-run does not fail the job: the thread waits
+        for it (up to half ``STALE_AFTER``) and runs the job again from scratch; if it stays away longer,
+        the job's heartbeat goes stale and a status poll restarts it once the database is back."""
         folder = self.job_directory(plan.job_id)
         try:
-            if not self._set(plan, status="in-progress", progress="started"):
-                return
-
-            def type_done(number: int, resource_type: str, count: int) -> bool:
-                progress = f"{number} of {len(plan.types)} types exported ({resource_type}: {count})"
-                return self._set(plan, progress=progress)
-
-            output = self.export_files(plan, folder, alive=lambda: self._set(plan), on_type=type_done)
-            if output is not None and self._set(plan, progress="recording the disclosures"):
-                self.record_disclosures(plan)
-                self._set(plan, status="completed", progress="completed", output=json.dumps(output))
-        except Exception as exc:  # noqa: BLE001  (any failure ends the job, reported on the status url)
-            log.exception("export %s failed", plan.job_id)
-            self._fail(plan, exc)
+            while True:
+                try:
+                    self._attempt(plan, folder)
+                    break
+                except Exception as exc:  # noqa: BLE001  (any failure ends the job, reported on the status url)
+                    if not unavailable(exc):
+                        log.exception("export %s failed", plan.job_id)
+                        self._fail(plan, exc)
+                        break
+                    if not self._database_returns():  # the job stays running, its heartbeat goes stale
+                        log.warning("export %s: the database stayed away; a status poll restarts the job once "
+                                    "it is back", plan.job_id)
+                        break
+                    log.warning("export %s: the database went away mid-run; running it again", plan.job_id)
+                    shutil.rmtree(folder, ignore_errors=True)
+        except Exception:  # noqa: BLE001  (the failure could not be recorded either: the database is away)
+            log.exception("export %s: stopped; a status poll restarts it once the database is back", plan.job_id)
         finally:
-            if self._status(plan.job_id) in ("cancelled", "failed", None):
-                shutil.rmtree(folder, ignore_errors=True)
+            try:
+                if self._status(plan.job_id) in ("cancelled", "failed", None):
+                    shutil.rmtree(folder, ignore_errors=True)
+            except Exception:  # noqa: BLE001
+                log.warning("export %s: could not read its status to tidy its files", plan.job_id)
+
+    def _attempt(self, plan: ExportPlan, folder: Path) -> None:
+        if not self._set(plan, status="in-progress", progress="started"):
+            return
+
+        def type_done(number: int, resource_type: str, count: int) -> bool:
+            progress = f"{number} of {len(plan.types)} types exported ({resource_type}: {count})"
+            return self._set(plan, progress=progress)
+
+        output = self.export_files(plan, folder, alive=lambda: self._set(plan), on_type=type_done)
+        if output is not None and self._set(plan, progress="recording the disclosures"):
+            self.record_disclosures(plan)
+            self._set(plan, status="completed", progress="completed", output=json.dumps(output))
+
+    def _database_returns(self, seconds: float = STALE_AFTER.total_seconds() / 2) -> bool:
+        """Wait (polling once a second) until the database answers again; False after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                with self.ctx.database.read() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                return True
+            except Exception as exc:  # noqa: BLE001
+                if not unavailable(exc):
+                    return False
+        return False
 
     def export_files(self, plan: ExportPlan, folder: Path, *, alive: Callable[[], bool] = lambda: True,
                      on_page: Callable[[int], object] | None = None,
@@ -520,7 +559,7 @@ def _owned_job(job_id: str):
     """The caller's job (bearer token required), or 404 (unknown, cancelled, or another client's)."""
     ctx = current_app.extensions["fhirportal"]
     access = authenticate(ctx.tokens, ctx.access_policy, request).access
-    job = exporter(ctx).job(job_id)
+    job = exporter(ctx).job(job_id) if _JOB_ID.match(job_id) else None  # (PostgreSQL refuses a NUL in a compare)
     if job is None or job.status == "cancelled" or job.client_id != access.client_id:
         raise NotFound(f"No export {job_id} (unknown, cancelled or deleted)")
     return ctx, job

@@ -23,11 +23,10 @@ from datetime import datetime
 from urllib.parse import parse_qsl
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from fhirportal.store import clock
 from fhirportal.store.auth_schema import access_log
-from fhirportal.store.database import Database
+from fhirportal.store.database import Database, unavailable
 from fhirportal.store.repository import ResourceRepository
 
 BATCH = 500
@@ -181,8 +180,13 @@ def audit_event(row, base_url: str) -> dict:
 
 
 class AccessLog:
-    def __init__(self, database: Database, repository: ResourceRepository, base_url: str):
+    def __init__(self, database: Database, repository: ResourceRepository, base_url: str, *,
+                 background_after: int = 0):
         self.database = database
+        # After this many accesses written since the last conversion, the writer thread converts the
+        # journal into AuditEvents itself (a batch per wake-up); 0: only ``materialize`` (reads) does.
+        self.background_after = background_after
+        self._written_since_materialized = 0
         self.repository = repository
         self.base_url = base_url
         self._pending: list[Access] = []
@@ -213,9 +217,16 @@ class AccessLog:
             self._wake.wait(FLUSH_INTERVAL)
             self._wake.clear()
             try:
-                self.flush()
-            except Exception:  # the database is away: keep the rows and try again
-                log.exception("access log: writing the journal failed; retrying")
+                self._written_since_materialized += self.flush()
+                busy = self.background_after and self._written_since_materialized >= self.background_after
+                if busy and self._materialize_batch() < BATCH:  # caught up: count afresh
+                    self._written_since_materialized = 0
+            except Exception as exc:  # the database is away (the rows stay queued): try again
+                if unavailable(exc):
+                    log.warning("access log: the database is unavailable (%s); retrying", type(exc).__name__)
+                    self._wake.wait(1.0)  # do not hammer a database that is down
+                else:
+                    log.exception("access log: writing the journal failed; retrying")
 
     def _flush_at_exit(self) -> None:
         try:
@@ -236,20 +247,24 @@ class AccessLog:
             rows = self._rows(batch)
             try:
                 self._insert(rows)
-            except (OperationalError, InterfaceError):
-                with self._lock:
-                    self._pending[:0] = batch
-                raise
-            except Exception:
+            except Exception as exc:
+                if unavailable(exc):
+                    self._requeue(batch)
+                    raise
                 log.exception("access log: a batch was refused; writing its rows one by one")
-                for row in rows:
+                for number, row in enumerate(rows):
                     try:
                         self._insert([row])
-                    except (OperationalError, InterfaceError):
-                        raise
-                    except Exception:
+                    except Exception as row_exc:
+                        if unavailable(row_exc):  # the database went away meanwhile: keep what is not written
+                            self._requeue(batch[number:])
+                            raise
                         log.exception("access log: dropped a row the database refused: %r", row)
             return len(batch)
+
+    def _requeue(self, accesses: list[Access]) -> None:
+        with self._lock:
+            self._pending[:0] = accesses
 
     def write(self, accesses: list[Access]) -> None:
         """Store these accesses now, in one statement (a bulk export's entries, a page at a time)."""
@@ -271,8 +286,10 @@ class AccessLog:
             return []
         try:
             self.flush()
-        except (OperationalError, InterfaceError):
-            log.exception("access log: could not write the queued accesses before listing them")
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.warning("access log: could not write the queued accesses before listing them: %s", exc)
         with self.database.read() as conn:
             return conn.execute(select(access_log).where(access_log.c.patient_id.in_(list(patient_ids)))
                                 .order_by(access_log.c.recorded.desc(), access_log.c.id.desc()).limit(limit)).all()
@@ -290,19 +307,25 @@ class AccessLog:
         ``FLUSH_INTERVAL``."""
         try:
             self.flush()
-        except (OperationalError, InterfaceError):
-            log.exception("access log: could not write the queued accesses before reading AuditEvents")
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.warning("access log: could not write the queued accesses before reading AuditEvents: %s", exc)
         done = 0
-        while True:
-            with self.database.write() as conn:
-                self.database.lock(conn, "access-log-materialize")  # one worker at a time converts a batch
-                rows = conn.execute(select(access_log).where(access_log.c.materialized.is_(False))
-                                    .order_by(access_log.c.id).limit(BATCH)).all()
-                if not rows:
-                    return done
-                for row in rows:
-                    self.repository.update(conn, "AuditEvent", f"access-{row.id}", audit_event(row, self.base_url),
-                                           probably_new=True)
+        while converted := self._materialize_batch():
+            done += converted
+        return done
+
+    def _materialize_batch(self) -> int:
+        """Convert up to ``BATCH`` journal rows not yet converted (oldest first); how many."""
+        with self.database.write() as conn:
+            self.database.lock(conn, "access-log-materialize")  # one worker at a time converts a batch
+            rows = conn.execute(select(access_log).where(access_log.c.materialized.is_(False))
+                                .order_by(access_log.c.id).limit(BATCH)).all()
+            for row in rows:
+                self.repository.update(conn, "AuditEvent", f"access-{row.id}", audit_event(row, self.base_url),
+                                       probably_new=True)
+            if rows:
                 conn.execute(update(access_log).where(access_log.c.id.in_([r.id for r in rows]))
                              .values(materialized=True))
-            done += len(rows)
+        return len(rows)

@@ -53,7 +53,8 @@ class FhirContext:
 
     @cached_property
     def audit(self) -> AccessLog:
-        return AccessLog(self.database, self.repository, self.base_url)
+        return AccessLog(self.database, self.repository, self.base_url,
+                         background_after=self.settings.audit_background_after)
 
     def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
         self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),

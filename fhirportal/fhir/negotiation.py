@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Request, Response
 
-from fhirportal.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from fhirportal.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType, UriTooLong
 
 from . import jsontext
 from .response import FhirResponse
@@ -74,12 +75,12 @@ def render(result: FhirResponse, media_type: str = FHIR_JSON, pretty: bool = Fal
     if body is None:
         payload = b""
     elif isinstance(body, str) and not pretty:
-        payload = body.encode()  # stored JSON text, served as stored
+        payload = _utf8(body)  # stored JSON text, served as stored
     elif not pretty:
-        payload = jsontext.dumps(body).encode()
+        payload = _utf8(jsontext.dumps(body))
     else:
         data = json.loads(body) if isinstance(body, str) else jsontext.to_plain(body)
-        payload = json.dumps(data, ensure_ascii=False, indent=2).encode()
+        payload = _utf8(json.dumps(data, ensure_ascii=False, indent=2))
     response = Response(payload, status=result.status)
     if body is not None:
         response.headers["Content-Type"] = f"{media_type}; charset=utf-8"
@@ -88,11 +89,41 @@ def render(result: FhirResponse, media_type: str = FHIR_JSON, pretty: bool = Fal
     return response
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 of ``text``; a lone surrogate (a client's ``\\ud800`` echoed in an error message) becomes U+FFFD."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text).encode()
+
+
 def require_body_type(request: Request, allowed: tuple[str, ...]) -> None:
     media = _media_type(request.headers.get("Content-Type", ""))
     if media not in allowed:
         shown = media or "none"
         raise UnsupportedMediaType(f"Content-Type {shown} is not supported here; send {' or '.join(allowed)}")
+
+
+def require_short_query(request: Request, maximum: int) -> None:
+    """414 when the query string is longer than ``maximum`` bytes (``FHIRPORTAL_MAX_QUERY_BYTES``)."""
+    length = len(request.query_string)
+    if length > maximum:
+        raise UriTooLong(f"The query string is {length} bytes long; this server takes at most {maximum} "
+                         f"(the query length limit). Send long searches as POST [type]/_search")
+
+
+def small_form(request: Request, maximum: int):
+    """The form body (``application/x-www-form-urlencoded``) of at most ``maximum`` bytes, else 413."""
+    length = request.content_length
+    if length is None or length <= maximum:
+        length = len(request.get_data(cache=True))  # a chunked body has no Content-Length
+    if length > maximum:
+        raise PayloadTooLarge(f"The form body is {length} bytes long; this server takes at most {maximum} "
+                              f"for a search (the query length limit)")
+    return request.form
 
 
 def json_body(request: Request, allowed: tuple[str, ...] = (FHIR_JSON, JSON, "application/json+fhir")):

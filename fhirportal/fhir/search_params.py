@@ -34,6 +34,14 @@ MODIFIERS = {
 SUMMARY_MODES = ("true", "false", "text", "data", "count")
 TOTAL_MODES = ("none", "estimate", "accurate")
 SEARCHABLE_TYPES = frozenset(MODIFIERS)
+# Fixed bounds on what one search compiles to. Every value is a term of an AND/OR chain and SQLite refuses an
+# expression nested deeper than 1000: an OR list inside a chain or _has costs about 4 levels a value (~245
+# values fail), a plain one 2. The keyset condition grows with the square of the sort keys.
+# A chain or _has is a correlated subquery: PostgreSQL's planning time grows much faster than their number
+# (80 of them ~1 s, 200 ~100 s).
+MAX_SEARCH_VALUES = 200
+MAX_SORT_KEYS = 5
+MAX_CHAINS = 10
 
 
 class _Unsupported(Exception):
@@ -162,7 +170,11 @@ def _include_spec(registry, resource_types: list[str], name: str, value: str) ->
 
 def _sort_keys(registry, resource_type: str, value: str) -> list[SortKey]:
     keys = []
-    for item in split_or(value):
+    items = split_or(value)
+    if len(items) > MAX_SORT_KEYS:
+        raise BadRequest(f"_sort has {len(items)} keys; this server sorts by at most {MAX_SORT_KEYS}",
+                         expression="_sort")
+    for item in items:
         descending = item.startswith("-")
         code = item.lstrip("-")
         parameter = _lookup(registry, resource_type, code)
@@ -170,10 +182,19 @@ def _sort_keys(registry, resource_type: str, value: str) -> list[SortKey]:
     return keys
 
 
+INCLUDE_PARAMETERS = ("_include", "_revinclude", "_include:iterate", "_revinclude:iterate")
+
+
 def parse_search(registry: SearchParameterRegistry, resource_types: list[str],
-                 params: list[tuple[str, str]], *, strict: bool) -> SearchRequest:
-    """Everything a search asked for. With several types only the parameters common to all apply."""
+                 params: list[tuple[str, str]], *, strict: bool, max_includes: int | None = None) -> SearchRequest:
+    """Everything a search asked for. With several types only the parameters common to all apply.
+
+    More than ``max_includes`` ``_include``/``_revinclude`` parameters are a 400, strict or not."""
     primary = resource_types[0]
+    includes = sum(1 for name, _ in params if name in INCLUDE_PARAMETERS)
+    if max_includes is not None and includes > max_includes:
+        raise BadRequest(f"The search has {includes} _include/_revinclude parameters; this server takes at most "
+                         f"{max_includes} (the include limit)", expression="_include")
     request = SearchRequest()
     problems: list[Issue] = []
 
@@ -185,7 +206,7 @@ def parse_search(registry: SearchParameterRegistry, resource_types: list[str],
 
     for name, value in params:
         try:
-            if name in ("_include", "_revinclude", "_include:iterate", "_revinclude:iterate"):
+            if name in INCLUDE_PARAMETERS:
                 request.include.append(_include_spec(registry, resource_types, name, value))
             elif name == "_sort":
                 request.sort = _sort_keys(registry, primary, value)
@@ -208,6 +229,14 @@ def parse_search(registry: SearchParameterRegistry, resource_types: list[str],
             refuse(name, problem)
     if problems:
         raise BadRequest(problems[0].diagnostics, issues=problems)
+    chains = sum(1 for criterion in request.criteria if criterion.chain is not None or criterion.has is not None)
+    if chains > MAX_CHAINS:
+        raise BadRequest(f"The search has {chains} chained or _has parameters; this server takes at most "
+                         f"{MAX_CHAINS} in one search")
+    values = sum(len(criterion.values) for criterion in request.criteria)
+    if values > MAX_SEARCH_VALUES:
+        raise BadRequest(f"The search has {values} values across its parameters (commas included); this server "
+                         f"takes at most {MAX_SEARCH_VALUES} in one search")
     return request
 
 

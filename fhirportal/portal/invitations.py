@@ -278,8 +278,8 @@ class Enrollment:
         """The open invitation behind the link if date of birth and PIN are right; a wrong answer
         counts towards the lock (committed even though the attempt fails)."""
         with self.database.write() as conn:
-            invitation = self.by_link(conn, link_token)
-            if invitation is None or invitation.state != "invited":
+            invitation = self._open_locked(conn, link_token)
+            if invitation is None:
                 return None
             right = self.vault.matches(pin, invitation.pin_hash) and self._birth_matches(conn, invitation, birth_date)
             if right:
@@ -321,8 +321,8 @@ class Enrollment:
         """The open invitation behind the link if date of birth and the latest SMS code (not expired)
         are right; a wrong answer counts towards the lock like a wrong PIN."""
         with self.database.write() as conn:
-            invitation = self.by_link(conn, link_token)
-            if invitation is None or invitation.state != "invited":
+            invitation = self._open_locked(conn, link_token)
+            if invitation is None:
                 return None
             entered = "".join(ch for ch in code if ch.isdigit()) if len(code) <= 40 else ""
             live = (invitation.code_hash is not None and invitation.code_expires_at is not None
@@ -362,6 +362,17 @@ class Enrollment:
         return current
 
     # ------------------------------------------------------------------ helpers
+    def _open_locked(self, conn: Connection, link_token: str) -> Invitation | None:
+        """The open invitation behind the link, read under its lock (until the transaction ends), so
+        that concurrent answers — in any worker — are judged one at a time against the latest failure
+        count: no lost update, never more than ``MAX_FAILED_ATTEMPTS`` wrong answers judged."""
+        invitation = self.by_link(conn, link_token)
+        if invitation is None or invitation.state != "invited":
+            return None
+        self.database.lock(conn, f"portal-invitation:{invitation.subject}")
+        invitation = self._get(conn, invitation.id)
+        return invitation if invitation.state == "invited" else None
+
     def _add_link(self, conn: Connection, person_id: str, subject: str, assurance: str) -> None:
         """One Person (portal account) linked to one more record (another practice's, or another patient's)."""
         person = dict(self.repository.read(conn, "Person", person_id).body)

@@ -69,8 +69,9 @@ def _form(invitation: Invitation, error: str | None = None, status: int = 200, *
                      code_action=f"{action}&step=code", csrf_token=csrf, error=error, notice=notice,
                      username=request.form.get("username") or invitation.email or "",
                      birth_date=request.form.get("birth_date", "")[:10] if code_step else "")
+    # Secure when the server's public URL is https, even if TLS ends at a proxy and this request is http
     response.set_cookie(CSRF_COOKIE, csrf, max_age=1800, httponly=True, samesite="Lax", path="/portal",
-                        secure=request.is_secure)
+                        secure=current_app.extensions["smart"].is_https or request.is_secure)
     return response
 
 

@@ -303,6 +303,7 @@ def build_blueprint(ctx, accounts: AccountStore, store: PracticeSettings) -> Blu
         @blp.response(200, PracticeSettingsSchema)
         @blp.alt_response(401, schema=PhrSettingsErrorSchema, description=refusals[401])
         @blp.alt_response(403, schema=PhrSettingsErrorSchema, description=refusals[403])
+        @blp.alt_response(400, schema=PhrSettingsErrorSchema, description="The body is not JSON")
         @blp.alt_response(422, schema=PhrSettingsErrorSchema, description="Not a valid body")
         def patch(self, values: dict):
             """Change practice-level settings (administrators only)"""
@@ -323,6 +324,7 @@ def build_blueprint(ctx, accounts: AccountStore, store: PracticeSettings) -> Blu
     @blp.alt_response(403, schema=PhrSettingsErrorSchema, description=refusals[403])
     @blp.alt_response(404, schema=PhrSettingsErrorSchema, description="No staff user of that name")
     @blp.alt_response(409, schema=PhrSettingsErrorSchema, description="Administrators always may enroll patients")
+    @blp.alt_response(400, schema=PhrSettingsErrorSchema, description="The body is not JSON")
     @blp.alt_response(422, schema=PhrSettingsErrorSchema, description="Not a valid body")
     def patch_user(values: dict, username: str):
         """Change one staff user's flags (administrators only)"""

@@ -136,7 +136,9 @@ class AccountStore:
         """The account, or LoginRefused. Failures count towards the lockout, successes reset it."""
         now = clock.now()
         with self.database.write() as conn:  # the failure count must commit: decide, then raise outside
-            row = conn.execute(select(account).where(account.c.username == username)).first()
+            # the row locked until the count is written: concurrent attempts (any worker) wait, then see
+            # the latest count and lock, so none is lost (SQLite already serialises write transactions)
+            row = conn.execute(select(account).where(account.c.username == username).with_for_update()).first()
             valid = verify_password(row.password_hash if row else None, password)
             locked = row is not None and row.locked_until is not None and clock.ensure_utc(row.locked_until) > now
             refused = row is None or locked or not row.active or not valid

@@ -111,7 +111,7 @@ class ClientStore:
 
     def get(self, client_id: str | None) -> Client | None:
         """The registered client; looked up once per HTTP request (authlib asks several times)."""
-        if not client_id:
+        if not client_id or "\x00" in client_id:  # no client has a NUL in its id (PostgreSQL refuses to compare one)
             return None
         memo = g.setdefault("smart_clients", {}) if has_app_context() else {}
         if client_id not in memo:
@@ -129,11 +129,15 @@ class ClientStore:
                  client_secret: str | None = None) -> tuple[Client, str | None]:
         """Store a client; confidential symmetric clients get a secret (returned once, stored hashed)."""
         metadata = dict(client_metadata)
+        for name in ("grant_types", "response_types", "redirect_uris"):
+            value = metadata.get(name)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise ValueError(f"{name} must be an array of strings")
         metadata.setdefault("grant_types", ["authorization_code", "refresh_token"])
         metadata.setdefault("response_types", ["code"] if "authorization_code" in metadata["grant_types"] else [])
         metadata.setdefault("token_endpoint_auth_method", "client_secret_basic")
         method = metadata["token_endpoint_auth_method"]
-        if method not in AUTH_METHODS:
+        if not isinstance(method, str) or method not in AUTH_METHODS:
             raise ValueError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
         unknown = set(metadata["grant_types"]) - set(GRANT_TYPES)
         if unknown:

@@ -84,6 +84,15 @@ class SmartRegistration(ClientRegistrationEndpoint):
     def get_server_metadata(self):
         return registration_metadata()
 
+    def extract_client_metadata(self, request):
+        """authlib's claim checks raise plain KeyError / TypeError / ValueError on some malformed values (a
+        ``jwks`` without ``keys``, a list where an object belongs): the client's mistake, so
+        ``invalid_client_metadata`` (400), not a 500."""
+        try:
+            return super().extract_client_metadata(request)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidClientMetadataError(f"Malformed client metadata ({type(exc).__name__}: {exc})"[:300]) from exc
+
     def generate_client_info(self, request):
         info = super().generate_client_info(request)
         method = request.payload.data.get("token_endpoint_auth_method", "client_secret_basic")

@@ -13,6 +13,7 @@ import hmac
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
@@ -98,6 +99,11 @@ bp = Blueprint("smart", __name__, template_folder="templates")
 @bp.route("/auth/authorize", methods=["GET", "POST"])
 def authorize():
     params = _oauth_params()
+    # authlib quotes these in its error descriptions, which must be printable ASCII without " or backslash
+    # (else it raises ValueError: a 500); no URI or response type has such characters.
+    unfit = [k for k in ("redirect_uri", "response_type") if invalid_error_characters(params.get(k) or "")]
+    if unfit:
+        return _page("error.html", 400, message=f"invalid_request: {unfit[0]} has characters it cannot have")
     oauth_request = _oauth_request(params)
     try:
         grant = server().get_consent_grant(oauth_request)
@@ -228,6 +234,9 @@ def introspect():
 
 @bp.route("/auth/register", methods=["POST"])
 def register():
+    if not isinstance(request.get_json(silent=True), dict):  # authlib would raise (a FHIR OperationOutcome, or 500)
+        return _oauth_error(400, "invalid_client_metadata", "The body must be a JSON object of client metadata "
+                            "(RFC 7591), sent as application/json")
     return server().create_endpoint_response("client_registration")
 
 

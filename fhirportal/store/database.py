@@ -9,18 +9,63 @@ transaction-scoped advisory lock (used to make conditional creates race-free).
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from . import auth_schema, export_schema, outbox_schema, portal_settings_schema  # noqa: F401  (register their tables)
 from .schema import metadata
 
+try:
+    import psycopg
+except ImportError:  # an installation for SQLite only
+    psycopg = None
+
 _WRITE = "fhirportal_write"
+
+# Bounds on waiting for PostgreSQL, so that a database that went away costs a request a few seconds
+# (answered 503) rather than a hang. A ``?connect_timeout=…`` (or any of these) in the URL wins.
+CONNECT_TIMEOUT_SECONDS = 3  # giving up on opening a connection (psycopg; at least 2)
+POOL_TIMEOUT_SECONDS = 5  # waiting for a pooled connection when all are in use
+_POSTGRESQL_CONNECT_DEFAULTS = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    # A connection whose peer vanished without a FIN/RST (a cable, a firewall) is noticed within
+    # about 20 s when idle (keepalives) and 15 s when data is unacknowledged (tcp_user_timeout, ms).
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2,
+    "tcp_user_timeout": 15000,
+}
+# SQLSTATE classes and codes of a PostgreSQL that cannot serve now but may in a moment: connection
+# exceptions, shutting down / starting up, too many connections, serialization failure, deadlock.
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable to open database file",
+                     "disk i/o error")
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached or cannot serve right now (gone away,
+    refusing connections, connection pool exhausted, a SQLite file locked past its busy timeout), as
+    opposed to a fault of the statement: the request may be retried later (HTTP 503)."""
+    if isinstance(error, (sa_exc.DisconnectionError, sa_exc.TimeoutError)):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig
+    if psycopg is not None and isinstance(error, psycopg.Error):
+        if isinstance(error, psycopg.InterfaceError):  # "the connection is closed" and the like
+            return True
+        if isinstance(error, psycopg.OperationalError):  # sqlstate None: raised by the client (connect, EOF)
+            return error.sqlstate is None or error.sqlstate.startswith(_TRANSIENT_SQLSTATES)
+        return False
+    if isinstance(error, sqlite3.OperationalError):
+        return str(error).lower().startswith(_SQLITE_TRANSIENT)
+    return False
 
 
 def _normalise_url(url: str) -> str:
@@ -71,8 +116,11 @@ class Database:
             # psycopg prepares statements it sees repeatedly, and PostgreSQL then switches to a
             # generic plan that cannot see the searched values: a search that takes 1 ms with its
             # values takes 60 ms without. Plan every execution for its own values.
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20,
-                          connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
+            # pool_pre_ping replaces a pooled connection that died (the database restarted) before use.
+            connect_args = {name: value for name, value in _POSTGRESQL_CONNECT_DEFAULTS.items()
+                            if name not in parsed.query}
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=POOL_TIMEOUT_SECONDS,
+                          connect_args={"options": "-c plan_cache_mode=force_custom_plan", **connect_args})
         self.engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)

@@ -417,11 +417,12 @@ class ResourceRepository:
     def search(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion], *,
                sort: Sequence[SortKey] = (), count: int = 50, cursor: str | None = None,
                include: Sequence[IncludeSpec] = (), visibility: Visibility | None = None,
-               include_visibility: Visibility | None = None) -> SearchPage:
+               include_visibility: Visibility | None = None, include_iterations: int = 2) -> SearchPage:
         """One page of matches in ``sort`` order (then insertion order), keyset-paged, plus includes.
 
         ``visibility`` restricts the matches, ``include_visibility`` the included resources (a token
-        may search one type and only read another)."""
+        may search one type and only read another). ``:iterate`` includes go at most
+        ``include_iterations`` rounds beyond the first."""
         write_buffer.flush(conn)
         columns = sort_columns(list(sort))
         labels = [column.label(f"k{n}") for n, (column, _) in enumerate(columns)]
@@ -438,7 +439,8 @@ class ResourceRepository:
             last = rows[count - 1]
             next_cursor = encode_cursor(*encode_values([getattr(last, f"k{n}") for n in range(len(columns))]))
             rows = rows[:count]
-        included = included_rows(conn, rows, include, visibility=include_visibility,
+        included = included_rows(conn, rows, include, max_rounds=1 + max(include_iterations, 0),
+                                 visibility=include_visibility,
                                  base_url=self.extractor.base_url) if include and rows else []
         return SearchPage([_record(r) for r in rows], next_cursor, [_record(r) for r in included])
 

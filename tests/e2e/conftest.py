@@ -8,11 +8,7 @@ server that does not carry its own Authorization header (plain ``requests`` and 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -22,15 +18,7 @@ from fhirportal.fhir.resource_types import SUPPORTED_TYPES
 from fhirportal.smart.tokens import TokenStore
 from fhirportal.store.database import Database
 from fhirportal.store.schema import metadata
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.e2e.gunicorn_server import BIN, ROOT, GunicornServer  # noqa: F401  (ROOT, BIN: for the tests)
 
 
 def _wipe(url: str) -> None:
@@ -52,53 +40,22 @@ def mint_system_token(url: str, scope: str = "system/*.cruds") -> str:
         database.dispose()
 
 
-def _wait_until_up(server: subprocess.Popen, base_url: str, seconds: float = 120) -> bool:
-    deadline = time.monotonic() + seconds
-    while server.poll() is None and time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base_url}/metadata", timeout=5).status_code == 200:
-                return True
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    return False
-
-
 @pytest.fixture(scope="package")  # stopped (its workers flush their access log) before other tests run
 def live_server(tmp_path_factory):
     url = os.environ.get("FHIRPORTAL_TEST_DATABASE_URL") or \
         f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'fhirportal-e2e.db'}"
     _wipe(url)
     log_path = tmp_path_factory.mktemp("e2e-log") / "gunicorn.log"
-    loaded = None
-    server = None
-    for _attempt in range(3):  # a port taken between choosing and binding: choose again
-        port = _free_port()
-        base_url = f"http://127.0.0.1:{port}/fhir"
-        env = dict(os.environ, FHIRPORTAL_DATABASE_URL=url, FHIRPORTAL_BASE_URL=base_url)
-        if loaded is None:
-            loaded = subprocess.run([str(BIN / "fhirportal"), "load", "--quiet", str(ROOT / "fixtures" / "demo")],
-                                    env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-            assert loaded.returncode == 0, loaded.stderr
-        server = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
-             "--threads", "4", "wsgi:app"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_path.open("a"))  # a file: a pipe could fill up
-        if _wait_until_up(server, base_url):
-            break
-        server.kill()
-        server.wait(timeout=10)
-    else:
-        raise RuntimeError(f"server did not start: {log_path.read_text()[-3000:]}")
+    loaded = subprocess.run([str(BIN / "fhirportal"), "load", "--quiet", str(ROOT / "fixtures" / "demo")],
+                            env=dict(os.environ, FHIRPORTAL_DATABASE_URL=url), cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert loaded.returncode == 0, loaded.stderr
+    server = GunicornServer(url, log_path).start()
     try:
-        yield {"base_url": base_url, "load_output": loaded.stderr, "database_url": url,
-               "token": mint_system_token(url)}
+        yield {"base_url": server.base_url, "load_output": loaded.stderr, "database_url": url,
+               "token": mint_system_token(url), "log_path": log_path}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
         _wipe(url)
 
 

@@ -57,3 +57,28 @@ def test_a_huge_type_name_is_journalled_clipped_and_never_blocks_the_journal(ctx
     assert fhir.get("Patient?_id=" + "y" * 300).status_code == 200
     assert ctx.audit.flush() == 2
     assert fhir.get("AuditEvent?_summary=count").get_json()["total"] == 2
+
+
+def test_a_busy_journal_becomes_audit_events_in_the_background(ctx):
+    """Past ``background_after`` accesses the writer thread converts the journal itself, so the first
+    AuditEvent search after a busy day does not convert the whole day while its client waits."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from fhirportal.fhir.audit import AccessLog
+    from fhirportal.store.auth_schema import access_log
+    from fhirportal.store.schema import resource
+
+    journal = AccessLog(ctx.database, ctx.repository, ctx.base_url, background_after=3)
+    for n in range(5):
+        journal.record(Access("read", "Patient", f"Patient/p{n}", 200, "busy-app", patient_id=f"p{n}"))
+    deadline = time.monotonic() + 10
+    while True:
+        with ctx.database.read() as conn:
+            waiting = conn.execute(select(func.count()).where(access_log.c.materialized.is_(False))).scalar_one()
+            events = conn.execute(select(func.count()).where(resource.c.resource_type == "AuditEvent")).scalar_one()
+        if waiting == 0 and events == 5:
+            break
+        assert time.monotonic() < deadline, (waiting, events)
+        time.sleep(0.05)

@@ -409,3 +409,13 @@ def test_every_patient_an_export_covered_sees_it_in_the_access_log(fhir, ctx):
     assert [row.action for row in ctx.audit.for_patients([people[2]["id"]]) if row.action == "export"] == []
     wait_for_manifest(fhir, kick_off(fhir, "$export?_type=Patient"))  # a system export covers everyone
     assert [row.action for row in ctx.audit.for_patients([people[2]["id"]]) if row.action == "export"] == ["export"]
+
+
+@pytest.mark.parametrize("path", ["$export-status/a%00b", "$export-file/a%00b/Patient.ndjson", "$export-status/a%20b"])
+def test_status_and_file_of_a_malformed_job_id_are_404(fhir, path):
+    """A job id that no export can have (a NUL, a space: ids are URL-safe tokens) is simply not found: the
+    OpenAPI fuzz found that PostgreSQL refused to compare a NUL and the server answered 500."""
+    response = fhir.get(path)
+    assert response.status_code == 404
+    assert response.get_json()["issue"][0]["code"] == "not-found"
+    assert fhir.delete(path.replace("$export-file/a%00b/Patient.ndjson", "$export-status/a%00b")).status_code == 404

@@ -80,7 +80,10 @@ def test_bad_history_parameters_are_400(fhir):
     assert fhir.get("_history?_cursor=@@@").status_code == 400
 
 
-def test_count_is_capped(fhir, settings):
+def test_count_above_the_maximum_is_refused_not_capped(fhir, settings):
+    """A _count beyond max_page_size is a 400 naming the maximum (tests/fhir/test_limits.py has the rest)."""
     fhir.create(patient())
-    bundle = fhir.get(f"_history?_count={settings.max_page_size * 10}").get_json()
-    assert len(bundle["entry"]) == 1
+    response = fhir.get(f"_history?_count={settings.max_page_size * 10}")
+    assert response.status_code == 400
+    assert str(settings.max_page_size) in response.get_json()["issue"][0]["diagnostics"]
+    assert len(fhir.get(f"_history?_count={settings.max_page_size}").get_json()["entry"]) == 1

@@ -58,3 +58,16 @@ def test_patch_body_must_be_an_array_of_ops(fhir):
 
 def test_patch_unknown_resource_is_404(fhir):
     assert fhir.patch("Patient/nope", [{"op": "remove", "path": "/gender"}]).status_code == 404
+
+
+def test_patch_whose_path_is_not_a_json_pointer_is_400(fhir):
+    """A ``path`` that does not start with '/' is the client's mistake (found by the OpenAPI fuzz: it was a
+    500): 400 with an OperationOutcome naming the problem, and the resource is unchanged."""
+    created = fhir.create(patient())
+    path = f"Patient/{created['id']}"
+    for op in ({"op": "copy", "from": "/gender", "path": "x"}, {"op": "replace", "path": "gender", "value": "male"}):
+        response = fhir.patch(path, [op])
+        assert response.status_code == 400, op
+        issue = response.get_json()["issue"][0]
+        assert issue["code"] == "invalid" and "JSON Patch" in issue["diagnostics"]
+    assert fhir.get(path).get_json()["meta"]["versionId"] == "1"

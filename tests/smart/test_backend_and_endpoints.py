@@ -158,6 +158,42 @@ def test_dynamic_registration(client, smart):
     assert invalid.status_code == 400
 
 
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"\x00", "application/json"),  # not JSON
+    (b'["client_name"]', "application/json"),  # JSON, not an object
+    (b'{"redirect_uris": ["https://app.example/cb"], "jwks": {"no": "keys"}}', "application/json"),  # no keys
+    (b'{"redirect_uris": ["https://app.example/cb"], "jwks": {"keys": [1]}}', "application/json"),
+    (b'{"grant_types": false}', "application/json"),  # not an array
+    (b'{"redirect_uris": ["https://app.example/cb"], "response_types": [1]}', "application/json"),
+    (b'{"redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": ["none"]}', "application/json"),
+])
+def test_malformed_registration_is_an_oauth_error_not_a_server_error(client, body, content_type):
+    """Registration bodies the OpenAPI fuzz found answered with a 500 (a jwks without ``keys``) or a FHIR
+    OperationOutcome (not JSON): RFC 7591 says 400 with ``{"error": "invalid_client_metadata", ...}``."""
+    response = client.post("/auth/register", data=body, content_type=content_type)
+    assert response.status_code == 400
+    assert response.mimetype == "application/json"
+    assert response.get_json()["error"] == "invalid_client_metadata"
+
+
+@pytest.mark.parametrize("send", [
+    lambda client: client.post("/auth/token", data={"grant_type": "client_credentials", "client_id": "a\x00b"}),
+    lambda client: client.post("/auth/revoke", data={"token": "x", "client_id": "a\x00b"}),
+    lambda client: client.post("/auth/introspect", data={"token": "x", "client_id": "a\x00b"}),
+])
+def test_a_client_id_with_a_nul_is_an_unknown_client(client, send):
+    """A client_id with a NUL (found by the OpenAPI fuzz; PostgreSQL refuses to compare one: it was a 500)
+    names no client: the OAuth error invalid_client."""
+    response = send(client)
+    assert response.status_code in (400, 401)
+    assert response.get_json()["error"] == "invalid_client"
+
+
+def test_authorize_with_a_nul_in_the_client_id_is_an_error_page(client):
+    response = client.get("/auth/authorize", query_string={"client_id": "a\x00b", "response_type": "code"})
+    assert response.status_code == 400 and response.mimetype == "text/html"
+
+
 def test_patient_revokes_an_app_from_the_apps_page(client, public_app, patient_account, ctx):
     params, auth = authorize(client, public_app.client_id, SCOPE, "ada")
     token = exchange(client, params["code"], auth, public_app.client_id).get_json()

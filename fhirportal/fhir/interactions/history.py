@@ -4,6 +4,7 @@ with ``_since``, ``_at``-free keyset paging (``_cursor``) and ``_count``.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import Request
@@ -20,13 +21,31 @@ from ..validation import check_id
 from .common import reading, require_type
 
 
-def page_size(ctx: FhirContext, request: Request) -> int:
-    raw = request.args.get("_count")
+def page_size(ctx: FhirContext, request: Request, params: list[tuple[str, str]] | None = None) -> int:
+    """``_count`` (from ``params`` when given, else the query string), or the default page size.
+
+    400 unless it is a whole number from 0 to ``max_page_size``: a larger page is refused, never
+    silently cut, so that the client learns the maximum."""
+    raw = request.args.get("_count") if params is None else next((v for k, v in params if k == "_count"), None)
+    return count_value(ctx, raw)
+
+
+def count_value(ctx: FhirContext, raw: str | None) -> int:
+    """A ``_count`` value checked against ``max_page_size`` (None: the default page size)."""
     if raw is None:
         return ctx.settings.default_page_size
-    if not raw.isdigit():
-        raise BadRequest(f"_count must be a non-negative whole number, not '{raw}'", expression="_count")
-    return min(int(raw), ctx.settings.max_page_size)
+    maximum = ctx.settings.max_page_size
+    shown = raw if len(raw) <= 40 else raw[:40] + "…"
+    if not _WHOLE_NUMBER.fullmatch(raw):
+        raise BadRequest(f"_count must be a whole number from 0 to {maximum}, not '{shown}'", expression="_count")
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)) or int(digits) > maximum:
+        raise BadRequest(f"_count={shown} is more than this server's maximum page size of {maximum} "
+                         f"(the _count limit)", expression="_count")
+    return int(digits)
+
+
+_WHOLE_NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²'
 
 
 def since_instant(request: Request) -> datetime | None:

@@ -30,8 +30,8 @@ def parse_patch(document) -> jsonpatch.JsonPatch:
                                 expression=f"[{position}]")
     try:
         return jsonpatch.JsonPatch(document)
-    except (jsonpatch.JsonPatchException, TypeError, ValueError) as exc:
-        raise BadRequest(f"Invalid JSON Patch: {exc}") from exc
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, ValueError) as exc:
+        raise BadRequest(f"Invalid JSON Patch: {exc}") from exc  # e.g. a path or from that is not a JSON Pointer
 
 
 def patch(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str, fhir_id: str) -> FhirResponse:

@@ -15,7 +15,7 @@ from fhirportal.errors import BadRequest
 from ..authorization import Authorization
 from ..bundles import bundle, link, search_entry
 from ..context import FhirContext
-from ..negotiation import require_body_type
+from ..negotiation import require_body_type, require_short_query, small_form
 from ..response import FhirResponse
 from ..search_params import handling_is_strict, parse_search, split_or
 from ..subsetting import subset_text
@@ -26,11 +26,14 @@ FORM = "application/x-www-form-urlencoded"
 _NOT_IN_LINKS = ("_cursor", "_format", "_pretty")
 
 
-def _params(request: Request) -> list[tuple[str, str]]:
+def _params(ctx: FhirContext, request: Request) -> list[tuple[str, str]]:
+    """The query string's parameters and, for POST _search, the form body's (each within the query length
+    limit: 414 for the query string, 413 for the body)."""
+    require_short_query(request, ctx.settings.max_query_bytes)
     params = list(request.args.items(multi=True))
     if request.method == "POST":
         require_body_type(request, (FORM,))
-        params += list(request.form.items(multi=True))
+        params += list(small_form(request, ctx.settings.max_query_bytes).items(multi=True))
     return params
 
 
@@ -38,12 +41,12 @@ def search(ctx: FhirContext, request: Request, auth: Authorization, resource_typ
            conn: Connection | None = None) -> FhirResponse:
     require_type(ctx, resource_type)
     auth.require(resource_type, "search-type")
-    return run_search(ctx, request, auth, [resource_type], _params(request), resource_type, conn)
+    return run_search(ctx, request, auth, [resource_type], _params(ctx, request), resource_type, conn)
 
 
 def system_search(ctx: FhirContext, request: Request, auth: Authorization,
                   conn: Connection | None = None) -> FhirResponse:
-    params = _params(request)
+    params = _params(ctx, request)
     requested = [t for value in (v for k, v in params if k == "_type") for t in split_or(value)]
     if not requested:
         raise BadRequest("A search across types needs _type (e.g. _type=Patient,Practitioner)", expression="_type")
@@ -58,15 +61,17 @@ def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource
                params: list[tuple[str, str]], path: str, conn: Connection | None = None) -> FhirResponse:
     """The matches ``auth`` may search, and of what they include only what it may read."""
     strict = handling_is_strict(request.headers.get("Prefer"))
-    parsed = parse_search(ctx.search_parameters, resource_types, params, strict=strict)
-    count = 0 if parsed.summary == "count" else page_size(ctx, request)
+    parsed = parse_search(ctx.search_parameters, resource_types, params, strict=strict,
+                          max_includes=ctx.settings.max_includes)
+    count = 0 if parsed.summary == "count" else page_size(ctx, request, params)
     cursor = next((v for k, v in params if k == "_cursor"), None)
     visibility = auth.visibility("search-type")
     with reading(ctx, conn) as conn:
         try:
             page = ctx.repository.search(conn, resource_types, parsed.criteria, sort=parsed.sort,
                                          count=max(count, 1), cursor=cursor, include=parsed.include,
-                                         visibility=visibility, include_visibility=auth.visibility("read"))
+                                         visibility=visibility, include_visibility=auth.visibility("read"),
+                                         include_iterations=ctx.settings.max_include_iterations)
         except ValueError as exc:
             raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
         wants_total = parsed.total in ("accurate", "estimate") or count == 0

@@ -20,7 +20,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import Request
 
-from fhirportal.errors import BadRequest, FhirError, Issue, NotFound, PreconditionFailed, Unprocessable
+from fhirportal.errors import (
+    BadRequest,
+    FhirError,
+    Issue,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Unprocessable,
+)
 from fhirportal.store import clock
 from fhirportal.store.repository import new_id
 
@@ -36,6 +44,7 @@ from ..search_params import parse_criteria
 from ..validation import check_id
 from ..writes import DeferredChecks, Writer, WriteResult, within_entry
 from .common import prefer_return, shaped_body
+from .history import count_value
 from .patch import parse_patch
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -115,8 +124,13 @@ def _parse_entry(ctx: FhirContext, index: int, raw) -> Entry:
         raise BadRequest("Every entry needs a request", expression=f"{where}.request")
     request = raw["request"]
     method = request.get("method")
-    if method not in _ORDER:
+    if not isinstance(method, str) or method not in _ORDER:
         raise BadRequest(f"request.method '{method}' is not supported", expression=f"{where}.request.method")
+    for name in ("ifMatch", "ifNoneExist", "ifNoneMatch", "ifModifiedSince"):
+        if request.get(name) is not None and not isinstance(request[name], str):
+            raise BadRequest(f"request.{name} must be a string", expression=f"{where}.request.{name}")
+    if raw.get("fullUrl") is not None and not isinstance(raw["fullUrl"], str):
+        raise BadRequest("fullUrl must be a string (a URI)", expression=f"{where}.fullUrl")
     if not isinstance(request.get("url"), str):
         raise BadRequest("request.url is required", expression=f"{where}.request.url")
     resource_type, fhir_id, version, query = _parse_url(ctx, request["url"], where)
@@ -312,7 +326,7 @@ def read_entry(ctx: FhirContext, conn, entry: Entry, auth: Authorization) -> dic
         return answer
     params = parse_qsl(entry.query, keep_blank_values=True)
     criteria, _ = parse_criteria(ctx.search_parameters, entry.resource_type, params, strict=False)
-    count = min(ctx.settings.default_page_size, ctx.settings.max_page_size)
+    count = max(count_value(ctx, next((v for k, v in params if k == "_count"), None)), 1)
     page = ctx.repository.search(conn, entry.resource_type, criteria, count=count, visibility=visibility)
     result = bundle("searchset", [search_entry(ctx.base_url, r) for r in page.matches], {})
     return {"response": {"status": "200 OK"}, "resource": result}
@@ -364,6 +378,10 @@ def transaction(ctx: FhirContext, request: Request, auth: Authorization) -> Fhir
     raw_entries = document.get("entry") or []
     if not isinstance(raw_entries, list):
         raise BadRequest("Bundle.entry must be a list", expression="Bundle.entry")
+    maximum = ctx.settings.max_bundle_entries
+    if len(raw_entries) > maximum:
+        raise PayloadTooLarge(f"The {kind} has {len(raw_entries)} entries; this server takes at most {maximum} "
+                              f"in one Bundle (the Bundle entry limit)", expression="Bundle.entry")
     preference = prefer_return(request)
     if kind == "batch":
         responses = [_batch_entry(ctx, auth, i, raw, preference) for i, raw in enumerate(raw_entries)]

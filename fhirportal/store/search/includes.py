@@ -81,7 +81,8 @@ def _referrers_of(conn: Connection, identities: set[tuple[str, str]], spec: Incl
 def included_rows(conn: Connection, matches: list, specs: Sequence[IncludeSpec], max_rounds: int = 3,
                   limit: int = 1000, *, visibility: Visibility | None = None, base_url: str | None = None) -> list:
     """Rows to add with search mode "include" (never the matches themselves, each once), only those
-    ``visibility`` allows."""
+    ``visibility`` allows. Bounded: at most ``max_rounds`` rounds (the first, then ``:iterate`` ones)
+    and ``limit`` rows, however the references loop."""
     seen = {(row.resource_type, row.fhir_id) for row in matches}
     found: list = []
     current = list(matches)
