@@ -57,7 +57,7 @@ class Settings:
     # Accesses a worker journals before its writer thread turns the journal into AuditEvents in the
     # background (0: only when AuditEvents are read), so that the first AuditEvent search after a busy
     # day does not convert the whole day's journal while its client waits.
-    audit_background_after: int = 2000
+    audit_background_after: int = 500
     validate_references: bool = True
     benchmark_routes: bool = False
     # Encrypts portal PINs at rest and keys their hashes. The default is for development only.

@@ -18,6 +18,7 @@ import base64
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qsl
@@ -30,6 +31,7 @@ from fhirportal.store.database import Database, unavailable
 from fhirportal.store.repository import ResourceRepository
 
 BATCH = 500
+READ_BUDGET = 2.0  # seconds a request reading AuditEvents spends converting the journal before it reads
 FLUSH_INTERVAL = 0.2  # seconds a journalled access may wait in the worker before it is written
 log = logging.getLogger(__name__)
 EVENT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
@@ -300,19 +302,21 @@ class AccessLog:
             return clock.ensure_utc(moment).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
         return moment
 
-    def materialize(self) -> int:
+    def materialize(self, budget: float | None = None) -> int:
         """Turn journal rows not yet converted into AuditEvent resources; returns how many.
 
         This worker's queue is written first; other workers' queues reach the journal within
-        ``FLUSH_INTERVAL``."""
+        ``FLUSH_INTERVAL``. ``budget``: stop starting batches after that many seconds (a request
+        reading AuditEvents does not wait for an unbounded backlog; the writer threads convert the
+        rest in the background, see ``background_after``)."""
         try:
             self.flush()
         except Exception as exc:
             if not unavailable(exc):
                 raise
             log.warning("access log: could not write the queued accesses before reading AuditEvents: %s", exc)
-        done = 0
-        while converted := self._materialize_batch():
+        done, deadline = 0, None if budget is None else time.monotonic() + budget
+        while (deadline is None or time.monotonic() < deadline) and (converted := self._materialize_batch()):
             done += converted
         return done
 

@@ -20,7 +20,7 @@ from flask_smorest import Blueprint
 from fhirportal.errors import MethodNotAllowed, NotFound
 
 from . import capability
-from .audit import RequestSeen, touches_audit_events
+from .audit import READ_BUDGET, RequestSeen, touches_audit_events
 from .authorization import Authorization, authenticate
 from .conformance import ConformanceResources
 from .context import FhirContext
@@ -75,7 +75,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
             return
         ctx = context()
         if touches_audit_events(request):
-            ctx.audit.materialize()  # before the read transaction starts, so that it sees them
+            ctx.audit.materialize(READ_BUDGET)  # before the read transaction starts, so that it sees them
         conn = None
         if request.method in ("GET", "HEAD"):
             g.fhir_transaction = ExitStack()
