@@ -12,12 +12,14 @@ read in: one transaction per request, not two.
 
 from __future__ import annotations
 
+import logging
 from contextlib import ExitStack
 
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
 from fhirportal.errors import MethodNotAllowed, NotFound
+from fhirportal.store.database import unavailable
 
 from . import capability
 from .audit import READ_BUDGET, RequestSeen, touches_audit_events
@@ -28,6 +30,8 @@ from .interactions import create, delete, history, patch, read, search, transact
 from .interactions.common import require_type
 from .negotiation import is_pretty, render, response_format
 from .response import FhirResponse
+
+log = logging.getLogger(__name__)
 
 
 def context() -> FhirContext:
@@ -94,10 +98,19 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Bluep
 
     @blp.teardown_request
     def _end_read_transaction(_error):
+        """Ends the GET's read transaction. Teardown runs after the answer is made, where an error
+        would become gunicorn's bare 500: a read transaction whose connection died (the database went
+        away) has nothing to lose, so a failure to end it is logged, not raised."""
         transaction = g.pop("fhir_transaction", None)
         g.pop("fhir_connection", None)
-        if transaction is not None:
+        if transaction is None:
+            return
+        try:
             transaction.close()
+        except Exception as exc:  # noqa: BLE001
+            if not unavailable(exc):
+                raise
+            log.warning("ending a read transaction failed, the database is unavailable: %s", type(exc).__name__)
 
     @blp.before_request
     def _negotiate():

@@ -280,8 +280,9 @@ def _probe(method: str, url: str, **kwargs) -> tuple[int | None, float]:
 def _first_error(server) -> str:
     """The server log from its first unhandled error (the traceback of a 500), or its tail."""
     text = server.log_path.read_text(errors="replace")
-    start = text.find("unhandled error")
-    return text[start:start + 4000] if start >= 0 else text[-3000:]
+    starts = [i for i in (text.find("unhandled error"), text.find("Error handling request"),
+                          text.find("Traceback")) if i >= 0]
+    return text[min(starts):min(starts) + 4000] if starts else text[-3000:]
 
 
 def test_postgresql_outage_answers_503_then_recovers_and_keeps_every_acknowledged_write(proxied_server):
