@@ -31,6 +31,7 @@ from fhirportal.store.database import Database, unavailable
 from fhirportal.store.repository import ResourceRepository
 
 BATCH = 500
+IDLE = 1.0  # seconds without a new access after which a writer thread converts the journal in the background
 READ_BUDGET = 2.0  # seconds a request reading AuditEvents spends converting the journal before it reads
 FLUSH_INTERVAL = 0.2  # seconds a journalled access may wait in the worker before it is written
 log = logging.getLogger(__name__)
@@ -185,10 +186,12 @@ class AccessLog:
     def __init__(self, database: Database, repository: ResourceRepository, base_url: str, *,
                  background_after: int = 0):
         self.database = database
-        # After this many accesses written since the last conversion, the writer thread converts the
-        # journal into AuditEvents itself (a batch per wake-up); 0: only ``materialize`` (reads) does.
+        # The writer thread converts the journal into AuditEvents itself (a batch per wake-up) when the
+        # worker has been idle for ``IDLE`` seconds, or once it has written this many accesses since the
+        # last conversion even under load; 0: never (only ``materialize``, i.e. AuditEvent reads).
         self.background_after = background_after
         self._written_since_materialized = 0
+        self._last_recorded = 0.0
         self.repository = repository
         self.base_url = base_url
         self._pending: list[Access] = []
@@ -205,6 +208,7 @@ class AccessLog:
 
     def record(self, access: Access | RequestSeen) -> None:
         """Queue one access; the background writer stores it within ``FLUSH_INTERVAL``."""
+        self._last_recorded = time.monotonic()
         with self._lock:
             self._pending.append(access)
             if self._writer is None or self._writer_pid != os.getpid() or not self._writer.is_alive():
@@ -220,8 +224,7 @@ class AccessLog:
             self._wake.clear()
             try:
                 self._written_since_materialized += self.flush()
-                busy = self.background_after and self._written_since_materialized >= self.background_after
-                if busy and self._materialize_batch() < BATCH:  # caught up: count afresh
+                if self._converting_now() and self._materialize_batch() < BATCH:  # caught up: count afresh
                     self._written_since_materialized = 0
             except Exception as exc:  # the database is away (the rows stay queued): try again
                 if unavailable(exc):
@@ -229,6 +232,13 @@ class AccessLog:
                     self._wake.wait(1.0)  # do not hammer a database that is down
                 else:
                     log.exception("access log: writing the journal failed; retrying")
+
+    def _converting_now(self) -> bool:
+        """Whether the writer thread should convert a batch of the journal now: idle, or far behind."""
+        if not self.background_after:
+            return False
+        idle = time.monotonic() - self._last_recorded >= IDLE
+        return idle or self._written_since_materialized >= self.background_after
 
     def _flush_at_exit(self) -> None:
         try:
