@@ -55,8 +55,8 @@ def test_every_authorized_request_is_journalled(ctx, client):
 def test_a_huge_type_name_is_journalled_clipped_and_never_blocks_the_journal(ctx, fhir):
     assert fhir.get("X" * 300).status_code in (400, 404)
     assert fhir.get("Patient?_id=" + "y" * 300).status_code == 200
-    assert ctx.audit.flush() == 2
-    assert fhir.get("AuditEvent?_summary=count").get_json()["total"] == 2
+    ctx.audit.flush()  # what the writer thread has not written yet (it writes every 0.2 s on its own)
+    assert fhir.get("AuditEvent?_summary=count").get_json()["total"] == 2  # both journalled, neither blocked
 
 
 def test_a_busy_journal_becomes_audit_events_in_the_background(ctx):
