@@ -71,14 +71,17 @@ def test_a_busy_journal_becomes_audit_events_in_the_background(ctx):
     from fhirportal.store.schema import resource
 
     journal = AccessLog(ctx.database, ctx.repository, ctx.base_url, background_after=3)
-    for n in range(5):
-        journal.record(Access("read", "Patient", f"Patient/p{n}", 200, "busy-app", patient_id=f"p{n}"))
-    deadline = time.monotonic() + 10
-    while True:
-        with ctx.database.read() as conn:
-            waiting = conn.execute(select(func.count()).where(access_log.c.materialized.is_(False))).scalar_one()
-            events = conn.execute(select(func.count()).where(resource.c.resource_type == "AuditEvent")).scalar_one()
-        if waiting == 0 and events == 5:
-            break
-        assert time.monotonic() < deadline, (waiting, events)
-        time.sleep(0.05)
+    try:
+        for n in range(5):
+            journal.record(Access("read", "Patient", f"Patient/p{n}", 200, "busy-app", patient_id=f"p{n}"))
+        deadline = time.monotonic() + 10
+        while True:
+            with ctx.database.read() as conn:
+                waiting = conn.execute(select(func.count()).where(access_log.c.materialized.is_(False))).scalar_one()
+                events = conn.execute(select(func.count()).where(resource.c.resource_type == "AuditEvent")).scalar_one()
+            if waiting == 0 and events == 5:
+                break
+            assert time.monotonic() < deadline, (waiting, events)
+            time.sleep(0.05)
+    finally:
+        journal.background_after = 0  # its writer thread lives on: it must not convert later tests' journals
