@@ -54,10 +54,9 @@ class Settings:
     max_query_bytes: int = 7 * 1024
     max_includes: int = 10  # _include/_revinclude parameters in one search (400)
     max_include_iterations: int = 3  # rounds of _include:iterate/_revinclude:iterate after the first
-    # The writer threads turn the journal into AuditEvents in the background when their worker is idle
-    # (a second without a request), or under load once a worker has journaled this many accesses
-    # (0: only when AuditEvents are read), so that an AuditEvent search does not convert a whole busy
-    # day's journal while its client waits, and conversion does not compete with requests while busy.
+    # The writer threads turn the journal into AuditEvents in the background once a worker has journaled
+    # this many accesses (0: only when AuditEvents are read, for at most 2 s each), so that an AuditEvent
+    # search does not convert a whole busy day's journal while its client waits.
     audit_background_after: int = 20000
     validate_references: bool = True
     benchmark_routes: bool = False

@@ -31,7 +31,6 @@ from fhirportal.store.database import Database, unavailable
 from fhirportal.store.repository import ResourceRepository
 
 BATCH = 500
-IDLE = 1.0  # seconds without a new access after which a writer thread converts the journal in the background
 READ_BUDGET = 2.0  # seconds a request reading AuditEvents spends converting the journal before it reads
 FLUSH_INTERVAL = 0.2  # seconds a journalled access may wait in the worker before it is written
 log = logging.getLogger(__name__)
@@ -186,12 +185,11 @@ class AccessLog:
     def __init__(self, database: Database, repository: ResourceRepository, base_url: str, *,
                  background_after: int = 0):
         self.database = database
-        # The writer thread converts the journal into AuditEvents itself (a batch per wake-up) when the
-        # worker has been idle for ``IDLE`` seconds, or once it has written this many accesses since the
-        # last conversion even under load; 0: never (only ``materialize``, i.e. AuditEvent reads).
+        # The writer thread converts the journal into AuditEvents itself (a batch per wake-up) once it
+        # has written this many accesses since the last conversion; 0: never (only ``materialize``,
+        # i.e. AuditEvent reads, which convert for at most ``READ_BUDGET`` seconds).
         self.background_after = background_after
         self._written_since_materialized = 0
-        self._last_recorded = 0.0
         self.repository = repository
         self.base_url = base_url
         self._pending: list[Access] = []
@@ -208,7 +206,6 @@ class AccessLog:
 
     def record(self, access: Access | RequestSeen) -> None:
         """Queue one access; the background writer stores it within ``FLUSH_INTERVAL``."""
-        self._last_recorded = time.monotonic()
         with self._lock:
             self._pending.append(access)
             if self._writer is None or self._writer_pid != os.getpid() or not self._writer.is_alive():
@@ -234,11 +231,8 @@ class AccessLog:
                     log.exception("access log: writing the journal failed; retrying")
 
     def _converting_now(self) -> bool:
-        """Whether the writer thread should convert a batch of the journal now: idle, or far behind."""
-        if not self.background_after:
-            return False
-        idle = time.monotonic() - self._last_recorded >= IDLE
-        return idle or self._written_since_materialized >= self.background_after
+        """Whether the writer thread should convert a batch of the journal now: it is far behind."""
+        return bool(self.background_after) and self._written_since_materialized >= self.background_after
 
     def _flush_at_exit(self) -> None:
         try:
