@@ -34,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -606,6 +607,19 @@ def build_phases(patient_ids: list[str], observation_ids: list[str], system_toke
     return [p for p in phases if p.paths]
 
 
+def _measure(server: Server, phase: Phase, args, *, quiet: bool = False) -> dict:
+    figures = run_phase(server.port, phase, args.concurrency, args.warmup, args.duration, server.proc.pid,
+                        args.reconnect)
+    if any(key.startswith("5") for key in figures["error_detail"]):
+        figures["server_log_tail"] = server.log_tail()[-2000:]
+        print(f"server errors during {phase.label}; gunicorn log tail:\n"
+              f"{figures['server_log_tail']}", file=sys.stderr, flush=True)
+    print(f"  {'(again) ' if quiet else ''}{figures['operation']:<22} {figures['requests_per_s']:>9.1f} req/s  "
+          f"p50 {figures['p50_ms']:.2f} ms  errors {figures['errors']}  "
+          f"server CPU {_server_cpu(figures)}  other CPU {figures['other_cpu_cores']}", flush=True)
+    return figures
+
+
 def run_backend(backend: Backend, args, workdir: Path) -> BackendResult:
     result = BackendResult(backend.name)
     server: Server | None = None
@@ -634,20 +648,13 @@ def run_backend(backend: Backend, args, workdir: Path) -> BackendResult:
         server.wait_ready()
         print(f"gunicorn wsgi:app on {HOST}:{server.port} ({GUNICORN_WORKERS} workers x "
               f"{GUNICORN_THREADS} gthreads); concurrency {args.concurrency}, "
-              f"{WARMUP_S:g} s warm-up + {args.duration:g} s per operation, keep-alive connections "
+              f"{args.warmup:g} s warm-up + {args.duration:g} s per operation, keep-alive connections "
               f"renewed every ~{args.reconnect:g} s", flush=True)
-        for phase in build_phases(patient_ids, observation_ids, system_token, patient_tokens, subjects):
-            figures = run_phase(server.port, phase, args.concurrency, WARMUP_S, args.duration,
-                                server.proc.pid, args.reconnect)
-            result.results.append(figures)
-            if any(key.startswith("5") for key in figures["error_detail"]):
-                figures["server_log_tail"] = server.log_tail()[-2000:]
-                print(f"server errors during {phase.label}; gunicorn log tail:\n"
-                      f"{figures['server_log_tail']}", file=sys.stderr, flush=True)
-            print(f"  {figures['operation']:<22} {figures['requests_per_s']:>9.1f} req/s  "
-                  f"p50 {figures['p50_ms']:.2f} ms  errors {figures['errors']}  "
-                  f"server CPU {_server_cpu(figures)}  other CPU {figures['other_cpu_cores']}", flush=True)
+        phases = build_phases(patient_ids, observation_ids, system_token, patient_tokens, subjects)
+        for phase in phases:
+            result.results.append(_measure(server, phase, args))
         by_label = {r["operation"]: r["requests_per_s"] for r in result.results}
+        phase_by_label = {p.label: p for p in phases}
         for kind in ("Patient", "Observation"):
             read, ceiling = by_label.get(f"read {kind}"), by_label.get(f"ceiling {kind}")
             authorized = by_label.get(f"authorized {kind}")
@@ -658,9 +665,16 @@ def run_backend(backend: Backend, args, workdir: Path) -> BackendResult:
                 result.authorized[kind] = {"authorized / ceiling": round(authorized / ceiling, 3),
                                            "authorized / system-token read": round(authorized / read, 3)
                                            if read else None,
-                                           "overhead vs ceiling": round(ceiling / authorized - 1, 3),
-                                           "overhead vs unauthorized read": round(unauthorized / authorized - 1, 3)
-                                           if unauthorized else None}
+                                           "overhead vs ceiling": round(ceiling / authorized - 1, 3)}
+                if unauthorized:
+                    overheads = [unauthorized / authorized - 1]
+                    pair = (phase_by_label[f"unauthorized {kind}"], phase_by_label[f"authorized {kind}"])
+                    for round_number in range(1, args.rounds):  # alternate the order: drift cancels out
+                        rates = {p.label: _measure(server, p, args, quiet=True)["requests_per_s"]
+                                 for p in (pair if round_number % 2 else pair[::-1])}
+                        overheads.append(rates[pair[0].label] / rates[pair[1].label] - 1)
+                    result.authorized[kind]["overhead vs unauthorized read"] = round(statistics.median(overheads), 3)
+                    result.authorized[kind]["overhead per round"] = [round(o, 3) for o in overheads]
     except Exception as exc:  # report and go on with the next backend
         result.error = f"{type(exc).__name__}: {exc}"
         if server is not None:
@@ -715,8 +729,11 @@ def print_table(result: BackendResult) -> None:
         overhead = figures.get("overhead vs unauthorized read")
         if overhead is not None:
             verdict = "OK" if overhead <= AUTHORIZATION_OVERHEAD_TARGET else "ABOVE TARGET"
-            print(f"authorization + audit cost ({kind}): {overhead:.0%} over the same read without them "
-                  f"(target <= {AUTHORIZATION_OVERHEAD_TARGET:.0%})  {verdict}")
+            rounds = figures["overhead per round"]
+            spread = f", median of {len(rounds)} alternating rounds: " + " ".join(f"{o:.0%}" for o in rounds) \
+                if len(rounds) > 1 else ""
+            print(f"authorization + audit cost ({kind}): {overhead:.0%} over the same read without them"
+                  f"{spread} (target <= {AUTHORIZATION_OVERHEAD_TARGET:.0%})  {verdict}")
     share = max(r["client_cpu_share"] for r in result.results)
     print(f"load generator CPU: up to {share:.0%} of the machine's {os.cpu_count()} cores; "
           f"server CPU = cores per gunicorn worker; other CPU = cores used by unrelated processes")
@@ -731,14 +748,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--obs-per-patient", type=int, default=5)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds of requests before each measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="client processes")
     parser.add_argument("--reconnect", type=float, default=1.0,
                         help="each client reopens its keep-alive connection about every S seconds, so "
                              "connections spread over the gunicorn workers (0: never)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="measure each authorized read and its unauthorized twin this many times, "
+                             "alternating, and report the median overhead (the machine's drift is ±10%%)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if args.patients < 1 or args.duration <= 0 or args.concurrency < 1:
-        parser.error("--patients, --duration and --concurrency must be positive")
+    if args.patients < 1 or args.duration <= 0 or args.concurrency < 1 or args.rounds < 1:
+        parser.error("--patients, --duration, --concurrency and --rounds must be positive")
 
     # SIGTERM (e.g. a timeout wrapper) unwinds like Ctrl-C, so the finally blocks clean up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -762,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {
             "settings": {"patients": args.patients, "obs_per_patient": args.obs_per_patient,
-                         "duration_s": args.duration, "warmup_s": WARMUP_S, "concurrency": args.concurrency,
+                         "duration_s": args.duration, "warmup_s": args.warmup, "concurrency": args.concurrency,
                          "reconnect_s": args.reconnect,
                          "gunicorn_workers": GUNICORN_WORKERS, "gunicorn_threads": GUNICORN_THREADS,
                          "cpu_count": os.cpu_count(), "target_ratio": TARGET_RATIO},

@@ -12,6 +12,7 @@ from . import openapi
 from .bulk import export as export_operation
 from .cors import install_cors
 from .fhir import conformance
+from .fhir.authorization import patient_marks
 from .fhir.context import FhirContext
 from .fhir.negotiation import render
 from .fhir.operations import Operation, OperationRegistry
@@ -27,6 +28,7 @@ from .smart.server import SmartServer, build_authorization_server
 from .smart.tokens import TokenStore
 from .store.database import Database, unavailable
 from .store.indexing import IndexExtractor, SearchParameterRegistry
+from .store.marks import Marker
 from .store.repository import ResourceRepository
 
 # Operation handlers by OperationDefinition id (the portal's are added by ``install_portal``); the
@@ -58,7 +60,7 @@ def build_context(settings: Settings, database: Database | None = None) -> FhirC
     return FhirContext(
         settings=settings,
         database=database,
-        repository=ResourceRepository(database, extractor),
+        repository=ResourceRepository(database, extractor, Marker(patient_marks(registry))),
         validator=ResourceValidator(SUPPORTED_TYPES, settings.base_url, settings.validate_references),
         search_parameters=registry,
         tokens=TokenStore(database, SUPPORTED_TYPES),
@@ -162,15 +164,16 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     app.extensions["fhirportal"] = ctx
     api = Api(app)
     api.DEFAULT_ERROR_RESPONSE_NAME = None  # no generic error schema: fhirportal.openapi documents each error
-    api.register_blueprint(build_blueprint(settings.base_path, conformance.ConformanceResources(
-        ctx.search_parameters, conformance.operation_definitions())))
+    conformance_resources = conformance.ConformanceResources(ctx.search_parameters, conformance.operation_definitions())
+    api.register_blueprint(build_blueprint(settings.base_path, conformance_resources))
     register_error_handlers(app, render)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)
     app.register_blueprint(export_operation.build_blueprint(settings.base_path))
     openapi.install(api, settings.base_path)  # after every Blueprint: documents the whole HTTP surface
     if settings.benchmark_routes:
-        from .bench import benchmark_blueprint
+        from .bench import benchmark_blueprint, open_api_blueprint
 
-        app.register_blueprint(benchmark_blueprint(ctx.database, ctx))
+        app.register_blueprint(benchmark_blueprint(ctx.database))
+        app.register_blueprint(open_api_blueprint(conformance_resources))
     return app

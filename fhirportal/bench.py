@@ -1,8 +1,8 @@
 """Benchmark-only routes: the physical ceiling for a FHIR read, and the read without authorization.
 
-``GET /_bench/open/<type>/<id>`` is the FHIR read interaction itself (negotiation, ETag, error
-rendering) with no token, no scope or compartment check and no access log: what a read cost before
-authorization, so the benchmark can price authorization and audit alone.
+``/_bench/open/…`` is the FHIR API itself (the same blueprint, hooks, negotiation, ETag, error
+rendering and read transaction) with no token, no scope or compartment check and no access log:
+what a request costs without authorization, so the benchmark can price authorization and audit alone.
 
 ``GET /_bench/raw/<type>/<id>`` serves the stored JSON text through the same Flask/WSGI stack,
 looked up by the same unique key in one read transaction, but with no FHIR logic at all (no content
@@ -13,7 +13,7 @@ real read against it. Off by default: registered only when ``Settings.benchmark_
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 from sqlalchemy import bindparam, select
 
 from .store.database import Database
@@ -22,7 +22,14 @@ from .store.schema import resource
 CONTENT_TYPE = "application/fhir+json; charset=utf-8"  # what the FHIR read answers with
 
 
-def benchmark_blueprint(database: Database, ctx=None) -> Blueprint:
+def open_api_blueprint(conformance) -> Blueprint:
+    """The FHIR API without authorization, under /_bench/open (see the module's docstring)."""
+    from .fhir.routes import build_blueprint
+
+    return build_blueprint("/_bench/open", conformance, name="fhir_open", authorize=False)
+
+
+def benchmark_blueprint(database: Database) -> Blueprint:
     blp = Blueprint("bench", __name__, url_prefix="/_bench")
     # Deleted resources keep their row with content NULL, so they answer 404 like unknown ones.
     query = select(resource.c.content).where(
@@ -37,15 +44,5 @@ def benchmark_blueprint(database: Database, ctx=None) -> Blueprint:
         if content is None:
             return Response(b"", status=404)
         return Response(content.encode(), status=200, content_type=CONTENT_TYPE)
-
-    if ctx is not None:
-        from .fhir.authorization import UNRESTRICTED
-        from .fhir.interactions import read
-        from .fhir.negotiation import is_pretty, render, response_format
-
-        @blp.get("/open/<resource_type>/<fhir_id>")
-        def open_read(resource_type: str, fhir_id: str) -> Response:
-            result = read.read(ctx, request, UNRESTRICTED, resource_type, fhir_id)
-            return render(result, response_format(request), is_pretty(request))
 
     return blp

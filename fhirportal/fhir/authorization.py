@@ -36,6 +36,7 @@ from fhirportal.smart.access import AccessContext
 from fhirportal.smart.scopes import CONTEXTS, INTERACTION_PERMISSION, ScopeSet
 from fhirportal.smart.tokens import TokenStore
 from fhirportal.store.indexing import SearchParameterRegistry
+from fhirportal.store.marks import Mark, TokenMatch
 from fhirportal.store.search import Criterion
 from fhirportal.store.search.visibility import TypeRule, Visibility
 
@@ -43,21 +44,39 @@ from .search_params import parse_search
 
 MISSING_TOKEN = 'Bearer realm="fhirportal"'
 INVALID_TOKEN = 'Bearer error="invalid_token"'
-# The portal's sharing rule (fixtures/README.md): lab results reach the patient only once shared.
+# Never shown to patients and their caregivers (decided when a resource is written, as marks the
+# repository keeps on its row: store/marks.py): records labelled "no disclosure to patient, family or
+# caregivers" (HL7 RefrainPolicy NOPAT in meta.security), records entered in error, and lab results
+# the practice has not shared (fixtures/README.md: tagged shared-with-patient once shared).
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-SHARED_WITH_PATIENT = "https://fhirportal.dev/fhir/CodeSystem/portal-sharing|shared-with-patient"
-SHARING_RULE = (
-    (("category:not", f"{OBSERVATION_CATEGORY}|laboratory"),),
-    (("_tag", SHARED_WITH_PATIENT),),
-)
-# Never shown to patients and their caregivers: records labelled "no disclosure to patient, family or
-# caregivers" (HL7 RefrainPolicy NOPAT in meta.security) and records entered in error.
-NOPAT = "http://terminology.hl7.org/CodeSystem/v3-ActCode|NOPAT"
-WITHHELD_RULE = ((("_security:not", NOPAT),),)
+SHARING_SYSTEM = "https://fhirportal.dev/fhir/CodeSystem/portal-sharing"
+SHARED_WITH_PATIENT = f"{SHARING_SYSTEM}|shared-with-patient"
+NOPAT_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+NOPAT = f"{NOPAT_SYSTEM}|NOPAT"
+WITHHELD_MARK = 1  # NOPAT or entered in error
+UNSHARED_LAB_MARK = 2  # a laboratory Observation without the sharing tag
 PEOPLE = frozenset({"Patient", "RelatedPerson", "Person"})
 ENTERED_IN_ERROR = {"Condition": "verification-status", "AllergyIntolerance": "verification-status"}
 STATUS_TYPES = frozenset({"Observation", "Immunization", "MedicationStatement", "MedicationRequest", "Appointment",
                           "DiagnosticReport", "Encounter", "DocumentReference", "Composition", "Procedure"})
+
+
+def patient_marks(registry: SearchParameterRegistry) -> tuple[Mark, ...]:
+    """The marks the repository sets for the patient rules, on the types ``registry`` indexes. The
+    people themselves (Patient, RelatedPerson, Person) are records about the reader, never withheld."""
+    types = frozenset(registry.resource_types) - PEOPLE
+    marks = [Mark(WITHHELD_MARK, types, (TokenMatch("_security", "NOPAT", NOPAT_SYSTEM),))]
+    for resource_type in sorted(types):
+        status = ENTERED_IN_ERROR.get(resource_type) or ("status" if resource_type in STATUS_TYPES else None)
+        if status and status in registry.for_type(resource_type):
+            marks.append(Mark(WITHHELD_MARK, frozenset({resource_type}), (TokenMatch(status, "entered-in-error"),)))
+    if "Observation" in types:
+        marks.append(Mark(UNSHARED_LAB_MARK, frozenset({"Observation"}),
+                          (TokenMatch("category", "laboratory", OBSERVATION_CATEGORY),),
+                          unless=(TokenMatch("_tag", "shared-with-patient", SHARING_SYSTEM),)))
+    return tuple(marks)
+
+
 # Interactions that write: the sharing rule does not decide what a write may produce.
 WRITES = frozenset({"create", "update", "patch"})
 _BROADEST_FIRST = tuple(reversed(CONTEXTS))  # system, user, patient
@@ -138,18 +157,11 @@ class AccessPolicy:
         groups = (self._criteria(resource_type, q) for q in queries)
         return tuple(g for g in groups if g is not None)
 
-    @lru_cache(maxsize=256)  # noqa: B019  (one policy per server)
-    def _patient_rules(self, resource_type: str, labs_shared: bool = False) -> tuple:
-        """What a patient-context read of this type must also meet: not withheld (NOPAT), not
-        entered in error, and for Observations the lab-sharing rule (unless ``labs_shared``). The
-        people themselves (Patient, RelatedPerson, Person) are records about the reader, never withheld."""
-        rules = [] if resource_type in PEOPLE else [self._alternatives(resource_type, WITHHELD_RULE)]
-        status = ENTERED_IN_ERROR.get(resource_type) or ("status" if resource_type in STATUS_TYPES else None)
-        if status and status in self.registry.for_type(resource_type):
-            rules.append(self._alternatives(resource_type, (((f"{status}:not", "entered-in-error"),),)))
-        if resource_type == "Observation" and not labs_shared:
-            rules.append(self._alternatives(resource_type, SHARING_RULE))
-        return tuple(r for r in rules if r)
+    @staticmethod
+    def _patient_marks(labs_shared: bool) -> int:
+        """The marks a patient-context read must not see (``patient_marks``): withheld (NOPAT, entered
+        in error) and, unless the practice shares labs by default, unshared lab results."""
+        return WITHHELD_MARK if labs_shared else WITHHELD_MARK | UNSHARED_LAB_MARK
 
     def _visibility(self, scopes: ScopeSet, patient: str | None, organization: str | None,
                     interaction: str, labs_shared: bool = False) -> Visibility | None:
@@ -170,9 +182,9 @@ class AccessPolicy:
             if context == "patient":
                 if resource_type in HIDDEN_FROM_PATIENTS or (patient is None and owned):
                     continue  # a patient scope without a patient sees no patient data
-                if interaction not in WRITES:
-                    require.extend(self._patient_rules(resource_type, labs_shared))
-                rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require))
+                marks = 0 if interaction in WRITES else self._patient_marks(labs_shared)
+                rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require),
+                                                without_marks=marks)
             elif context == "user" and organization is not None:
                 # the token names it as a reference (Organization/x) or a bare id
                 rules[resource_type] = TypeRule(organization=organization.removeprefix("Organization/"),

@@ -140,7 +140,7 @@ def json_body(request: Request, allowed: tuple[str, ...] = (FHIR_JSON, JSON, "ap
         raise BadRequest(f"The body nests deeper than {MAX_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}") from exc
-    if _depth(document) > MAX_DEPTH:
+    if isinstance(document, dict | list) and _deeper_than(document, MAX_DEPTH):
         raise BadRequest(f"The body nests deeper than {MAX_DEPTH} levels")
     return document
 
@@ -148,14 +148,13 @@ def json_body(request: Request, allowed: tuple[str, ...] = (FHIR_JSON, JSON, "ap
 MAX_DEPTH = 64  # no FHIR resource needs more; deeper documents only serve to exhaust the stack
 
 
-def _depth(document) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        if deepest > MAX_DEPTH:
-            return deepest
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+def _deeper_than(node, levels: int) -> bool:
+    """Whether parsed JSON ``node`` (a dict or list) nests more than ``levels`` levels (itself
+    counting as one). The recursion stops ``levels`` deep, so it cannot exhaust the stack."""
+    if levels == 0:
+        return True
+    levels -= 1
+    for child in node.values() if type(node) is dict else node:
+        if (type(child) is dict or type(child) is list) and _deeper_than(child, levels):
+            return True
+    return False

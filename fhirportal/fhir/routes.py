@@ -23,7 +23,7 @@ from fhirportal.store.database import unavailable
 
 from . import capability
 from .audit import READ_BUDGET, RequestSeen, touches_audit_events
-from .authorization import Authorization, authenticate
+from .authorization import UNRESTRICTED, Authorization, authenticate
 from .conformance import ConformanceResources
 from .context import FhirContext
 from .interactions import create, delete, history, patch, read, search, transaction, update
@@ -70,21 +70,25 @@ def _operation(resource_type: str | None, fhir_id: str | None, name: str):
     return answer(operation.handler(ctx, request, auth(), resource_type, fhir_id))
 
 
-def build_blueprint(url_prefix: str, conformance: ConformanceResources) -> Blueprint:
-    blp = Blueprint("fhir", __name__, url_prefix=url_prefix, description="FHIR R4 REST API")
+def build_blueprint(url_prefix: str, conformance: ConformanceResources, *, name: str = "fhir",
+                    authorize: bool = True) -> Blueprint:
+    """The FHIR API under ``url_prefix``. ``authorize=False`` (the benchmark's twin of the API,
+    fhirportal/bench.py, never the real one): no token, no scope or compartment check, no access log."""
+    blp = Blueprint(name, __name__, url_prefix=url_prefix, description="FHIR R4 REST API")
 
     @blp.before_request
     def _authenticate_first():
         if is_public(request):
             return
         ctx = context()
-        if touches_audit_events(request):
+        if authorize and touches_audit_events(request):
             ctx.audit.materialize(READ_BUDGET)  # before the read transaction starts, so that it sees them
         conn = None
         if request.method in ("GET", "HEAD"):
             g.fhir_transaction = ExitStack()
             conn = g.fhir_connection = g.fhir_transaction.enter_context(ctx.database.read())
-        g.fhir_authorization = authenticate(ctx.tokens, ctx.access_policy, request, conn)
+        g.fhir_authorization = authenticate(ctx.tokens, ctx.access_policy, request, conn) if authorize \
+            else UNRESTRICTED
 
     @blp.after_request
     def _audit(response):

@@ -29,6 +29,7 @@ from fhirportal.store import clock
 from fhirportal.store.auth_schema import authorization_code, client_assertion
 
 from .accounts import Account
+from .exchange import end_token_transaction, token_transaction
 from .scopes import parse_scopes
 from .secrets import digest
 from .tokens import TokenRecord
@@ -138,16 +139,17 @@ class SmartAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code, client):
         """The code, used up by this very call: a code is good for one attempt. A replayed code
-        revokes every token it produced (RFC 6749 section 4.1.2)."""
+        revokes every token it produced (RFC 6749 section 4.1.2). The use-up and the new token share
+        the request's token transaction (exchange.py)."""
         code_hash = digest(code)
         smart = self.server.smart
-        with smart.database.write(durable=False) as conn:
-            row = conn.execute(update(authorization_code).where(
-                authorization_code.c.code_hash == code_hash, authorization_code.c.used_at.is_(None),
-                authorization_code.c.client_id == client.get_client_id(),
-            ).values(used_at=clock.now()).returning(*authorization_code.c)).first()
-            account = smart.accounts.load(conn, row.account_id) if row is not None and row.account_id else None
+        conn = token_transaction(smart.database)
+        row = conn.execute(update(authorization_code).where(
+            authorization_code.c.code_hash == code_hash, authorization_code.c.used_at.is_(None),
+            authorization_code.c.client_id == client.get_client_id(),
+        ).values(used_at=clock.now()).returning(*authorization_code.c)).first()
         if row is None:
+            end_token_transaction()  # nothing written: a write of its own (durable) follows
             with smart.database.write() as conn:  # a replayed code: revoke what it issued, durably
                 replayed = conn.execute(select(authorization_code.c.code_hash).where(
                     authorization_code.c.code_hash == code_hash,
@@ -155,6 +157,7 @@ class SmartAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 if replayed is not None:
                     smart.tokens.revoke_code(conn, code_hash)
             return None
+        account = smart.accounts.load(conn, row.account_id) if row.account_id else None
         if clock.ensure_utc(row.expires_at) <= clock.now():
             return None
         return StoredCode(row.code_hash, row.client_id, row.account_id, row.redirect_uri, row.scope, row.nonce,

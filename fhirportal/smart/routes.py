@@ -23,6 +23,7 @@ from markupsafe import Markup
 from .accounts import Account, LoginRefused, Session
 from .consent import choices, granted, requested_scopes
 from .discovery import openid_configuration, smart_configuration
+from .exchange import end_token_transaction
 from .grants import Decision
 from .secrets import new_secret
 from .server import SmartServer
@@ -220,6 +221,11 @@ def _decide(session: Session, params: dict, launch: dict | None) -> Decision:
 @bp.route("/auth/token", methods=["POST"])
 def token():
     return server().create_token_response()
+
+
+@bp.teardown_request
+def _end_token_transaction(error):
+    end_token_transaction(error)
 
 
 @bp.route("/auth/revoke", methods=["POST"])

@@ -19,6 +19,7 @@ from fhirportal.store.database import Database
 from .accounts import AccountStore
 from .clients import ClientStore
 from .endpoints import SmartIntrospection, SmartRegistration, SmartRevocation
+from .exchange import end_token_transaction, token_transaction
 from .grants import (
     BackendServicesGrant,
     PrivateKeyJwt,
@@ -115,11 +116,12 @@ def _save_token(smart: SmartServer):
         elif grant_type == "refresh_token":
             record = request.refresh_token.record
             account_id, grant_id, context = record.account_id, record.grant_id, record.context
-        with smart.database.write(durable=False) as conn:  # a token lost in a crash: the app asks again
-            smart.tokens.issue(conn, client_id=request.client.get_client_id(), scope=token["scope"],
-                               account_id=account_id, context=context, grant_id=grant_id, code_hash=code_hash,
-                               expires_in=token["expires_in"], access_token=token["access_token"],
-                               refresh_token=token.get("refresh_token"))
+        conn = token_transaction(smart.database)  # a code's exchange: the one that used the code up
+        smart.tokens.issue(conn, client_id=request.client.get_client_id(), scope=token["scope"],
+                           account_id=account_id, context=context, grant_id=grant_id, code_hash=code_hash,
+                           expires_in=token["expires_in"], access_token=token["access_token"],
+                           refresh_token=token.get("refresh_token"))
+        end_token_transaction()
         for key in ("patient", "encounter"):
             if context.get(key):
                 token[key] = context[key]

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from fhirportal.store import clock
 from fhirportal.store.auth_schema import oauth_token
-from fhirportal.store.database import Database
+from fhirportal.store.database import Database, DriverQuery
 
 from .access import AccessContext
 from .scopes import parse_scopes
@@ -58,16 +58,17 @@ def _record(row) -> TokenRecord:
                        row.issued_at, row.expires_at, row.refresh_expires_at, row.refreshed_at, row.revoked_at)
 
 
-_LIVE_ACCESS_TOKEN = select(
+_UNREVOKED_ACCESS_TOKEN = select(
     oauth_token.c.id, oauth_token.c.client_id, oauth_token.c.account_id, oauth_token.c.scope, oauth_token.c.context,
-).where(oauth_token.c.access_token_hash == bindparam("digest"), oauth_token.c.revoked_at.is_(None),
-        oauth_token.c.expires_at > bindparam("now"))
+    oauth_token.c.expires_at,
+).where(oauth_token.c.access_token_hash == bindparam("digest"), oauth_token.c.revoked_at.is_(None))
 
 
 class TokenStore:
     def __init__(self, database: Database, resource_types):
         self.database = database
         self.resource_types = frozenset(resource_types)
+        self._unrevoked = DriverQuery(_UNREVOKED_ACCESS_TOKEN, database.engine.dialect)
 
     # ------------------------------------------------------------------ issuing
     def issue(self, conn: Connection, *, client_id: str, scope: str, account_id: int | None, context: dict,
@@ -128,12 +129,15 @@ class TokenStore:
 
     def lookup(self, conn: Connection, access_token: str) -> AccessContext | None:
         """The rights of an active access token (unknown, expired and revoked ones: None), read in
-        ``conn``. One prebuilt statement that decides validity in SQL, so no row is converted
-        unless it is live; the rights of a token row are parsed once per process."""
-        row = conn.execute(_LIVE_ACCESS_TOKEN, {"digest": digest(access_token), "now": clock.now()}).first()
+        ``conn`` on every FHIR request: one prebuilt indexed lookup on the driver's cursor
+        (``DriverQuery``); the rights of a token row are parsed once per process."""
+        row = self._unrevoked.first(conn, digest=digest(access_token))
         if row is None:
             return None
-        return self._access_context(row.id, row.client_id, row.account_id, row.scope, row.context)
+        token_id, client_id, account_id, scope, context, expires_at = row
+        if clock.ensure_utc(expires_at) <= clock.now():
+            return None
+        return self._access_context(token_id, client_id, account_id, scope, context)
 
     def authenticate(self, access_token: str) -> AccessContext | None:
         """The rights of an active access token, or None (unknown, expired or revoked)."""

@@ -68,6 +68,43 @@ def unavailable(error: BaseException) -> bool:
     return False
 
 
+class DriverQuery:
+    """One fixed SELECT run straight on the driver's cursor of an SQLAlchemy connection, for a lookup
+    made on every request (the access token's): SQLAlchemy's per-execution work (execution context,
+    parameter and result processing) costs several times what such an indexed lookup costs the
+    database. The SQL is SQLAlchemy's own compilation of ``statement`` for the dialect, and columns
+    come back through their types' result processors, so values are what ``conn.execute`` returns.
+
+    ``first(conn, **params)``: the first row as a tuple, or None. Should the driver raise, the
+    statement runs again through SQLAlchemy, which raises (or answers) as every other query does.
+    """
+
+    def __init__(self, statement, dialect):
+        compiled = statement.compile(dialect=dialect)
+        self.statement = statement
+        self.sql = str(compiled)
+        self.positions = list(compiled.positiontup) if compiled.positional else None
+        self.processors = [column.type.dialect_impl(dialect).result_processor(dialect, None)
+                           for column in statement.selected_columns]
+
+    def first(self, conn: Connection, **params) -> tuple | None:
+        args = [params[name] for name in self.positions] if self.positions is not None else params
+        try:
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute(self.sql, args)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except Exception:  # noqa: BLE001  (SQLAlchemy raises it as every other query does)
+            row = conn.execute(self.statement, params).first()
+            return None if row is None else tuple(row)
+        if row is None:
+            return None
+        return tuple(value if process is None else process(value)
+                     for process, value in zip(self.processors, row, strict=True))
+
+
 def _normalise_url(url: str) -> str:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, false, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,14 +24,16 @@ from fhirportal.errors import Conflict, Gone, NotFound, PreconditionFailed
 from . import clock, write_buffer
 from .database import Database
 from .indexing import IndexExtractor
+from .marks import Marker
 from .records import HistoryPage, SearchPage, StoredResource
 from .schema import INDEX_TABLES, resource, resource_version
 from .search import Criterion, build_where
 from .search.includes import IncludeSpec, group_by_type, included_rows
 from .search.sorting import SortKey, after, decode_values, encode_values, order_by, sort_columns
-from .search.visibility import Visibility, visible_clause
+from .search.visibility import Visibility, rule_clause, shared_rule, visible_clause
 
 _MAX_RETRIES = 5
+_MAX_CACHED_STATEMENTS = 1024
 
 
 def _dumps(body: dict) -> str:
@@ -90,9 +92,11 @@ def decode_cursor(cursor: str) -> list:
 
 
 class ResourceRepository:
-    def __init__(self, database: Database, extractor: IndexExtractor):
+    def __init__(self, database: Database, extractor: IndexExtractor, marker: Marker | None = None):
         self.database = database
         self.extractor = extractor
+        self.marker = marker or Marker()
+        self._visible_row_statements: dict = {}  # (type, shared rule) -> statement (``_row_with_visibility``)
         dialect_insert = postgresql_insert if database.dialect == "postgresql" else sqlite_insert
         # Built once: INSERT ... ON CONFLICT (type, id) DO NOTHING RETURNING pid
         self._insert_if_absent = (dialect_insert(resource)
@@ -105,15 +109,20 @@ class ResourceRepository:
         return conn.execute(_CURRENT_ROW, {"resource_type": resource_type, "fhir_id": fhir_id}).first()
 
     def _row_with_visibility(self, conn: Connection, resource_type: str, fhir_id: str, visibility: Visibility):
-        """The current row with a ``visible`` column saying whether ``visibility`` shows it: one query."""
+        """The current row with a ``visible`` column saying whether ``visibility`` shows it: one query,
+        whose statement is built once per kind of rule and serves every patient (``shared_rule``)."""
         write_buffer.flush(conn)
-        key = ("current", resource_type)
-        statement = visibility.statements.get(key)
+        rule, params = shared_rule(visibility, resource_type)
+        key = (resource_type, rule)
+        statement = self._visible_row_statements.get(key)
         if statement is None:
-            visible = visible_clause(visibility, resource, [resource_type], self.extractor.base_url)
-            statement = visibility.statements[key] = select(resource, visible.label("visible")).where(
+            visible = false() if rule is None else rule_clause(rule, resource_type, resource, self.extractor.base_url)
+            statement = select(resource, visible.label("visible")).where(
                 resource.c.resource_type == bindparam("resource_type"), resource.c.fhir_id == bindparam("fhir_id"))
-        return conn.execute(statement, {"resource_type": resource_type, "fhir_id": fhir_id}).first()
+            if len(self._visible_row_statements) >= _MAX_CACHED_STATEMENTS:
+                self._visible_row_statements.clear()
+            self._visible_row_statements[key] = statement
+        return conn.execute(statement, {"resource_type": resource_type, "fhir_id": fhir_id, **params}).first()
 
     def _visible_current_row(self, conn: Connection, resource_type: str, fhir_id: str,
                              visibility: Visibility | None):
@@ -195,12 +204,16 @@ class ResourceRepository:
         ordered.update(stamped)
         return ordered
 
-    def _write_indexes(self, conn: Connection, pid: int, body: dict | None, *, replace: bool) -> None:
-        rows = None
-        if body is not None:
-            resource_type = body["resourceType"]
+    def _index(self, body: dict) -> tuple[dict[str, list[dict]], int]:
+        """The stamped resource's index rows by kind, and its marks."""
+        rows = self.extractor.extract(body)
+        return rows, self.marker.marks_of(body["resourceType"], rows)
+
+    def _write_indexes(self, conn: Connection, pid: int, resource_type: str, rows: dict[str, list[dict]] | None, *,
+                       replace: bool) -> None:
+        if rows is not None:
             rows = {kind: [{**row, "pid": pid, "resource_type": resource_type} for row in kind_rows]
-                    for kind, kind_rows in self.extractor.extract(body).items()}
+                    for kind, kind_rows in rows.items()}
         write_buffer.buffer_for(conn).replace(pid, rows, existing=replace)
 
     def _insert_version(self, conn, pid, record: StoredResource, method: str) -> None:
@@ -221,8 +234,9 @@ class ResourceRepository:
         moment = clock.now()
         stamped = self._stamp(body, fhir_id, 1, moment)
         content = _dumps(stamped)
+        index_rows, marks = self._index(stamped)
         values = dict(resource_type=body["resourceType"], fhir_id=fhir_id, version_id=1, last_updated=moment,
-                      deleted=False, content=content, content_hash=_content_hash(stamped))
+                      deleted=False, content=content, content_hash=_content_hash(stamped), marks=marks)
         buffer = write_buffer.buffer_for(conn)
         if buffered:
             pid = buffer.reserve_pid(conn)
@@ -234,7 +248,7 @@ class ResourceRepository:
                 return None
         record = StoredResource(body["resourceType"], fhir_id, 1, moment, False, content, method)
         self._insert_version(conn, pid, record, method)
-        self._write_indexes(conn, pid, stamped, replace=False)
+        self._write_indexes(conn, pid, body["resourceType"], index_rows, replace=False)
         return record
 
     def create(self, conn: Connection, body: dict, *, fhir_id: str | None = None) -> StoredResource:
@@ -278,11 +292,12 @@ class ResourceRepository:
             moment = max(clock.now(), clock.ensure_utc(row.last_updated))
             stamped = self._stamp(body, fhir_id, version, moment)
             content = _dumps(stamped)
+            index_rows, marks = self._index(stamped)
             changed = conn.execute(
                 update(resource)
                 .where(resource.c.pid == row.pid, resource.c.version_id == row.version_id)
                 .values(version_id=version, last_updated=moment, deleted=False, content=content,
-                        content_hash=new_hash)
+                        content_hash=new_hash, marks=marks)
             ).rowcount
             if changed != 1:
                 if expected_version is not None:
@@ -290,7 +305,7 @@ class ResourceRepository:
                 continue  # lost the race: re-read and write on top of the winner
             record = StoredResource(resource_type, fhir_id, version, moment, False, content, method)
             self._insert_version(conn, row.pid, record, method)
-            self._write_indexes(conn, row.pid, stamped, replace=True)
+            self._write_indexes(conn, row.pid, resource_type, index_rows, replace=True)
             return record, row.deleted
         raise Conflict(f"{resource_type}/{fhir_id} is being changed by others; try again")
 
@@ -351,7 +366,7 @@ class ResourceRepository:
             raise Conflict(f"{resource_type}/{fhir_id} was changed concurrently; try again")
         record = StoredResource(resource_type, fhir_id, version, moment, True, None, "DELETE")
         self._insert_version(conn, row.pid, record, "DELETE")
-        self._write_indexes(conn, row.pid, None, replace=True)
+        self._write_indexes(conn, row.pid, resource_type, None, replace=True)
         return record
 
     # ------------------------------------------------------------------ history

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -37,6 +38,8 @@ resource = Table(
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", Text, nullable=True),
     Column("content_hash", String(64), nullable=True),
+    # Bits of facts decided at write time (store/marks.py), tested by reads instead of index subqueries.
+    Column("marks", SmallInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("resource_type", "fhir_id", name="uq_resource_type_id"),
     Index("ix_resource_type_updated", "resource_type", "last_updated"),
 )

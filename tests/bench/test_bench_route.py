@@ -51,6 +51,7 @@ def test_raw_route_is_absent_when_disabled():
     fhir_id = _create_patient(client)
     assert client.get(f"/fhir/Patient/{fhir_id}").status_code == 200
     assert client.client.get(f"/_bench/raw/Patient/{fhir_id}").status_code == 404
+    assert client.client.get(f"/_bench/open/Patient/{fhir_id}").status_code == 404
 
 
 def test_open_read_is_the_fhir_read_without_authorization(tmp_path):

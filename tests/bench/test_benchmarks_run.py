@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
      "--queries", "5"],
     ["benchmarks/search_benchmark.py", "--backend", "sqlite", "--patients", "30", "--observations-per-patient", "2",
      "--queries", "5", "--workers", "2"],
+    ["benchmarks/rest_benchmark.py", "--backend", "sqlite", "--patients", "20", "--obs-per-patient", "2",
+     "--duration", "0.3", "--warmup", "0.1", "--rounds", "2"],
     ["benchmarks/profile_read.py", "--requests", "50", "--top", "3"],
     ["benchmarks/smart_benchmark.py", "--exchanges", "10", "--concurrency", "2"],
 ])

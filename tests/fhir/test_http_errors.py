@@ -130,3 +130,14 @@ def test_nul_characters_are_400(fhir):
     body = b'{"resourceType":"Patient","name":[{"family":"a\\u0000b"}]}'
     assert fhir.post("/fhir/Patient", data=body, content_type="application/fhir+json").status_code == 400
     assert fhir.get("/fhir/Patient?name=%00").status_code == 400
+
+
+@pytest.mark.parametrize(("depth", "refused"), [(63, False), (64, False), (65, True)])
+def test_the_nesting_limit_counts_the_top_level_as_one(depth, refused):
+    from fhirportal.fhir.negotiation import MAX_DEPTH, _deeper_than
+
+    document: list = []
+    for _ in range(depth - 1):
+        document = [document, {"a": 1}]
+    assert MAX_DEPTH == 64
+    assert _deeper_than(document, MAX_DEPTH) is refused

@@ -66,6 +66,13 @@ def test_bad_code_verifier_is_refused(client, confidential_app, patient_account,
     assert response.get_json()["error"] in ("invalid_request", "invalid_grant")
 
 
+def test_a_code_is_good_for_one_attempt_even_a_failed_one(client, public_app, patient_account):
+    params, auth = authorize(client, public_app.client_id, SCOPE, "ada")
+    wrong = exchange(client, params["code"], auth, public_app.client_id, code_verifier="wrong-verifier-" + "x" * 43)
+    assert wrong.status_code == 400
+    assert exchange(client, params["code"], auth, public_app.client_id).status_code == 400  # used up
+
+
 def test_bad_code_and_bad_client_are_refused(client, confidential_app, patient_account):
     app, secret = confidential_app
     params, auth = authorize(client, app.client_id, SCOPE, "ada")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from . import date, number, quantity, reference, string, token, uri
-from .registry import SearchParameterRegistry
+from .paths import element_roots
+from .registry import SearchParameter, SearchParameterRegistry
 
 _ROW_BUILDERS = {
     "token": token.rows,
@@ -21,14 +22,26 @@ class IndexExtractor:
     def __init__(self, registry: SearchParameterRegistry, base_url: str | None = None):
         self.registry = registry
         self.base_url = base_url
+        self._plans: dict[str, tuple[tuple[SearchParameter, frozenset[str] | None], ...]] = {}
+
+    def _plan(self, resource_type: str) -> tuple[tuple[SearchParameter, frozenset[str] | None], ...]:
+        """The type's indexed parameters, each with the top-level elements it starts from (None: any,
+        for expressions only the general FHIRPath engine evaluates)."""
+        plan = self._plans.get(resource_type)
+        if plan is None:
+            plan = self._plans[resource_type] = tuple(
+                (p, p.evaluate.roots.get(resource_type, frozenset()) if hasattr(p.evaluate, "roots") else None)
+                for p in self.registry.for_type(resource_type).values() if p.indexed and p.evaluate is not None)
+        return plan
 
     def extract(self, resource: dict) -> dict[str, list[dict]]:
         """Index rows by kind (table), each row with ``param`` and the kind's value columns."""
         resource_type = resource["resourceType"]
         rows: dict[str, list[dict]] = defaultdict(list)
-        for parameter in self.registry.for_type(resource_type).values():
-            if not parameter.indexed or parameter.evaluate is None:
-                continue
+        present = element_roots(resource)
+        for parameter, roots in self._plan(resource_type):
+            if roots is not None and roots.isdisjoint(present):
+                continue  # none of the elements it reads is there: no rows
             try:
                 values = parameter.evaluate(resource)
             except Exception:  # noqa: BLE001 - an expression that cannot apply yields no rows

@@ -65,8 +65,13 @@ def _walker(steps: list[str], choice_at_end: str | None, after: list[str], where
 
 
 def compile_simple(expression: str) -> Callable[[dict], list] | None:
-    """A function evaluating ``expression`` on a resource's JSON, or None if it is not a simple form."""
+    """A function evaluating ``expression`` on a resource's JSON, or None if it is not a simple form.
+
+    Its ``roots`` attribute maps each resource type to the top-level elements the expression starts
+    from there (a choice element by its base name: ``value`` for ``valueQuantity``): it yields nothing
+    for a resource that has none of them (``element_roots``)."""
     walkers = []
+    roots: dict[str, set[str]] = {}
     for part in (p.strip() for p in expression.split("|")):
         match = _PART.match(part)
         if not match:
@@ -80,6 +85,7 @@ def compile_simple(expression: str) -> Callable[[dict], list] | None:
         where = (groups["field"], groups["equals"]) if groups["field"] else None
         walker = _walker(steps, groups["as1"] or groups["as2"], after, where)
         walkers.append((resource_type, walker))
+        roots.setdefault(resource_type, set()).add(steps[0])
 
     def evaluate(resource: dict) -> list:
         resource_type = resource.get("resourceType")
@@ -89,4 +95,19 @@ def compile_simple(expression: str) -> Callable[[dict], list] | None:
                 results.extend(walker(resource))
         return results
 
+    evaluate.roots = {resource_type: frozenset(names) for resource_type, names in roots.items()}
     return evaluate
+
+
+_CHOICE_BASE = re.compile(r"[a-z][a-z0-9]*(?=[A-Z])")
+
+
+def element_roots(resource: dict) -> set[str]:
+    """The resource's top-level element names, and the base name of each choice element among them
+    (``valueQuantity`` also as ``value``): what ``compile_simple``'s ``roots`` are compared with."""
+    names = set(resource)
+    for name in resource:
+        base = _CHOICE_BASE.match(name)
+        if base is not None:
+            names.add(base.group())
+    return names

@@ -14,7 +14,9 @@ Per resource type a ``TypeRule`` says:
 - ``organization``: only patients whose ``organization`` (managingOrganization) is it, and the
   compartment resources of those patients (ix_reference twice);
 - ``require``: every item is a list of alternatives, each alternative criteria that must all hold
-  (granular scopes: one of the scopes' queries; the portal's lab-sharing rule).
+  (granular scopes: one of the scopes' queries);
+- ``without_marks``: none of these bits of ``resource.marks`` may be set (rules decided at write
+  time, store/marks.py: the portal's withheld, entered-in-error and unshared-lab rules).
 
 A type with no rule is invisible.
 """
@@ -22,9 +24,9 @@ A type with no rule is invisible.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
-from sqlalchemy import and_, exists, false, or_, select, true
+from sqlalchemy import and_, bindparam, exists, false, or_, select, true
 
 from ..schema import INDEX_TABLES, resource
 from . import query as _query
@@ -33,6 +35,9 @@ from .per_pid import per_pid
 
 COMPARTMENT_OWNER = "Patient"
 MANAGING_ORGANIZATION = "organization"  # Patient.managingOrganization
+# ``shared_rule``: a rule's patient as a bind parameter of this name (no FHIR id contains a NUL).
+PATIENT_PARAMETER = "visible_patient"
+_ANY_PATIENT = "\x00patient"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class TypeRule:
     organization: str | None = None
     compartment: tuple[str, ...] = ()  # the type's Patient-compartment reference parameters
     require: tuple[tuple[tuple[Criterion, ...], ...], ...] = ()
+    without_marks: int = 0
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,6 @@ class Visibility:
     """What a request may see: a rule per visible resource type."""
 
     rules: Mapping[str, TypeRule]
-    # Built statements per (purpose, type), reused for the life of this (cached) Visibility.
-    statements: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def sees_type(self, resource_type: str) -> bool:
         return resource_type in self.rules
@@ -57,7 +61,8 @@ class Visibility:
 
 def _restricted(rule: TypeRule, resource_type: str) -> bool:
     owned = resource_type == COMPARTMENT_OWNER or bool(rule.compartment)
-    return bool(rule.require) or ((rule.patient is not None or rule.organization is not None) and owned)
+    scoped = rule.patient is not None or rule.organization is not None
+    return bool(rule.require or rule.without_marks) or (scoped and owned)
 
 
 def _one_of(column, values: Sequence[str]):
@@ -97,15 +102,28 @@ def _in_organization(res, resource_type: str, params: Sequence[str], organizatio
         columns.c.target_type == COMPARTMENT_OWNER, _managed_by(ref.c.target_id, organization)))
 
 
+def shared_rule(visibility: Visibility, resource_type: str) -> tuple[TypeRule | None, dict]:
+    """The type's rule with its patient (if any) made the bind parameter ``PATIENT_PARAMETER``, and
+    the parameters to execute it with: one statement built from it serves every patient's token."""
+    rule = visibility.rules.get(resource_type)
+    if rule is None or rule.patient is None:
+        return rule, {}
+    return replace(rule, patient=_ANY_PATIENT), {PATIENT_PARAMETER: rule.patient}
+
+
 def rule_clause(rule: TypeRule, resource_type: str, res=resource, base_url: str | None = None, *,
                 drives: bool = False):
-    """The condition one row of ``resource_type`` must meet under ``rule``."""
+    """The condition one row of ``resource_type`` must meet under ``rule`` (a ``shared_rule``'s
+    patient is the bind parameter ``PATIENT_PARAMETER``)."""
     conditions = []
+    if rule.without_marks:
+        conditions.append(res.c.marks.op("&")(rule.without_marks) == 0)
     if rule.patient is not None:
+        patient = bindparam(PATIENT_PARAMETER) if rule.patient == _ANY_PATIENT else rule.patient
         if resource_type == COMPARTMENT_OWNER:
-            conditions.append(res.c.fhir_id == rule.patient)
+            conditions.append(res.c.fhir_id == patient)
         elif rule.compartment:
-            conditions.append(_in_patient_compartment(res, resource_type, rule.compartment, rule.patient, drives))
+            conditions.append(_in_patient_compartment(res, resource_type, rule.compartment, patient, drives))
     if rule.organization is not None and (resource_type == COMPARTMENT_OWNER or rule.compartment):
         conditions.append(_in_organization(res, resource_type, rule.compartment, rule.organization))
     for alternatives in rule.require:

@@ -1,0 +1,44 @@
+"""One write transaction per token request that exchanges a code: the code is used up and the new
+token stored in the same transaction (two transactions cost a third of an exchange on PostgreSQL).
+
+``token_transaction`` opens it on first use in the request (``durable=False``: a token lost in a
+database crash is asked for again); ``end_token_transaction`` commits it once the token is stored,
+and again at the end of every request (the SMART blueprint's teardown), so a code used up by an
+exchange that then fails (wrong verifier, expired) stays used.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+
+from flask import g
+from sqlalchemy import Connection
+
+from fhirportal.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+def token_transaction(database: Database) -> Connection:
+    conn = g.get("smart_token_conn")
+    if conn is None:
+        stack = ExitStack()
+        conn = stack.enter_context(database.write(durable=False))
+        g.smart_token_stack, g.smart_token_conn = stack, conn
+    return conn
+
+
+def end_token_transaction(error: BaseException | None = None) -> None:
+    """Commit the request's token transaction, if one is open (roll it back if ``error``)."""
+    stack = g.pop("smart_token_stack", None)
+    g.pop("smart_token_conn", None)
+    if stack is None:
+        return
+    if error is None:
+        stack.close()
+        return
+    try:
+        stack.__exit__(type(error), error, error.__traceback__)
+    except Exception:  # noqa: BLE001  (the request already failed; its answer is on its way)
+        log.exception("rolling back a token request's transaction failed")
