@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
@@ -105,6 +105,10 @@ class DriverQuery:
                      for process, value in zip(self.processors, row, strict=True))
 
 
+class OutdatedSchema(RuntimeError):
+    """The database's tables predate columns this version needs."""
+
+
 def _normalise_url(url: str) -> str:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -163,7 +167,20 @@ class Database:
             _configure_sqlite(self.engine)
 
     def create_schema(self) -> None:
+        """Create the tables that are missing; refuse (``OutdatedSchema``) a database whose existing
+        tables lack columns this version needs, rather than answer 500s (or worse: a table without
+        ``resource.marks`` would show patients what the portal withholds)."""
         metadata.create_all(self.engine)
+        inspector = inspect(self.engine)
+        missing = [f"{table.name}.{column.name}" for table in metadata.sorted_tables
+                   if inspector.has_table(table.name)
+                   for column in table.columns
+                   if column.name not in {c["name"] for c in inspector.get_columns(table.name)}]
+        if missing:
+            raise OutdatedSchema(
+                f"the database was created by an older fhirportal: {', '.join(missing[:5])} missing. There are no "
+                f"migrations yet: export what you need, then `fhirportal init-db --drop` (deletes every row) and "
+                f"load it again")
 
     def drop_schema(self) -> None:
         metadata.drop_all(self.engine)

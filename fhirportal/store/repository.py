@@ -492,6 +492,21 @@ class ResourceRepository:
         where = build_where(resource_types, criteria, self.extractor.base_url, visibility)
         return conn.execute(select(func.count()).select_from(resource).where(where)).scalar_one()
 
+    def estimate(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion], *,
+                 visibility: Visibility | None = None) -> int:
+        """About how many resources match (``_total=estimate``): PostgreSQL's planner estimate, which
+        counts nothing, so it costs the same for ten matches or ten million; SQLite has no estimate
+        to give and counts."""
+        if self.database.dialect != "postgresql":
+            return self.count(conn, resource_types, criteria, visibility=visibility)
+        write_buffer.flush(conn)
+        where = build_where(resource_types, criteria, self.extractor.base_url, visibility)
+        compiled = select(resource.c.pid).where(where).compile(dialect=conn.dialect)
+        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar_one()
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return max(0, round(plan[0]["Plan"]["Plan Rows"]))
+
     # ------------------------------------------------------------------ conditional writes
     def lock_criteria(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion]) -> None:
         """Serialise conditional writes on the same criteria (no duplicate conditional creates)."""

@@ -74,9 +74,11 @@ def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource
                                          include_iterations=ctx.settings.max_include_iterations)
         except ValueError as exc:
             raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
-        wants_total = parsed.total in ("accurate", "estimate") or count == 0
-        total = ctx.repository.count(conn, resource_types, parsed.criteria, visibility=visibility) \
-            if wants_total else None
+        total = None
+        if parsed.total == "estimate" and count > 0:
+            total = ctx.repository.estimate(conn, resource_types, parsed.criteria, visibility=visibility)
+        elif parsed.total == "accurate" or count == 0:  # _summary=count and _count=0 ask for the count itself
+            total = ctx.repository.count(conn, resource_types, parsed.criteria, visibility=visibility)
     kept = [(k, v) for k, v in params if k not in parsed.ignored and k not in _NOT_IN_LINKS]
     links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
     if cursor:

@@ -1,0 +1,20 @@
+"""A database created by an older version is refused at start-up with what to do, not served with 500s."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from fhirportal.store.database import Database, OutdatedSchema
+
+
+def test_a_table_missing_a_column_is_refused_with_what_to_do(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    database.create_schema()
+    with database.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE resource DROP COLUMN marks"))
+    with pytest.raises(OutdatedSchema, match=r"resource\.marks.*init-db --drop"):
+        database.create_schema()
+    database.drop_schema()
+    database.create_schema()  # a fresh schema is accepted
+    database.dispose()
