@@ -91,19 +91,23 @@ def _bundle_type(document: dict) -> str:
     return document["entry"][0]["resource"]["resourceType"]
 
 
-def fresh_database(backend: str, workdir: str) -> str:
+def pg_url(name: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def fresh_database(backend: str, workdir: str, name: str = PG_DATABASE) -> str:
     if backend == "sqlite":
         return f"sqlite:///{workdir}/search-bench.db"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {PG_DATABASE}")
-    return f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}"
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg_url(name)
 
 
-def drop_database(backend: str) -> None:
+def drop_database(backend: str, name: str = PG_DATABASE) -> None:
     if backend == "postgresql":
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 ANALYZE_EVERY = 100_000  # resources; stands in for autovacuum's ANALYZE (off on these machines)
@@ -245,7 +249,7 @@ def run(backend: str, args) -> None:
     print(f"\n=== {backend}: {args.patients:,} patients x {args.observations_per_patient} observations")
     with tempfile.TemporaryDirectory() as workdir:
         reuse = args.reuse and backend == "postgresql"
-        url = f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}" if reuse else fresh_database(backend, workdir)
+        url = pg_url(args.database) if reuse else fresh_database(backend, workdir, args.database)
         try:
             settings = Settings(database_url=url, base_url="http://localhost/fhir", max_body_bytes=512 * 1024 * 1024)
             app = create_app(settings)
@@ -283,7 +287,60 @@ def run(backend: str, args) -> None:
             if (args.keep or args.reuse) and backend == "postgresql":
                 print(f"kept {url}")
             else:
-                drop_database(backend)
+                drop_database(backend, args.database)
+
+
+def _measuring_client(url: str):
+    app = create_app(Settings(database_url=url, base_url="http://localhost/fhir"))
+    ctx = app.extensions["fhirportal"]
+    client = app.test_client()
+    token = ctx.tokens.mint(client_id="search-benchmark", scope="system/*.cruds", expires_in=24 * 3600)
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    with ctx.database.read() as conn:
+        patients = conn.execute(text("SELECT count(*) FROM resource WHERE resource_type = 'Patient'")).scalar_one()
+        resources = conn.execute(text("SELECT count(*) FROM resource")).scalar_one()
+    return ctx, client, patients, resources
+
+
+def compare(args) -> None:
+    """The searches on two kept PostgreSQL databases (a small and a large population) measured in
+    alternating rounds, so that the machine's drift (±30 % between runs here) falls on both alike;
+    prints p50/p95 at each scale and the large/small p95 ratio."""
+    small_name, large_name = args.compare
+    scales = []
+    for name in (small_name, large_name):
+        ctx, client, patients, resources = _measuring_client(pg_url(name))
+        seconds = settle(ctx.database.engine)
+        print(f"{name}: {resources:,} resources, {patients:,} patients; VACUUM ANALYZE in {seconds:.1f} s")
+        scales.append((client, searches(patients, random.Random(7), args.count), ctx))
+    rounds, per_round = args.rounds, max(1, args.queries // args.rounds)
+    timings = {(scale, name): [] for scale in range(2) for name in scales[0][1]}
+    hits = {(scale, name): 0 for scale in range(2) for name in scales[0][1]}
+    for number in range(rounds):
+        for scale in ((0, 1) if number % 2 == 0 else (1, 0)):
+            client, urls_by_name, _ctx = scales[scale]
+            for name, urls in urls_by_name.items():
+                chunk = urls[number * per_round:(number + 1) * per_round] or urls[:per_round]
+                latency(client, chunk[:3], 3)  # warm this connection and plan again
+                for url in chunk:
+                    started = time.perf_counter()
+                    response = client.get("/fhir/" + url)
+                    timings[scale, name].append((time.perf_counter() - started) * 1000)
+                    hits[scale, name] += len(response.get_json().get("entry", []))
+    print(f"\n{rounds} alternating rounds x {per_round} queries per search and scale (pages of _count={args.count})")
+    print(f"{'search':<52}{'small p50':>10}{'p95':>7}{'large p50':>10}{'p95':>7}{'p95 ratio':>10}{'hits s/l':>10}")
+    for name in scales[0][1]:
+        figures = []
+        for scale in range(2):
+            values = sorted(timings[scale, name])
+            figures.append((statistics.median(values), values[int(len(values) * 0.95) - 1]))
+        ratio = figures[1][1] / figures[0][1]
+        found = "/".join(f"{hits[scale, name] / len(timings[scale, name]):.1f}" for scale in range(2))
+        print(f"{name:<52}{figures[0][0]:>10.2f}{figures[0][1]:>7.2f}{figures[1][0]:>10.2f}{figures[1][1]:>7.2f}"
+              f"{ratio:>10.2f}{found:>10}")
+    for _client, _urls, ctx in scales:
+        ctx.audit.flush()
+        ctx.database.dispose()
 
 
 def main() -> None:
@@ -300,8 +357,15 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="measure the searches on the PostgreSQL database a --keep run left, without ingesting")
     parser.add_argument("--count", type=int, default=10, help="_count of every measured search (a page)")
+    parser.add_argument("--database", default=PG_DATABASE, help="the PostgreSQL database's name")
+    parser.add_argument("--compare", nargs=2, metavar=("SMALL", "LARGE"),
+                        help="only measure the searches on two kept PostgreSQL databases, in alternating rounds")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of --compare")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    if args.compare:
+        compare(args)
+        return
     for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
         run(backend, args)
 

@@ -441,13 +441,20 @@ class ResourceRepository:
         write_buffer.flush(conn)
         columns = sort_columns(list(sort))
         labels = [column.label(f"k{n}") for n, (column, _) in enumerate(columns)]
-        query = select(resource, *labels).where(
-            build_where(resource_types, criteria, self.extractor.base_url, visibility))
-        if cursor:
-            values = decode_values(decode_cursor(cursor))
-            if len(values) != len(columns):
-                raise ValueError("the paging cursor belongs to another search")
-            query = query.where(after(columns, values))
+        values = decode_values(decode_cursor(cursor)) if cursor else None
+        if values is not None and len(values) != len(columns):
+            raise ValueError("the paging cursor belongs to another search")
+        page = None
+        if not sort and (values is None or type(values[0]) is int):  # pid order: the page can be pushed down
+            page = (values[0] if values else None, count + 1)
+        where = build_where(resource_types, criteria, self.extractor.base_url, visibility, page=page)
+        if values is not None:
+            where = and_(where, after(columns, values))
+        if page is not None:  # pid order: find the page's pids first, then load only those rows
+            pids = select(resource.c.pid).where(where).order_by(resource.c.pid).limit(count + 1)
+            query = select(resource, *labels).where(resource.c.pid.in_(pids))
+        else:
+            query = select(resource, *labels).where(where)
         rows = conn.execute(query.order_by(*order_by(columns)).limit(count + 1)).all()
         next_cursor = None
         if len(rows) > count:

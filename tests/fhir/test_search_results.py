@@ -153,3 +153,16 @@ def test_total_estimate_is_a_count_that_costs_no_counting(fhir, ctx):
     assert "total" not in fhir.get("Patient?_total=none").get_json()
     assert "total" not in fhir.get("Patient").get_json()
     assert fhir.get("Patient?_total=accurate").get_json()["total"] == 5
+
+
+def test_one_criterion_pages_in_pid_order_once_each_although_it_matches_several_rows(fhir):
+    """A single criterion's index subquery yields only the page (its pids distinct): a patient whose
+    family and given names both match appears once, deleted ones never, every page in order."""
+    made = [fhir.create(patient(name=[{"family": f"Samson{n}", "given": ["Samuel", "Sam"]}]))["id"] for n in range(7)]
+    fhir.create(patient(name=[{"family": "Other"}]))
+    gone = fhir.create(patient(name=[{"family": "Samsonite"}]))["id"]
+    assert fhir.delete(f"Patient/{gone}").status_code in (200, 204)
+    entries = _all_pages(fhir, "Patient?name=sam&_count=3")
+    assert [e["resource"]["id"] for e in entries] == made  # insertion order, no repeats, no gaps
+    two = _all_pages(fhir, "Patient?name=sam&_count=2&given=samuel")  # two criteria: the general path
+    assert [e["resource"]["id"] for e in two] == made

@@ -185,7 +185,8 @@ def _selectivity(criterion: Criterion) -> int:
 
 
 def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = None,
-                     types: Sequence[str] | None = None, *, drives: bool = True, visibility=None):
+                     types: Sequence[str] | None = None, *, drives: bool = True, visibility=None,
+                     page: tuple[int | None, int] | None = None):
     """SQL condition on the resource table (or an alias of it) for one criterion.
 
     The criterion that ``drives`` the search is an uncorrelated ``pid IN (SELECT pid FROM ix_… WHERE
@@ -193,6 +194,10 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
     rows found, through each index table's pid index. ``types``: the resource types searched,
     repeated on the index rows so that the (resource_type, param, value) indexes apply.
     ``visibility``: what the request may see; chains and ``_has`` only look at visible resources.
+    ``page`` (after pid, size), for the criterion that drives a search with nothing else to check,
+    in pid order: the index subquery itself yields only that page's pids, so a common value
+    (``Patient?name=smi``) costs a page of row lookups, not one per match. Index rows exist only for
+    current resources of their type, so nothing outside the subquery could drop one of those pids.
     """
     parameter = criterion.parameter
     where = f"{parameter.code}{':' + criterion.modifier if criterion.modifier else ''}"
@@ -214,7 +219,13 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
 
         def having(*conditions):
             if drives:
-                return res.c.pid.in_(select(table.c.pid).where(rows_of, *conditions))
+                pids = select(table.c.pid).where(rows_of, *conditions)
+                if page is not None and criterion.modifier not in ("not", "missing"):
+                    after_pid, size = page
+                    if after_pid is not None:
+                        pids = pids.where(table.c.pid > after_pid)
+                    pids = pids.distinct().order_by(table.c.pid).limit(size)
+                return res.c.pid.in_(pids)
             # LIMIT 1 OFFSET 0 keeps PostgreSQL from flattening the check into a join that may read
             # the whole index table; it stays a per-row lookup through the pid index.
             return exists(select(1).select_from(table).where(table.c.pid == res.c.pid, rows_of, *conditions)
@@ -238,13 +249,18 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
 
 
 def build_where(resource_types: str | Sequence[str], criteria: Iterable[Criterion], base_url: str | None = None,
-                visibility: _visibility.Visibility | None = None):
-    """The search's ``WHERE``: types, not deleted, every criterion, and what ``visibility`` allows."""
+                visibility: _visibility.Visibility | None = None, *, page: tuple[int | None, int] | None = None):
+    """The search's ``WHERE``: types, not deleted, every criterion, and what ``visibility`` allows.
+
+    ``page`` (after pid, size): the search is paged in pid order; with one criterion and no
+    visibility to check, its index subquery yields only that page (see ``criterion_clause``)."""
     types = [resource_types] if isinstance(resource_types, str) else list(resource_types)
     type_clause = resource.c.resource_type == types[0] if len(types) == 1 else resource.c.resource_type.in_(types)
     clauses = [type_clause, resource.c.deleted == false()]
     ordered = sorted(criteria, key=_selectivity)
-    clauses += [criterion_clause(c, resource, base_url, types, drives=(n == 0), visibility=visibility)
+    pushed = page if len(ordered) == 1 and visibility is None else None
+    clauses += [criterion_clause(c, resource, base_url, types, drives=(n == 0), visibility=visibility,
+                                 page=pushed if n == 0 else None)
                 for n, c in enumerate(ordered)]
     if visibility is not None:
         clauses.append(_visibility.visible_clause(visibility, resource, types, base_url, drives=True))
