@@ -450,7 +450,9 @@ class ResourceRepository:
         where = build_where(resource_types, criteria, self.extractor.base_url, visibility, page=page)
         if values is not None:
             where = and_(where, after(columns, values))
-        if page is not None:  # pid order: find the page's pids first, then load only those rows
+        # pid order: find the page's pids first, then load only those rows (not with chains or _has:
+        # the extra nesting takes their 200-value ORs past SQLite's expression depth limit)
+        if page is not None and not any(c.chain is not None or c.has is not None for c in criteria):
             pids = select(resource.c.pid).where(where).order_by(resource.c.pid).limit(count + 1)
             query = select(resource, *labels).where(resource.c.pid.in_(pids))
         else:
