@@ -12,14 +12,13 @@ read in: one transaction per request, not two.
 
 from __future__ import annotations
 
-import logging
 from contextlib import ExitStack
 
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
 from fhirportal.errors import MethodNotAllowed, NotFound
-from fhirportal.store.database import unavailable
+from fhirportal.store.database import end_after_request
 
 from . import capability
 from .audit import READ_BUDGET, RequestSeen, touches_audit_events
@@ -30,8 +29,6 @@ from .interactions import create, delete, history, patch, read, search, transact
 from .interactions.common import require_type
 from .negotiation import is_pretty, render, response_format
 from .response import FhirResponse
-
-log = logging.getLogger(__name__)
 
 
 def context() -> FhirContext:
@@ -109,12 +106,7 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources, *, name:
         g.pop("fhir_connection", None)
         if transaction is None:
             return
-        try:
-            transaction.close()
-        except Exception as exc:  # noqa: BLE001
-            if not unavailable(exc):
-                raise
-            log.warning("ending a read transaction failed, the database is unavailable: %s", type(exc).__name__)
+        end_after_request(transaction, "a read transaction")
 
     @blp.before_request
     def _negotiate():

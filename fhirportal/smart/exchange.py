@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from flask import g
 from sqlalchemy import Connection
 
-from fhirportal.store.database import Database
+from fhirportal.store.database import Database, end_after_request
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,28 @@ def token_transaction(database: Database) -> Connection:
     return conn
 
 
-def end_token_transaction(error: BaseException | None = None) -> None:
-    """Commit the request's token transaction, if one is open (roll it back if ``error``)."""
-    stack = g.pop("smart_token_stack", None)
+def _take() -> ExitStack | None:
     g.pop("smart_token_conn", None)
+    return g.pop("smart_token_stack", None)
+
+
+def end_token_transaction() -> None:
+    """Commit the request's token transaction now, if one is open (raises if it cannot: a token
+    that was not stored must not be handed out)."""
+    stack = _take()
+    if stack is not None:
+        stack.close()
+
+
+def end_token_transaction_after_request(error: BaseException | None) -> None:
+    """The SMART blueprint's teardown: commit what the request left open (a code used up by a
+    failed exchange), or roll it back if the request raised ``error``; a database that went away
+    is logged, not raised (the answer is already made)."""
+    stack = _take()
     if stack is None:
         return
     if error is None:
-        stack.close()
+        end_after_request(stack, "a token request's transaction")
         return
     try:
         stack.__exit__(type(error), error, error.__traceback__)

@@ -23,7 +23,7 @@ from markupsafe import Markup
 from .accounts import Account, LoginRefused, Session
 from .consent import choices, granted, requested_scopes
 from .discovery import openid_configuration, smart_configuration
-from .exchange import end_token_transaction
+from .exchange import end_token_transaction_after_request
 from .grants import Decision
 from .secrets import new_secret
 from .server import SmartServer
@@ -225,7 +225,7 @@ def token():
 
 @bp.teardown_request
 def _end_token_transaction(error):
-    end_token_transaction(error)
+    end_token_transaction_after_request(error)
 
 
 @bp.route("/auth/revoke", methods=["POST"])

@@ -9,9 +9,10 @@ transaction-scoped advisory lock (used to make conditional creates race-free).
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, event, inspect, text
@@ -28,6 +29,7 @@ except ImportError:  # an installation for SQLite only
     psycopg = None
 
 _WRITE = "fhirportal_write"
+log = logging.getLogger(__name__)
 
 # Bounds on waiting for PostgreSQL, so that a database that went away costs a request a few seconds
 # (answered 503) rather than a hang. A ``?connect_timeout=…`` (or any of these) in the URL wins.
@@ -66,6 +68,19 @@ def unavailable(error: BaseException) -> bool:
     if isinstance(error, sqlite3.OperationalError):
         return str(error).lower().startswith(_SQLITE_TRANSIENT)
     return False
+
+
+def end_after_request(transaction: ExitStack, what: str) -> None:
+    """End a transaction a request held open, from its teardown — after the answer is made, where
+    an error would become the WSGI server's bare 500. If the database went away during the request,
+    the transaction cannot end cleanly (its connection is gone, or was invalidated by the failure the
+    request already answered 503 for): that is logged, not raised; anything else is raised."""
+    try:
+        transaction.close()
+    except Exception as exc:
+        if not (unavailable(exc) or isinstance(exc, sa_exc.PendingRollbackError)):
+            raise
+        log.warning("ending %s failed, the database is unavailable: %s", what, type(exc).__name__)
 
 
 class DriverQuery:

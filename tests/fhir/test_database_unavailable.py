@@ -77,3 +77,43 @@ def test_the_access_log_writer_keeps_its_rows_while_the_database_is_away(tmp_pat
                                  .where(access_log.c.client_id == "writer-test")).scalar_one()
     assert count == 1
     database.dispose()
+
+
+def test_a_read_whose_connection_dies_mid_request_is_503_not_a_teardown_500(ctx, client, token):
+    """The connection of a GET's read transaction is terminated after the transaction began: the token
+    lookup fails (503), and ending the invalidated transaction in teardown must not raise (gunicorn
+    would turn that into a bare 500). PostgreSQL only: a backend to terminate."""
+    if ctx.database.dialect != "postgresql":
+        pytest.skip("needs a PostgreSQL backend to terminate")
+    import psycopg
+
+    real_read = ctx.database.read
+
+    def read_then_lose_the_connection():
+        context = real_read()
+        conn = context.__enter__()
+        backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        url = ctx.database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        return _Entered(context, conn)
+
+    ctx.database.read = read_then_lose_the_connection
+    try:
+        response = client.get("/fhir/Patient/anyone", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        del ctx.database.read
+    assert response.status_code == 503 and response.headers.get("Retry-After")
+
+
+class _Entered:
+    """A context manager already entered (``Database.read()``'s), handing out its connection."""
+
+    def __init__(self, context, conn):
+        self.context, self.conn = context, conn
+
+    def __enter__(self):
+        return self.conn
+
+    def __exit__(self, *exc_info):
+        return self.context.__exit__(*exc_info)
