@@ -2,9 +2,9 @@
 token stored in the same transaction (two transactions cost a third of an exchange on PostgreSQL).
 
 ``token_transaction`` opens it on first use in the request (``durable=False``: a token lost in a
-database crash is asked for again); ``end_token_transaction`` commits it once the token is stored,
-and again at the end of every request (the SMART blueprint's teardown), so a code used up by an
-exchange that then fails (wrong verifier, expired) stays used.
+database crash is asked for again); ``end_token_transaction`` commits it once the token is stored;
+``end_token_transaction_after_request`` (the SMART blueprint's teardown) commits what a request left
+open, so a code used up by an exchange that then fails (wrong verifier, expired) stays used.
 """
 
 from __future__ import annotations
