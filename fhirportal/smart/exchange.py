@@ -9,15 +9,12 @@ open, so a code used up by an exchange that then fails (wrong verifier, expired)
 
 from __future__ import annotations
 
-import logging
 from contextlib import ExitStack
 
 from flask import g
 from sqlalchemy import Connection
 
 from fhirportal.store.database import Database, end_after_request
-
-log = logging.getLogger(__name__)
 
 
 def token_transaction(database: Database) -> Connection:
@@ -47,12 +44,5 @@ def end_token_transaction_after_request(error: BaseException | None) -> None:
     failed exchange), or roll it back if the request raised ``error``; a database that went away
     is logged, not raised (the answer is already made)."""
     stack = _take()
-    if stack is None:
-        return
-    if error is None:
-        end_after_request(stack, "a token request's transaction")
-        return
-    try:
-        stack.__exit__(type(error), error, error.__traceback__)
-    except Exception:  # noqa: BLE001  (the request already failed; its answer is on its way)
-        log.exception("rolling back a token request's transaction failed")
+    if stack is not None:
+        end_after_request(stack, "a token request's transaction", error)

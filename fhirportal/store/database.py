@@ -70,11 +70,19 @@ def unavailable(error: BaseException) -> bool:
     return False
 
 
-def end_after_request(transaction: ExitStack, what: str) -> None:
+def end_after_request(transaction: ExitStack, what: str, error: BaseException | None = None) -> None:
     """End a transaction a request held open, from its teardown — after the answer is made, where
-    an error would become the WSGI server's bare 500. If the database went away during the request,
-    the transaction cannot end cleanly (its connection is gone, or was invalidated by the failure the
-    request already answered 503 for): that is logged, not raised; anything else is raised."""
+    an error would become the WSGI server's bare 500. Committed, or rolled back if the request
+    raised ``error`` (a failure to roll back is logged: the request has failed already). If the
+    database went away during the request, the commit cannot happen (its connection is gone, or was
+    invalidated by the failure the request already answered 503 for): that is logged, not raised;
+    anything else is raised."""
+    if error is not None:
+        try:
+            transaction.__exit__(type(error), error, error.__traceback__)
+        except Exception:  # noqa: BLE001
+            log.exception("rolling back %s failed", what)
+        return
     try:
         transaction.close()
     except Exception as exc:

@@ -23,6 +23,7 @@ from .schema import INDEX_TABLES, resource, resource_version
 
 _KEY = "fhirportal.write_buffer"
 _DELETES = {kind: delete(table) for kind, table in INDEX_TABLES.items()}
+_INSERTS = {table.name: insert(table) for table in (*INDEX_TABLES.values(), resource_version)}
 
 
 def _copy(conn: Connection, table: Table, rows: list[dict]) -> None:
@@ -41,7 +42,7 @@ def _append(conn: Connection, table: Table, rows: list[dict]) -> None:
         _copy(conn, table, rows)
         return
     for start in range(0, len(rows), _CHUNK):
-        conn.execute(insert(table), rows[start:start + _CHUNK])
+        conn.execute(_INSERTS[table.name], rows[start:start + _CHUNK])
 _CHUNK = 500
 _PID_BLOCK = 500
 
