@@ -36,7 +36,7 @@ import psycopg  # noqa: E402
 import search_benchmark  # noqa: E402
 from search_benchmark import analyze, drop_database, fresh_database, with_conditions  # noqa: E402
 
-from fhirportal.app import build_context  # noqa: E402
+from fhirportal.app import build_context, prepare_database  # noqa: E402
 from fhirportal.fhir.loading import load as load_files  # noqa: E402
 from fhirportal.settings import Settings  # noqa: E402
 
@@ -58,7 +58,7 @@ def load(url: str, patients: int, per_patient: int, folder: Path) -> tuple[int, 
             out.write("\n")
     ctx = build_context(Settings(database_url=url, base_url="http://localhost/fhir"))
     try:
-        ctx.database.create_schema()
+        prepare_database(ctx)
         started = time.perf_counter()
         report = load_files(ctx, [source])
         seconds = time.perf_counter() - started
@@ -115,7 +115,7 @@ def run_population(backend: str, patients: int, per_patient: int, workdir: Path,
             print(f"  loaded {loaded:,} resources in {seconds:,.1f} s", file=sys.stderr)
         else:
             ctx = build_context(Settings(database_url=url))
-            ctx.database.create_schema()
+            prepare_database(ctx)
             ctx.database.dispose()
         size = database_mb(backend, url)
         result = export(url, folder / "out")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fhirportal.app import create_app  # noqa: E402
+from fhirportal.app import create_app, prepare_database  # noqa: E402
 from fhirportal.settings import Settings  # noqa: E402
 from tests.smart.flows import (  # noqa: E402
     PASSWORD,
@@ -61,7 +61,7 @@ def main() -> None:
     app = create_app(Settings(database_url=url, base_url="http://localhost/fhir"), create_schema=False)
     ctx, smart = app.extensions["fhirportal"], app.extensions["smart"]
     ctx.database.drop_schema()
-    ctx.database.create_schema()
+    prepare_database(ctx)
     with ctx.database.write() as conn:
         ctx.repository.create(conn, {"resourceType": "Patient", "name": [{"family": "Bench"}]}, fhir_id="p1")
     smart.accounts.create("bench", PASSWORD, kind="patient", fhir_user="Patient/p1", patients=("p1",))

@@ -27,6 +27,7 @@ from .smart import routes as smart_routes
 from .smart.server import SmartServer, build_authorization_server
 from .smart.tokens import TokenStore
 from .store.database import Database, unavailable
+from .store.index_state import IndexState
 from .store.indexing import IndexExtractor, SearchParameterRegistry
 from .store.marks import Marker
 from .store.repository import ResourceRepository
@@ -57,10 +58,12 @@ def build_context(settings: Settings, database: Database | None = None) -> FhirC
     database = database or Database(settings.database_url)
     registry = SearchParameterRegistry(SUPPORTED_TYPES, conformance.custom_search_parameters())
     extractor = IndexExtractor(registry, settings.base_url)
+    marker = Marker(patient_marks(registry))
+    registry.readiness = IndexState(database, registry, marker)
     return FhirContext(
         settings=settings,
         database=database,
-        repository=ResourceRepository(database, extractor, Marker(patient_marks(registry))),
+        repository=ResourceRepository(database, extractor, marker),
         validator=ResourceValidator(SUPPORTED_TYPES, settings.base_url, settings.validate_references),
         search_parameters=registry,
         tokens=TokenStore(database, SUPPORTED_TYPES),
@@ -120,12 +123,20 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     app.extensions["portal_auto_invite"] = auto_inviter
 
 
-def _create_schema(app: Flask, database: Database) -> None:
-    """Create the tables now; if the database cannot be reached (a worker started during an outage),
-    start anyway, answer 503 and create them before the first request once it answers: a worker that
-    failed to boot would make gunicorn stop the whole server."""
+def prepare_database(ctx: FhirContext) -> None:
+    """The schema at the newest revision (or ``OutdatedSchema``), and this version's search-parameter
+    definitions recorded (those whose index is incomplete are pending until reindexed). Everything
+    that opens a database to serve or write resources calls this first."""
+    ctx.database.create_schema()
+    ctx.search_parameters.readiness.reconcile()
+
+
+def _create_schema(app: Flask, ctx: FhirContext) -> None:
+    """Prepare the database now; if it cannot be reached (a worker started during an outage), start
+    anyway, answer 503 and prepare it before the first request once it answers: a worker that failed
+    to boot would make gunicorn stop the whole server."""
     try:
-        database.create_schema()
+        prepare_database(ctx)
         return
     except Exception as exc:
         if not unavailable(exc):
@@ -141,7 +152,7 @@ def _create_schema(app: Flask, database: Database) -> None:
         if not created:
             with lock:
                 if not created:
-                    database.create_schema()  # raises while unavailable: a 503
+                    prepare_database(ctx)  # raises while unavailable: a 503
                     created = True
 
 
@@ -160,7 +171,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     )
     ctx = build_context(settings)
     if create_schema:
-        _create_schema(app, ctx.database)
+        _create_schema(app, ctx)
     app.extensions["fhirportal"] = ctx
     api = Api(app)
     api.DEFAULT_ERROR_RESPONSE_NAME = None  # no generic error schema: fhirportal.openapi documents each error

@@ -1,4 +1,4 @@
-"""The ``fhirportal`` command: init-db, load, export, serve."""
+"""The ``fhirportal`` command: init-db, db, load, export, serve, accounts, clients, portal."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from .commands.db import db_group
+from .commands.reindex import reindex
 from .settings import Settings
 
 DEMO_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
@@ -15,20 +17,21 @@ DEMO_ACCOUNTS = Path(__file__).resolve().parents[1] / "fixtures" / "demo-account
 
 
 def _context(database_url: str | None):
-    from .app import build_context
+    """The FHIR context on a prepared database (schema current, definitions recorded)."""
+    from .app import build_context, prepare_database
 
     settings = Settings.from_env()
     if database_url:
         settings = settings.with_overrides(database_url=database_url)
-    return build_context(settings)
+    ctx = build_context(settings)
+    prepare_database(ctx)
+    return ctx
 
 
 def _smart(database_url: str | None):
     from .app import build_smart
 
-    ctx = _context(database_url)
-    ctx.database.create_schema()
-    return build_smart(ctx)
+    return build_smart(_context(database_url))
 
 
 def _load_accounts(smart, path: Path) -> None:
@@ -52,7 +55,19 @@ def _load(ctx, paths: list[str], quiet: bool = False) -> int:
     return 1 if report.failed else 0
 
 
-@click.group()
+class _Main(click.Group):
+    """The command group; a database this version cannot serve is a one-line error, not a traceback."""
+
+    def invoke(self, click_ctx: click.Context):
+        from .store.database import OutdatedSchema
+
+        try:
+            return super().invoke(click_ctx)
+        except OutdatedSchema as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Main)
 @click.option("--database-url", envvar="FHIRPORTAL_DATABASE_URL", default=None,
               help="SQLAlchemy URL (default: embedded SQLite in var/fhirportal.db)")
 @click.pass_context
@@ -65,11 +80,17 @@ def main(click_ctx: click.Context, database_url: str | None) -> None:
 @click.option("--drop", is_flag=True, help="Drop every table first (destroys all data)")
 @click.pass_context
 def init_db(click_ctx: click.Context, drop: bool) -> None:
-    """Create the tables (idempotent)."""
-    ctx = _context(click_ctx.obj["database_url"])
+    """Create the tables at the newest schema revision (an existing database is only checked: upgrade
+    one with `fhirportal db upgrade`)."""
+    from .app import build_context, prepare_database
+
+    settings = Settings.from_env()
+    if click_ctx.obj["database_url"]:
+        settings = settings.with_overrides(database_url=click_ctx.obj["database_url"])
+    ctx = build_context(settings)
     if drop:
         ctx.database.drop_schema()
-    ctx.database.create_schema()
+    prepare_database(ctx)
     click.echo(f"database ready: {ctx.database.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -80,7 +101,6 @@ def init_db(click_ctx: click.Context, drop: bool) -> None:
 def load_command(click_ctx: click.Context, paths: tuple[str, ...], quiet: bool) -> None:
     """Load FHIR JSON files, Bundles and ndjson files (directories: their files in name order)."""
     ctx = _context(click_ctx.obj["database_url"])
-    ctx.database.create_schema()
     sys.exit(_load(ctx, list(paths), quiet))
 
 
@@ -259,3 +279,7 @@ def portal_auto_invite(click_ctx, max_age_days: int) -> None:
     skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
     click.echo(f"auto-invite: {len(invited)} invited, {len(outcomes) - len(invited)} not invited"
                + (f" ({skipped})" if skipped else ""))
+
+
+main.add_command(db_group)
+main.add_command(reindex)

@@ -9,7 +9,7 @@ import os
 import pytest
 from sqlalchemy import delete
 
-from fhirportal.app import create_app
+from fhirportal.app import create_app, prepare_database
 from fhirportal.settings import Settings
 from fhirportal.store.schema import metadata
 from tests.support import SYSTEM_SCOPE, TEST_CLIENT_ID, Fhir
@@ -36,7 +36,7 @@ def app(settings):
     application = create_app(settings, create_schema=False)
     database = application.extensions["fhirportal"].database
     database.drop_schema()
-    database.create_schema()
+    prepare_database(application.extensions["fhirportal"])
     yield application
     database.dispose()
 
@@ -59,6 +59,7 @@ def _empty_database(request):
     with ctx.database.write() as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(delete(table))
+    ctx.search_parameters.readiness.reconcile()  # as a new database starts: this version's definitions, ready
 
 
 @pytest.fixture

@@ -27,8 +27,11 @@ def _software_version() -> str:
 
 
 def searchable(ctx: FhirContext, resource_type: str) -> list:
-    """The search parameters that work for a type (what the search engine really answers)."""
-    return [p for p in ctx.search_parameters.for_type(resource_type).values() if p.type not in ("composite", "special")]
+    """The search parameters that work for a type (what the search engine really answers; not those
+    whose index is still being built)."""
+    registry = ctx.search_parameters
+    return [p for p in registry.for_type(resource_type).values()
+            if p.type not in ("composite", "special") and not registry.is_pending(resource_type, p.code)]
 
 
 def revincludes(ctx: FhirContext, resource_type: str) -> list[str]:

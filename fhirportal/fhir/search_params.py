@@ -75,6 +75,11 @@ def _lookup(registry: SearchParameterRegistry, resource_type: str, code: str) ->
         raise _Unsupported(f"Unknown search parameter '{code}' for {resource_type}")
     if parameter.type not in SEARCHABLE_TYPES:
         raise _Unsupported(f"Search parameter '{code}' ({parameter.type}) is not supported")
+    if registry.is_pending(resource_type, code):  # never ignored: its answer would be partial
+        message = (f"Search parameter '{code}' of {resource_type} is being indexed: resources stored before it "
+                   f"was defined are not indexed yet (`fhirportal reindex`); try again once the CapabilityStatement "
+                   f"lists it")
+        raise BadRequest(message, issues=[Issue(message, code="not-supported", expression=code)])
     return parameter
 
 

@@ -15,12 +15,18 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, create_engine, event, inspect, text
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from . import auth_schema, export_schema, outbox_schema, portal_settings_schema  # noqa: F401  (register their tables)
+from . import (  # noqa: F401  (register their tables)
+    auth_schema,
+    export_schema,
+    index_schema,
+    outbox_schema,
+    portal_settings_schema,
+)
 from .schema import metadata
 
 try:
@@ -129,7 +135,8 @@ class DriverQuery:
 
 
 class OutdatedSchema(RuntimeError):
-    """The database's tables predate columns this version needs."""
+    """The database is not at the schema revision this version serves (``migrate.refusal`` says why
+    and what to do)."""
 
 
 def _normalise_url(url: str) -> str:
@@ -190,23 +197,20 @@ class Database:
             _configure_sqlite(self.engine)
 
     def create_schema(self) -> None:
-        """Create the tables that are missing; refuse (``OutdatedSchema``) a database whose existing
-        tables lack columns this version needs, rather than answer 500s (or worse: a table without
-        ``resource.marks`` would show patients what the portal withholds)."""
-        metadata.create_all(self.engine)
-        inspector = inspect(self.engine)
-        missing = [f"{table.name}.{column.name}" for table in metadata.sorted_tables
-                   if inspector.has_table(table.name)
-                   for column in table.columns
-                   if column.name not in {c["name"] for c in inspector.get_columns(table.name)}]
-        if missing:
-            raise OutdatedSchema(
-                f"the database was created by an older fhirportal: {', '.join(missing[:5])} missing. There are no "
-                f"migrations yet: export what you need, then `fhirportal init-db --drop` (deletes every row) and "
-                f"load it again")
+        """Make the schema servable (``migrate.ensure_current``): create an empty database at the newest
+        revision; refuse (``OutdatedSchema``) one that needs ``fhirportal db upgrade`` or matches no
+        known schema, rather than answer 500s (or worse: serve patients what the portal withholds)."""
+        from .migrate import ensure_current
+
+        ensure_current(self)
 
     def drop_schema(self) -> None:
+        """Drop every table, the schema version included (destroys all data)."""
+        from .migrate import VERSION_TABLE
+
         metadata.drop_all(self.engine)
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

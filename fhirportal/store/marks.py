@@ -7,11 +7,12 @@ resource's token index rows, it costs one test of a column of the row the read l
 
 The store knows no policy: the FHIR layer defines the marks (``Mark``) and hands them to the
 repository, which sets the bits on every create and update. Changing a definition only affects rows
-written afterwards.
+written afterwards, until ``fhirportal reindex`` recomputes the marks of existing rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,17 @@ class Marker:
             for resource_type in mark.types:
                 by_type[resource_type].append(mark)
         self._by_type = {t: tuple(m) for t, m in by_type.items()}
+
+    def params(self, resource_type: str) -> frozenset[str]:
+        """The token parameters a type's marks are decided from."""
+        return frozenset(match.param for mark in self._by_type.get(resource_type, ())
+                         for match in (*mark.when, *mark.unless))
+
+    def fingerprint(self, resource_type: str) -> str:
+        """The type's mark definitions, hashed: marks written under another fingerprint are out of date."""
+        described = sorted(f"{mark.bit}:{sorted(map(repr, mark.when))}:{sorted(map(repr, mark.unless))}"
+                           for mark in self._by_type.get(resource_type, ()))
+        return hashlib.sha256(repr(described).encode()).hexdigest()[:32]
 
     def marks_of(self, resource_type: str, rows_by_kind: Mapping[str, Sequence[Mapping]]) -> int:
         marks = self._by_type.get(resource_type)

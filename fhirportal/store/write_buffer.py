@@ -36,7 +36,7 @@ def _copy(conn: Connection, table: Table, rows: list[dict]) -> None:
             copy.write_row(tuple(row.get(name) for name in columns))
 
 
-def _append(conn: Connection, table: Table, rows: list[dict]) -> None:
+def append_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
     """Insert ``rows`` (all with the same keys) into ``table``: COPY on PostgreSQL, executemany on SQLite."""
     if conn.dialect.name == "postgresql":
         _copy(conn, table, rows)
@@ -108,7 +108,7 @@ class WriteBuffer:
         self.resources.clear()
         self.next_pid = None  # autoincrement inserts may follow; count from the table again
         if self.versions:
-            _append(conn, resource_version, self.versions)
+            append_rows(conn, resource_version, self.versions)
         self.versions.clear()
         if self.cleared:
             pids = sorted(self.cleared)
@@ -117,7 +117,7 @@ class WriteBuffer:
                     conn.execute(_DELETES[kind].where(table.c.pid.in_(pids[start:start + _CHUNK])))
         for kind, rows in self.rows.items():
             if rows:
-                _append(conn, INDEX_TABLES[kind], rows)
+                append_rows(conn, INDEX_TABLES[kind], rows)
         self.cleared.clear()
         self.rows.clear()
         self.pending.clear()

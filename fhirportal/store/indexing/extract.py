@@ -34,12 +34,15 @@ class IndexExtractor:
                 for p in self.registry.for_type(resource_type).values() if p.indexed and p.evaluate is not None)
         return plan
 
-    def extract(self, resource: dict) -> dict[str, list[dict]]:
-        """Index rows by kind (table), each row with ``param`` and the kind's value columns."""
+    def extract(self, resource: dict, only: frozenset[str] | None = None) -> dict[str, list[dict]]:
+        """Index rows by kind (table), each row with ``param`` and the kind's value columns; of the
+        parameters whose codes are in ``only`` if given (a reindex of some)."""
         resource_type = resource["resourceType"]
         rows: dict[str, list[dict]] = defaultdict(list)
         present = element_roots(resource)
         for parameter, roots in self._plan(resource_type):
+            if only is not None and parameter.code not in only:
+                continue
             if roots is not None and roots.isdisjoint(present):
                 continue  # none of the elements it reads is there: no rows
             try:

@@ -6,6 +6,8 @@ from ``capability/`` are added on top. Expressions are compiled once, here.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -19,6 +21,10 @@ from .paths import compile_simple
 _MODEL = models["r4"]
 # Resource-level parameters the store answers from the resource table itself, not from index rows.
 TABLE_PARAMS = {"_id", "_lastUpdated"}
+# The version of the code that turns values into index rows (normalisation, date ranges, reference
+# forms, ...): part of every parameter's fingerprint, so raising it makes every index row out of date
+# (``fhirportal reindex``). Raise it with any change to what ``indexing`` writes for the same value.
+INDEX_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,18 @@ class SearchParameter:
     @property
     def indexed(self) -> bool:
         return self.type not in ("composite", "special") and self.code not in TABLE_PARAMS
+
+    @property
+    def fingerprint(self) -> str:
+        """What the index rows of this parameter depend on, hashed: rows written under another
+        fingerprint are out of date (``store.index_state``)."""
+        return definition_fingerprint(self.type, self.expression, self.targets)
+
+
+def definition_fingerprint(kind: str, expression: str, targets: Iterable[str]) -> str:
+    canonical = json.dumps({"format": INDEX_FORMAT, "type": kind, "expression": expression,
+                            "targets": sorted(targets)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def compile_fhirpath(expression: str) -> Callable:
@@ -86,6 +104,13 @@ class SearchParameterRegistry:
             for base in parameter.get("base", []):
                 if base in self._by_type:
                     self._by_type[base][parameter["code"]] = _build(base, parameter["code"], parameter)
+
+    # Set by the app factory to its ``IndexState``: a parameter whose index rows are not all built yet
+    # (``is_pending``) is neither advertised nor searched.
+    readiness = None
+
+    def is_pending(self, resource_type: str, code: str) -> bool:
+        return self.readiness is not None and self.readiness.is_pending(resource_type, code)
 
     def for_type(self, resource_type: str) -> dict[str, SearchParameter]:
         return self._by_type.get(resource_type, {})
