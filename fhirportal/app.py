@@ -128,7 +128,12 @@ def prepare_database(ctx: FhirContext) -> None:
     definitions recorded (those whose index is incomplete are pending until reindexed). Everything
     that opens a database to serve or write resources calls this first."""
     ctx.database.create_schema()
-    ctx.search_parameters.readiness.reconcile()
+    pending = ctx.search_parameters.readiness.reconcile()
+    if pending:
+        shown = ", ".join(f"{t}.{c}" for t, c in sorted(pending)[:12]) + (", …" if len(pending) > 12 else "")
+        logging.getLogger(__name__).warning(
+            "%d search parameters are pending (defined or changed since their resources were written; not "
+            "advertised or searched until reindexed): %s. Run `fhirportal reindex`.", len(pending), shown)
 
 
 def _create_schema(app: Flask, ctx: FhirContext) -> None:
