@@ -10,7 +10,7 @@ requires) and which properties are attributes of their parent element (``Element
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fhirportal import definitions
 
@@ -37,6 +37,10 @@ class Element:
     attribute: bool  # written as an attribute of the parent element
     position: int  # place in the definitions' order
     choice: str | None = None  # the choice element's stem ("value" of valueQuantity)
+    extra: str = field(init=False)  # the JSON property of a primitive's id and extensions: "_" + name
+
+    def __post_init__(self):
+        object.__setattr__(self, "extra", "_" + self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +48,11 @@ class Type:
     name: str
     elements: dict[str, Element]
     attributes: tuple[Element, ...]  # the elements written as attributes, in order
+    keys: dict[str, Element] = field(init=False)  # the elements by JSON property, "_name" included
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.elements
+    def __post_init__(self):
+        keys = {**self.elements, **{element.extra: element for element in self.elements.values()}}
+        object.__setattr__(self, "keys", keys)
 
 
 def _kind(type_name: str) -> int:

@@ -32,7 +32,12 @@ def write(document, pretty: bool = False) -> str:
     return "".join(writer.out)
 
 
+_PADS = tuple("\n" + "  " * depth for depth in range(32))
+
+
 def _value_text(value) -> str:
+    if type(value) is str:
+        return value
     if value is True:
         return "true"
     if value is False:
@@ -56,7 +61,7 @@ class _Writer:
         self.pretty = pretty
 
     def pad(self, depth: int) -> str:
-        return "\n" + "  " * depth if self.pretty else ""
+        return _PADS[depth] if self.pretty and depth < len(_PADS) else ("\n" + "  " * depth if self.pretty else "")
 
     def resource(self, resource, depth: int, root: bool = False) -> None:
         if isinstance(resource, jsontext.Raw):
@@ -83,19 +88,24 @@ class _Writer:
             self.out.append(f"{pad}</{name}>")
 
     def children(self, of_type: Type, value: dict, depth: int) -> None:
-        elements = of_type.elements
+        keys = of_type.keys
         present: dict[int, Element] = {}
         unknown: list[str] = []
         for key in value:
-            element = elements.get(key[1:] if key[0] == "_" else key)
+            element = keys.get(key)
             if element is None:
                 if key != "resourceType":
                     unknown.append(key)
             elif not element.attribute:
                 present[element.position] = element
+        pad = self.pad(depth)
         for position in sorted(present):
             element = present[position]
-            self.element(element, value.get(element.name), value.get("_" + element.name), depth)
+            item, extra = value.get(element.name), value.get(element.extra)
+            if element.kind == PRIMITIVE and extra is None and item is not None and not element.array:
+                self.out.append(f'{pad}<{element.name} value="{escape_attribute(_value_text(item))}"/>')
+            else:
+                self.element(element, item, extra, depth)
         for key in unknown:
             if key[0] != "_" or key[1:] not in value:
                 name = key.lstrip("_")

@@ -32,8 +32,13 @@ def escape_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_ATTRIBUTE_SPECIAL = re.compile('[&<>"\t\n\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
+
+
 def escape_attribute(text: str) -> str:
     """An attribute value, with the whitespace that attribute normalisation would turn into spaces kept."""
+    if not _ATTRIBUTE_SPECIAL.search(text):
+        return text  # most values: nothing to escape
     if _NOT_XML.search(text):
         text = _NOT_XML.sub("\ufffd", text)
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
