@@ -255,3 +255,18 @@ def test_other_body_types_are_415(fhir):
     response = fhir.post("Patient", data=b"<Patient/>", content_type="text/turtle", headers=XML_ACCEPT)
     assert _issue(response, 415)["code"] == "not-supported"
     assert "application/fhir+xml" in xml.read(response.data)["issue"][0]["diagnostics"]
+
+
+def test_every_conformance_resource_reads_the_same_in_xml(client):
+    statement = client.get("/fhir/metadata").get_json()
+    urls = {item["definition"] for rest in statement["rest"] for resource in rest.get("resource", [])
+            for item in resource.get("operation", []) + resource.get("searchParam", [])}
+    urls |= {item["definition"] for rest in statement["rest"] for item in rest.get("operation", [])}
+    served = 0
+    for url in sorted(urls):
+        path = "/fhir/" + "/".join(url.rsplit("/", 2)[-2:])
+        as_json = client.get(path)
+        if as_json.status_code == 200:  # the base R4 parameters and operations are not served here
+            served += 1
+            assert _xml(client.get(path, headers=XML_ACCEPT)) == as_json.get_json(), path
+    assert served > 100

@@ -11,10 +11,13 @@ type; ``Narrative.div`` is XHTML (``xhtml.div_to_xml``).
 The document may embed stored resources as ``jsontext.Raw`` text (a searchset's entries) or be that
 text itself; such text is parsed with its decimals kept as written (``jsontext.Number``), so a stored
 1.50 is written ``value="1.50"``. An element R4 does not define (only an R4B-only choice type could
-have passed validation) is written after the defined ones, its JSON shape mapped the same way.
+have passed validation) is written after the defined ones, its JSON shape mapped the same way (a
+property that cannot be an element name is left out).
 """
 
 from __future__ import annotations
+
+import re
 
 from fhirportal.fhir import jsontext
 
@@ -32,6 +35,7 @@ def write(document, pretty: bool = False) -> str:
     return "".join(writer.out)
 
 
+_NAME = re.compile("[A-Za-z][A-Za-z0-9]*")  # what an element name can be (anything else cannot be FHIR)
 _PADS = tuple("\n" + "  " * depth for depth in range(32))
 
 
@@ -107,8 +111,8 @@ class _Writer:
             else:
                 self.element(element, item, extra, depth)
         for key in unknown:
-            if key[0] != "_" or key[1:] not in value:
-                name = key.lstrip("_")
+            name = key[1:] if key.startswith("_") else key
+            if _NAME.fullmatch(name) and (name == key or name not in value):
                 self.unknown(name, value.get(name), value.get("_" + name), depth)
 
     def element(self, element: Element, value, extra, depth: int) -> None:
