@@ -14,7 +14,7 @@ from .cors import install_cors
 from .fhir import conformance
 from .fhir.authorization import patient_marks
 from .fhir.context import FhirContext
-from .fhir.negotiation import render
+from .fhir.negotiation import render_error
 from .fhir.operations import Operation, OperationRegistry
 from .fhir.operations import everything as everything_operation
 from .fhir.operations import validate as validate_operation
@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     api.DEFAULT_ERROR_RESPONSE_NAME = None  # no generic error schema: fhirportal.openapi documents each error
     conformance_resources = conformance.ConformanceResources(ctx.search_parameters, conformance.operation_definitions())
     api.register_blueprint(build_blueprint(settings.base_path, conformance_resources))
-    register_error_handlers(app, render)
+    register_error_handlers(app, render_error)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)
     app.register_blueprint(export_operation.build_blueprint(settings.base_path))
