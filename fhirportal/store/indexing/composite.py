@@ -19,6 +19,7 @@ from .normalize import clip
 from .paths import compile_simple
 
 SECOND_KINDS = ("token", "quantity", "date", "string", "reference")
+_EMPTY = dict.fromkeys(("v_system", "v_code", "v_text", "v_number", "v_low", "v_high"))  # every row has every column
 _ITEM = "Item"
 
 
@@ -84,4 +85,4 @@ def rows(pairs: list[tuple[list, list]], second_kind: str, base_url: str | None)
             continue
         for code_row in tokens:
             for value_row in values:
-                yield {"system": code_row["system"], "code": code_row["code"], **value_row}
+                yield {"system": code_row["system"], "code": code_row["code"], **_EMPTY, **value_row}
