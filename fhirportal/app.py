@@ -26,6 +26,7 @@ from .settings import Settings
 from .smart import routes as smart_routes
 from .smart.server import SmartServer, build_authorization_server
 from .smart.tokens import TokenStore
+from .store import journal
 from .store.database import Database, unavailable
 from .store.index_state import IndexState
 from .store.indexing import IndexExtractor, SearchParameterRegistry
@@ -128,6 +129,7 @@ def prepare_database(ctx: FhirContext) -> None:
     definitions recorded (those whose index is incomplete are pending until reindexed). Everything
     that opens a database to serve or write resources calls this first."""
     ctx.database.create_schema()
+    journal.ensure_partitions(ctx.database)  # PostgreSQL: the access log's months ahead
     pending = ctx.search_parameters.readiness.reconcile()
     if pending:
         shown = ", ".join(f"{t}.{c}" for t, c in sorted(pending)[:12]) + (", …" if len(pending) > 12 else "")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from .commands.audit import audit_group
 from .commands.db import db_group
 from .commands.reindex import reindex
 from .settings import Settings
@@ -282,4 +283,5 @@ def portal_auto_invite(click_ctx, max_age_days: int) -> None:
 
 
 main.add_command(db_group)
+main.add_command(audit_group)
 main.add_command(reindex)

@@ -57,10 +57,6 @@ class Settings:
     # Unknown or unsupported search parameters: a 400 naming them (strict), or ignored and left out of the
     # self link (lenient). A client's ``Prefer: handling=…`` wins.
     search_handling: str = "strict"
-    # The writer threads turn the journal into AuditEvents in the background once a worker has journaled
-    # this many accesses (0: only when AuditEvents are read, for at most 2 s each), so that an AuditEvent
-    # search does not convert a whole busy day's journal while its client waits.
-    audit_background_after: int = 20000
     validate_references: bool = True
     benchmark_routes: bool = False
     # Encrypts portal PINs at rest and keys their hashes. The default is for development only.
@@ -96,7 +92,6 @@ class Settings:
             max_include_iterations=_int(env, "FHIRPORTAL_MAX_INCLUDE_ITERATIONS", defaults.max_include_iterations),
             search_handling=_choice(env, "FHIRPORTAL_SEARCH_HANDLING", defaults.search_handling,
                                     ("strict", "lenient")),
-            audit_background_after=_int(env, "FHIRPORTAL_AUDIT_BACKGROUND_AFTER", defaults.audit_background_after),
             validate_references=_bool(env, "FHIRPORTAL_VALIDATE_REFERENCES", defaults.validate_references),
             benchmark_routes=_bool(env, "FHIRPORTAL_BENCHMARK_ROUTES", defaults.benchmark_routes),
             secret_key=env.get("FHIRPORTAL_SECRET_KEY") or defaults.secret_key,

@@ -26,9 +26,7 @@ def database_url(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory) -> Settings:
-    # audit_background_after=0: AuditEvents appear only when read, so a test's row counts do not move under it
-    return Settings(database_url=database_url(tmp_path_factory), base_url=BASE_URL, max_body_bytes=256 * 1024,
-                    audit_background_after=0)
+    return Settings(database_url=database_url(tmp_path_factory), base_url=BASE_URL, max_body_bytes=256 * 1024)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ from flask import Blueprint, Request, Response, current_app, request, send_file
 from sqlalchemy import delete, exists, false, func, or_, select, update
 
 from fhirportal.errors import BadRequest, Forbidden, Issue, NotFound
+from fhirportal.fhir import audit_events, audit_view
 from fhirportal.fhir.audit import Access
 from fhirportal.fhir.authorization import Authorization, authenticate
 from fhirportal.fhir.compartment import patient_compartment
@@ -50,10 +51,11 @@ from fhirportal.fhir.preconditions import http_date
 from fhirportal.fhir.response import FhirResponse
 from fhirportal.fhir.search_params import split_or
 from fhirportal.smart.scopes import parse_scopes
-from fhirportal.store import clock
+from fhirportal.store import clock, journal
 from fhirportal.store.database import unavailable
 from fhirportal.store.export_schema import export_job
 from fhirportal.store.indexing.dates import parse_range, to_datetime
+from fhirportal.store.journal import Term
 from fhirportal.store.schema import INDEX_TABLES, resource
 from fhirportal.store.search import build_where
 from fhirportal.store.search.visibility import Visibility
@@ -367,7 +369,45 @@ class Exporter:
             for resource_type in plan.types:
                 query = self._query(plan, resource_type).with_only_columns(func.count()).order_by(None)
                 counts[resource_type] = conn.execute(query).scalar_one()
+                if resource_type == "AuditEvent":
+                    counts[resource_type] += journal.count_rows(conn, self._journal_clauses(plan))
         return counts
+
+    def _journal_clauses(self, plan: ExportPlan) -> list:
+        """The journalled accesses an AuditEvent export covers (the stored AuditEvents come from the
+        resource table): up to the transaction time, since ``_since``, about the export's patients,
+        what the token may see, its ``_typeFilter``."""
+        clauses = [((Term("recorded", "<=", plan.transaction_time),),)]
+        if plan.since is not None:
+            clauses.append(((Term("recorded", ">=", plan.since),),))
+        if plan.kind != "system":
+            clauses.append(((Term("patient_id", "in", plan.members),),) if plan.members is not None
+                           else ((Term("patient_id", "not null"),),))
+        if "AuditEvent" in plan.type_filters:
+            chosen = type_filters.criteria_of(self.ctx.search_parameters, "AuditEvent", plan.type_filters["AuditEvent"])
+            clauses.append(tuple(alternative for criteria in chosen
+                                 for alternative in audit_view.all_of(criteria, self.ctx.base_url)))
+        _viewer, _rule, visible = audit_view.rule_clauses(plan.visibility)
+        return clauses + (visible if visible is not None else [audit_view.NEVER])
+
+    def _write_journal(self, plan: ExportPlan, out, alive: Callable[[], bool],
+                       on_page: Callable[[int], object] | None) -> int | None:
+        """The journalled accesses of an AuditEvent export, as AuditEvents (oldest first)."""
+        clauses, count, after = self._journal_clauses(plan), 0, None
+        while True:
+            if not alive():
+                return None
+            with self.ctx.database.read() as conn:
+                rows = journal.select_rows(conn, clauses, None, descending=False, after=after, count=self.page_size)
+            for row in rows:
+                out.write(json.dumps(audit_events.render(row, self.ctx.base_url), separators=(",", ":")))
+                out.write("\n")
+            count += len(rows)
+            if on_page is not None and rows:
+                on_page(len(rows))
+            if len(rows) < self.page_size:
+                return count
+            after = journal.Position(rows[-1].recorded, rows[-1].id)
 
     def _query(self, plan: ExportPlan, resource_type: str):
         where = [build_where(resource_type, [], self.ctx.base_url, plan.visibility),
@@ -448,8 +488,12 @@ class Exporter:
                 if on_page is not None and rows:
                     on_page(len(rows))
                 if len(rows) < self.page_size:
-                    return count
+                    break
                 after = rows[-1].pid
+            if resource_type == "AuditEvent":
+                logged = self._write_journal(plan, out, alive, on_page)
+                return None if logged is None else count + logged
+            return count
 
 
 def exporter(ctx: FhirContext | None = None) -> Exporter:

@@ -52,9 +52,9 @@ def parse_type_filters(registry: SearchParameterRegistry, values: Iterable[str],
     return {t: tuple(queries) for t, queries in filters.items()}
 
 
-def clause(registry: SearchParameterRegistry, resource_type: str, queries: Iterable[str], base_url: str):
-    """The SQL condition that a resource of ``resource_type`` matches one of ``queries``."""
-    conditions = []
+def criteria_of(registry: SearchParameterRegistry, resource_type: str, queries: Iterable[str]) -> list[list]:
+    """Each query's criteria (a 400 naming the query for what cannot filter an export)."""
+    found = []
     for query in queries:
         params = parse_qsl(query, keep_blank_values=True)
         misplaced = sorted({name for name, _ in params if name in RESULT_PARAMETERS})
@@ -62,8 +62,18 @@ def clause(registry: SearchParameterRegistry, resource_type: str, queries: Itera
             raise _refuse(f"_typeFilter {resource_type}?{query}: {', '.join(misplaced)} cannot filter an export")
         try:
             criteria, _ = parse_criteria(registry, resource_type, params, strict=True)
+        except BadRequest as exc:
+            raise _refuse(f"_typeFilter {resource_type}?{query}: {exc.issues[0].diagnostics}") from exc
+        found.append(criteria)
+    return found
+
+
+def clause(registry: SearchParameterRegistry, resource_type: str, queries: Iterable[str], base_url: str):
+    """The SQL condition that a resource of ``resource_type`` matches one of ``queries``."""
+    conditions = []
+    for query, criteria in zip(queries, criteria_of(registry, resource_type, queries), strict=True):
+        try:
             conditions.append(build_where(resource_type, criteria, base_url))
         except BadRequest as exc:
             raise _refuse(f"_typeFilter {resource_type}?{query}: {exc.issues[0].diagnostics}") from exc
     return or_(*conditions)
-

@@ -6,49 +6,29 @@ the worker and written by a background thread in multi-row batches every ``FLUSH
 more than a third of a read. The price is a window of at most ``FLUSH_INTERVAL`` in which a worker
 killed outright (SIGKILL) loses its queued rows; a normal stop flushes them.
 
-The journal becomes FHIR ``AuditEvent`` resources (``id`` ``access-{row id}``) before anything
-reads AuditEvents: ``materialize`` turns the rows not yet converted into resources in batches,
-under a lock, idempotently, so several workers may run it at once.
+Nothing is converted: AuditEvents are rendered from the rows when read (``audit_view``), so an
+access costs one narrow row. A row says whose record the access was about (``patient_id``: the patient
+of the Patient read, the patient a search names, the patient of the record an instance-level
+interaction touched — looked up by the writer thread, off the request) and, when the acting token's
+patient is another one, that one too (``actor_patient``).
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
 import logging
 import os
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import parse_qsl
 
-from sqlalchemy import select, update
-
-from fhirportal.store import clock
-from fhirportal.store.auth_schema import access_log
+from fhirportal.store import clock, journal
 from fhirportal.store.database import Database, unavailable
-from fhirportal.store.repository import ResourceRepository
 
 BATCH = 500
-READ_BUDGET = 2.0  # seconds a request reading AuditEvents spends converting the journal before it reads
 FLUSH_INTERVAL = 0.2  # seconds a journalled access may wait in the worker before it is written
 log = logging.getLogger(__name__)
-EVENT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
-              "display": "RESTful Operation"}
-INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
-ACTION_CODES = {"read": "R", "vread": "R", "search": "E", "history": "R", "create": "C", "update": "U",
-                "patch": "U", "delete": "D", "transaction": "E", "batch": "E", "operation": "E", "export": "R"}
-INTERACTION_CODES = {"search": "search-type", "history": "history-instance", "operation": "operation",
-                     "export": "operation"}
-PATIENT_ROLE = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
-DOMAIN_ROLE = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
-QUERY_ROLE = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"}
-APPLICATION = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}
-HUMAN_USER = {"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser",
-              "display": "human user"}
-
-
 @dataclass(frozen=True)
 class Access:
     """One request, as the access log keeps it."""
@@ -62,6 +42,8 @@ class Access:
     fhir_user: str | None = None
     patient_id: str | None = None
     recorded: datetime = field(default_factory=clock.now)
+    actor_patient: str | None = None  # the acting token's patient, when it is not ``patient_id``
+    record: tuple[str, str] | None = None  # (type, id) an instance-level access touched: its patient is looked up
 
 
 INSTANCE_ACTIONS = {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -86,10 +68,8 @@ def _action(endpoint: str, method: str, view_args: dict) -> str:
             return "search"
 
 
-def _patient_of(view_args: dict, args, access) -> str | None:
+def _patient_of(view_args: dict, args) -> str | None:
     """The patient whose data the request is about, as far as the request itself tells."""
-    if access is not None and access.patient:
-        return access.patient
     if view_args.get("resource_type") == "Patient" and view_args.get("fhir_id"):
         return str(view_args["fhir_id"])
     for name in ("patient", "subject"):
@@ -124,75 +104,33 @@ def access_of(seen: RequestSeen) -> Access:
         if seen.query_string:
             query += "?" + seen.query_string.decode("latin-1")
     args = dict(parse_qsl(seen.query_string.decode("latin-1"))) if seen.query_string else {}
-    patient_id = _patient_of(view_args, args, access)
+    fhir_id = view_args.get("fhir_id")
+    record = (resource_type, str(fhir_id)) if resource_type and fhir_id and resource_type != "Patient" \
+        and not str(fhir_id).startswith("$") else None
     return Access(  # clipped to the columns: a client may send a 500-character type name
         action=_action(seen.endpoint, seen.method, view_args), resource_type=_clip(resource_type, 64),
         query=query, outcome=seen.status, client_id=_clip(access.client_id, 128), account_id=access.account_id,
-        fhir_user=_clip(access.fhir_user, 200), patient_id=_clip(patient_id, 64), recorded=seen.recorded)
+        fhir_user=_clip(access.fhir_user, 200), patient_id=_clip(_patient_of(view_args, args), 64),
+        recorded=seen.recorded, actor_patient=_clip(access.patient, 64), record=record)
+
+
+def _references_in(body: dict) -> list[dict]:
+    """The agents' ``who`` and the entities' ``what`` of an AuditEvent."""
+    found = [a.get("who") for a in body.get("agent", []) if isinstance(a, dict)]
+    found += [e.get("what") for e in body.get("entity", []) if isinstance(e, dict)]
+    return [ref for ref in found if isinstance(ref, dict) and isinstance(ref.get("reference"), str)]
 
 
 def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value else value
 
 
-def touches_audit_events(request) -> bool:
-    view_args = request.view_args or {}
-    if "resource_type" in view_args:
-        return view_args["resource_type"] == "AuditEvent"
-    if b"AuditEvent" in request.query_string:  # _type=…
-        return True
-    return request.method == "POST" and b"AuditEvent" in request.get_data(cache=True)  # a Bundle reading them
-
-
-def _outcome_code(status: int) -> str:
-    return "0" if status < 400 else "4" if status < 500 else "8"
-
-
-def audit_event(row, base_url: str) -> dict:
-    """The AuditEvent (R4) of one access-log row."""
-    agents = [{
-        "type": {"coding": [HUMAN_USER]} if row.fhir_user else {"coding": [APPLICATION]},
-        "who": {"reference": row.fhir_user} if row.fhir_user else {"display": f"app {row.client_id}"},
-        "requestor": True,
-    }]
-    if row.fhir_user and row.client_id:
-        agents.append({"type": {"coding": [APPLICATION]}, "who": {"display": f"app {row.client_id}"},
-                       "requestor": False})
-    entities = []
-    if row.patient_id:
-        entities.append({"what": {"reference": f"Patient/{row.patient_id}"}, "role": PATIENT_ROLE})
-    if row.query and "?" not in row.query and "/" in row.query and "$" not in row.query:  # Type/id
-        entities.append({"what": {"reference": row.query}, "role": DOMAIN_ROLE})
-    elif row.query:
-        entities.append({"role": QUERY_ROLE, "description": row.query[:1024],
-                         "query": base64.b64encode(row.query.encode()).decode()})
-    return {
-        "resourceType": "AuditEvent",
-        "id": f"access-{row.id}",
-        "type": EVENT_TYPE,
-        "subtype": [{"system": INTERACTION_SYSTEM, "code": INTERACTION_CODES.get(row.action, row.action)}],
-        "action": ACTION_CODES.get(row.action, "E"),
-        "recorded": clock.as_instant(clock.ensure_utc(row.recorded)),
-        "outcome": _outcome_code(row.outcome),
-        "outcomeDesc": f"HTTP {row.outcome}",
-        "agent": agents,
-        "source": {"observer": {"display": f"fhirportal {base_url}"}},
-        "entity": entities,
-    }
-
-
 class AccessLog:
-    def __init__(self, database: Database, repository: ResourceRepository, base_url: str, *,
-                 background_after: int = 0):
+    def __init__(self, database: Database, base_url: str, compartment: dict[str, tuple[str, ...]]):
         self.database = database
-        # The writer thread converts the journal into AuditEvents itself (a batch per wake-up) once it
-        # has written this many accesses since the last conversion; 0: never (only ``materialize``,
-        # i.e. AuditEvent reads, which convert for at most ``READ_BUDGET`` seconds).
-        self.background_after = background_after
-        self._written_since_materialized = 0
-        self.repository = repository
         self.base_url = base_url
-        self._pending: list[Access] = []
+        self.compartment = compartment  # the Patient compartment: whose record an instance access touched
+        self._pending: list[Access | RequestSeen] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None
@@ -200,8 +138,8 @@ class AccessLog:
         self._flushing = threading.Lock()  # one flush at a time: a batch is written before the next is taken
         marker = "?" if database.dialect == "sqlite" else "%s"
         self._insert_sql = (
-            "INSERT INTO access_log (recorded, account_id, fhir_user, client_id, patient_id, action, resource_type, "
-            f"query, outcome, materialized) VALUES ({', '.join([marker] * 9)}, {'0' if marker == '?' else 'false'})")
+            "INSERT INTO access_log (recorded, account_id, fhir_user, client_id, patient_id, actor_patient, action, "
+            f"resource_type, query, outcome) VALUES ({', '.join([marker] * 10)})")
         atexit.register(self._flush_at_exit)
 
     def record(self, access: Access | RequestSeen) -> None:
@@ -220,19 +158,13 @@ class AccessLog:
             self._wake.wait(FLUSH_INTERVAL)
             self._wake.clear()
             try:
-                self._written_since_materialized += self.flush()
-                if self._converting_now() and self._materialize_batch() < BATCH:  # caught up: count afresh
-                    self._written_since_materialized = 0
+                self.flush()
             except Exception as exc:  # the database is away (the rows stay queued): try again
                 if unavailable(exc):
                     log.warning("access log: the database is unavailable (%s); retrying", type(exc).__name__)
                     self._wake.wait(1.0)  # do not hammer a database that is down
                 else:
                     log.exception("access log: writing the journal failed; retrying")
-
-    def _converting_now(self) -> bool:
-        """Whether the writer thread should convert a batch of the journal now: it is far behind."""
-        return bool(self.background_after) and self._written_since_materialized >= self.background_after
 
     def _flush_at_exit(self) -> None:
         try:
@@ -249,26 +181,49 @@ class AccessLog:
                 batch, self._pending = self._pending, []
             if not batch:
                 return 0
-            batch = [access_of(a) if isinstance(a, RequestSeen) else a for a in batch]
-            rows = self._rows(batch)
             try:
+                accesses = self._about(self._accesses(batch))
+                rows = self._rows(accesses)
                 self._insert(rows)
             except Exception as exc:
                 if unavailable(exc):
                     self._requeue(batch)
                     raise
                 log.exception("access log: a batch was refused; writing its rows one by one")
-                for number, row in enumerate(rows):
-                    try:
-                        self._insert([row])
-                    except Exception as row_exc:
-                        if unavailable(row_exc):  # the database went away meanwhile: keep what is not written
-                            self._requeue(batch[number:])
-                            raise
-                        log.exception("access log: dropped a row the database refused: %r", row)
+                self._one_by_one(batch)
             return len(batch)
 
-    def _requeue(self, accesses: list[Access]) -> None:
+    @staticmethod
+    def _accesses(batch: list) -> list[Access]:
+        return [access_of(a) if isinstance(a, RequestSeen) else a for a in batch]
+
+    def _one_by_one(self, batch: list) -> None:
+        for number, item in enumerate(batch):
+            try:
+                self._insert(self._rows(self._accesses([item])))
+            except Exception as row_exc:
+                if unavailable(row_exc):  # the database went away meanwhile: keep what is not written
+                    self._requeue(batch[number:])
+                    raise
+                log.exception("access log: dropped an access the database refused: %r", item)
+
+    def _about(self, accesses: list[Access]) -> list[Access]:
+        """Whose record each access was about: for an instance-level access to a compartment resource,
+        that resource's patient (one lookup for the batch); otherwise what the request named, else the
+        acting token's patient. ``actor_patient`` is kept only when it is another patient."""
+        records = {a.record for a in accesses if a.record and a.record[0] in self.compartment}
+        owners: dict[tuple[str, str], str] = {}
+        if records:
+            with self.database.read() as conn:
+                owners = journal.record_patients(conn, records, self.compartment)
+        about = []
+        for access in accesses:
+            patient = owners.get(access.record) or access.patient_id or access.actor_patient
+            actor = access.actor_patient if access.actor_patient != patient else None
+            about.append(replace(access, patient_id=patient, actor_patient=actor))
+        return about
+
+    def _requeue(self, accesses: list) -> None:
         with self._lock:
             self._pending[:0] = accesses
 
@@ -279,26 +234,12 @@ class AccessLog:
 
     def _rows(self, accesses: list[Access]) -> list[tuple]:
         return [(self._instant(a.recorded), a.account_id, _clip(a.fhir_user, 200), _clip(a.client_id, 128),
-                 _clip(a.patient_id, 64), a.action[:32], _clip(a.resource_type, 64), (a.query or "")[:2000] or None,
-                 a.outcome) for a in accesses]
+                 _clip(a.patient_id, 64), _clip(a.actor_patient, 64), a.action[:32], _clip(a.resource_type, 64),
+                 (a.query or "")[:2000] or None, a.outcome) for a in accesses]
 
     def _insert(self, rows: list[tuple]) -> None:
         with self.database.write(durable=False) as conn:
             conn.exec_driver_sql(self._insert_sql, rows)  # one executemany, no per-row SQL building
-
-    def for_patients(self, patient_ids, limit: int = 200) -> list:
-        """The journal about these patients, newest first (what the patient's access-log page lists)."""
-        if not patient_ids:
-            return []
-        try:
-            self.flush()
-        except Exception as exc:
-            if not unavailable(exc):
-                raise
-            log.warning("access log: could not write the queued accesses before listing them: %s", exc)
-        with self.database.read() as conn:
-            return conn.execute(select(access_log).where(access_log.c.patient_id.in_(list(patient_ids)))
-                                .order_by(access_log.c.recorded.desc(), access_log.c.id.desc()).limit(limit)).all()
 
     def _instant(self, moment: datetime):
         """As SQLAlchemy stores a DateTime: SQLite gets its naive UTC text, PostgreSQL the datetime."""
@@ -306,34 +247,35 @@ class AccessLog:
             return clock.ensure_utc(moment).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
         return moment
 
-    def materialize(self, budget: float | None = None) -> int:
-        """Turn journal rows not yet converted into AuditEvent resources; returns how many.
+    def index_stored(self, conn, record) -> None:
+        """Index an AuditEvent another system sent (just stored in ``conn``'s transaction) in the log."""
+        body = record.body
+        try:
+            recorded = datetime.fromisoformat(str(body.get("recorded", "")).replace("Z", "+00:00"))
+        except ValueError:
+            recorded = record.last_updated
+        patient = next((ref.get("reference", "").split("/", 1)[1] for ref in _references_in(body)
+                        if ref.get("reference", "").startswith("Patient/")), None)
+        journal.index_stored(conn, "AuditEvent", record.fhir_id, clock.ensure_utc(recorded), _clip(patient, 64))
 
-        This worker's queue is written first; other workers' queues reach the journal within
-        ``FLUSH_INTERVAL``. ``budget``: stop starting batches after that many seconds (a request
-        reading AuditEvents does not wait for an unbounded backlog; the writer threads convert the
-        rest in the background, see ``background_after``)."""
+    def for_patients(self, patient_ids, account_id: int | None = None, limit: int = 200) -> list:
+        """The log about these patients' records, and of the account's own actions, newest first (what
+        the patient's access-log page lists)."""
+        mine = list(patient_ids)
+        alternatives = [(journal.Term("patient_id", "in", mine),), (journal.Term("actor_patient", "in", mine),)]
+        if account_id is not None:
+            alternatives.append((journal.Term("account_id", "=", account_id),))
+        clauses = [tuple(alternatives)]
+        self.written()
+        with self.database.read() as conn:
+            return journal.select_rows(conn, clauses, None, count=limit)
+
+    def written(self) -> None:
+        """This worker's queued accesses written now (before reading the log), unless the database is
+        away (then they stay queued; the reader sees what is there)."""
         try:
             self.flush()
         except Exception as exc:
             if not unavailable(exc):
                 raise
-            log.warning("access log: could not write the queued accesses before reading AuditEvents: %s", exc)
-        done, deadline = 0, None if budget is None else time.monotonic() + budget
-        while (deadline is None or time.monotonic() < deadline) and (converted := self._materialize_batch()):
-            done += converted
-        return done
-
-    def _materialize_batch(self) -> int:
-        """Convert up to ``BATCH`` journal rows not yet converted (oldest first); how many."""
-        with self.database.write() as conn:
-            self.database.lock(conn, "access-log-materialize")  # one worker at a time converts a batch
-            rows = conn.execute(select(access_log).where(access_log.c.materialized.is_(False))
-                                .order_by(access_log.c.id).limit(BATCH)).all()
-            for row in rows:
-                self.repository.update(conn, "AuditEvent", f"access-{row.id}", audit_event(row, self.base_url),
-                                       probably_new=True)
-            if rows:
-                conn.execute(update(access_log).where(access_log.c.id.in_([r.id for r in rows]))
-                             .values(materialized=True))
-        return len(rows)
+            log.warning("access log: could not write the queued accesses before reading the log: %s", exc)

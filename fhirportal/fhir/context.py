@@ -16,6 +16,7 @@ from fhirportal.store.repository import ResourceRepository
 
 from .audit import AccessLog
 from .authorization import AccessPolicy
+from .compartment import patient_compartment
 from .operations import OperationRegistry
 from .validation import ResourceValidator
 
@@ -55,8 +56,7 @@ class FhirContext:
 
     @cached_property
     def audit(self) -> AccessLog:
-        return AccessLog(self.database, self.repository, self.base_url,
-                         background_after=self.settings.audit_background_after)
+        return AccessLog(self.database, self.base_url, patient_compartment())
 
     def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
         self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),

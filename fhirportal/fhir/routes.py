@@ -21,7 +21,7 @@ from fhirportal.errors import MethodNotAllowed, NotFound
 from fhirportal.store.database import end_after_request
 
 from . import capability
-from .audit import READ_BUDGET, RequestSeen, touches_audit_events
+from .audit import RequestSeen
 from .authorization import UNRESTRICTED, Authorization, authenticate
 from .conformance import ConformanceResources
 from .context import FhirContext
@@ -78,8 +78,8 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources, *, name:
         if is_public(request):
             return
         ctx = context()
-        if authorize and touches_audit_events(request):
-            ctx.audit.materialize(READ_BUDGET)  # before the read transaction starts, so that it sees them
+        if authorize and request.view_args and request.view_args.get("resource_type") == "AuditEvent":
+            ctx.audit.written()  # this worker's queued accesses, before the read transaction starts
         conn = None
         if request.method in ("GET", "HEAD"):
             g.fhir_transaction = ExitStack()

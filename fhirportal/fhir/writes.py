@@ -125,6 +125,8 @@ class Writer:
         self.validate(body)
         record = self.repository.create(self.conn, body, fhir_id=fhir_id)
         self.may_produce(record, "create")
+        if resource_type == "AuditEvent":  # searched through the access log, in its time order
+            self.ctx.audit.index_stored(self.conn, record)
         self.written.append(record)
         return WriteResult(record, 201, f"Created {record.reference}")
 

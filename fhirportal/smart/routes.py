@@ -325,9 +325,15 @@ ACTIONS = {"read": "opened", "vread": "opened", "search": "searched", "history":
            "export": "exported"}
 
 
+PORTAL_USERS = ("Patient/", "RelatedPerson/", "Person/")
+
+
 def _who(row, account, names: dict) -> str:
-    if row.fhir_user and row.fhir_user == account.fhir_user:
+    if (row.fhir_user and row.fhir_user == account.fhir_user) or (row.account_id == account.id):
         person = "You"
+    elif row.fhir_user and row.fhir_user.startswith(PORTAL_USERS) and \
+            row.fhir_user.split("/", 1)[1] not in account.patients:
+        return "Another portal user"  # never another patient's or caregiver's name, nor their app
     elif row.fhir_user:
         if row.fhir_user not in names:
             names[row.fhir_user] = _display_name(row.fhir_user)
@@ -364,11 +370,12 @@ def access_log_page():
 
 def _access_log_page(session: Session) -> Response:
     account = session.account
-    rows = current_app.extensions["fhirportal"].audit.for_patients(account.patients)
+    rows = current_app.extensions["fhirportal"].audit.for_patients(account.patients, account.id)
     names: dict[str, str] = {}
     entries = [{"when": row.recorded.strftime("%Y-%m-%d %H:%M"), "who": _who(row, account, names),
                 "what": f"{ACTIONS.get(row.action, row.action.replace('-', ' '))} "
-                        f"{(row.resource_type or 'records').lower()} data",
+                        f"{(row.resource_type or 'records').lower()} data"
+                        + ("" if row.patient_id in account.patients else " of another patient's record"),
                 "outcome": "allowed" if row.outcome < 400 else "refused"} for row in rows]
     return _page("access_log.html", username=account.username, entries=entries)
 

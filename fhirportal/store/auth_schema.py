@@ -127,24 +127,7 @@ login_session = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
-# Who accessed which patient's data, with what, and the outcome; read by the AuditEvent view.
-access_log = Table(
-    "access_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("recorded", DateTime(timezone=True), nullable=False),
-    Column("account_id", Integer, nullable=True),
-    Column("fhir_user", String(200), nullable=True),
-    Column("client_id", String(128), nullable=True),
-    Column("patient_id", String(64), nullable=True),
-    Column("action", String(32), nullable=False),  # read vread search … portal-invite, portal-access-code …
-    Column("resource_type", String(64), nullable=True),
-    Column("query", Text, nullable=True),  # the id read, or the search string
-    Column("outcome", Integer, nullable=False),  # HTTP status
-    Column("materialized", Boolean, nullable=False, default=False),  # turned into an AuditEvent resource
-    Index("ix_access_log_patient", "patient_id", "recorded"),
-    Index("ix_access_log_pending", "materialized", "id"),
-)
+# The access log (``access_log``) is in journal_schema.py.
 
 # A portal invitation (Patient Fusion's "invite to PHR") for a Patient or a RelatedPerson
 # (caregiver). Its FHIR face is a Task (``task_id``) and a Person (``person_id``). The PIN is kept

@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (register their tables)
     auth_schema,
     export_schema,
     index_schema,
+    journal_schema,
     outbox_schema,
     portal_settings_schema,
 )

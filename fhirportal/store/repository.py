@@ -420,6 +420,11 @@ class ResourceRepository:
         return HistoryPage([_version_record(r) for r in rows], next_cursor, total)
 
     # ------------------------------------------------------------------ search
+    def matching(self, resource_type: str, criteria: Sequence[Criterion], *, visibility: Visibility | None = None):
+        """A subquery of the pids of the ``resource_type`` resources meeting ``criteria`` (for a caller
+        that pages them in another table's order: the access log's stored AuditEvents)."""
+        return select(resource.c.pid).where(build_where(resource_type, criteria, self.extractor.base_url, visibility))
+
     def search_ids(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion],
                    limit: int | None = None, *, visibility: Visibility | None = None) -> list[str]:
         write_buffer.flush(conn)

@@ -33,8 +33,8 @@ from fhirportal.app import build_context
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
 from fhirportal.settings import Settings
 from fhirportal.smart.tokens import TokenStore
-from fhirportal.store.auth_schema import access_log
 from fhirportal.store.database import Database
+from fhirportal.store.journal_schema import access_log
 
 from .gunicorn_server import GunicornServer
 

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from fhirportal.app import create_app
 from fhirportal.fhir.audit import Access, AccessLog
 from fhirportal.settings import Settings
-from fhirportal.store.auth_schema import access_log
 from fhirportal.store.database import Database, unavailable
+from fhirportal.store.journal_schema import access_log
 
 NOBODY_LISTENS = "postgresql://postgres@127.0.0.1:1/nothing"  # port 1: connection refused at once
 
@@ -62,7 +62,7 @@ def test_the_access_log_writer_keeps_its_rows_while_the_database_is_away(tmp_pat
     path = tmp_path / "later.db"
     path.mkdir()  # "unable to open database file"
     database = Database(f"sqlite:///{path}")
-    journal = AccessLog(database, None, "http://example.test/fhir")
+    journal = AccessLog(database, "http://example.test/fhir", {})
     journal.record(Access("read", "Patient", "Patient/1", 200, "writer-test"))
     time.sleep(0.6)  # a few flush attempts, all failing
     assert len(journal._pending) == 1

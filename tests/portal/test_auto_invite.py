@@ -92,7 +92,7 @@ def test_a_signed_composition_invites_its_patient(ctx, practice, auto_invite):
     assert status["accessCode"] not in email and status["accessCode"].replace("-", "") not in email
     task = practice["nurse"].get(f"Task/{row.task_id}").get_json()
     assert task["requester"] == {"reference": "Practitioner/dr"}
-    ctx.audit.materialize()
+    ctx.audit.flush()
     events = practice["nurse"].get("AuditEvent", query_string={"patient": "p1"}).get_json()["entry"]
     [event] = [e["resource"] for e in events if e["resource"]["subtype"][0]["code"] == "portal-auto-invite"]
     assert event["agent"][0]["who"] == {"reference": "Practitioner/dr"}

@@ -66,7 +66,7 @@ def test_status_shows_the_access_code_only_to_inviters_and_journals_it(ctx, prac
     clerk_view = params(practice["clerk"].get("Patient/p1/$portal-status"))
     assert clerk_view["status"] == "invited" and "accessCode" not in clerk_view
     assert params(practice["clerk"].get("Patient/p2/$portal-status")) == {"status": "not-invited"}
-    ctx.audit.materialize()
+    ctx.audit.flush()
     events = practice["nurse"].get("AuditEvent", query_string={"patient": "p1"}).get_json()["entry"]
     assert any(e["resource"]["subtype"][0]["code"] == "portal-access-code" for e in events)
 

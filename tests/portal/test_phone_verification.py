@@ -182,7 +182,7 @@ def test_the_right_code_registers_with_assurance_level2(ctx, app, client, practi
     for sms in messages(ctx, "sms"):
         assert pin not in sms.body and pin.replace("-", "") not in sms.body
     ctx.audit.flush()
-    ctx.audit.materialize()
+    ctx.audit.flush()
     events = practice["nurse"].get("AuditEvent", query_string={"patient": "p1"}).get_json()["entry"]
     actions = {e["resource"]["subtype"][0]["code"] for e in events}
     assert {"portal-send-code", "portal-register"} <= actions

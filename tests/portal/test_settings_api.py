@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from fhirportal.portal.settings_api import PracticeSettings
-from fhirportal.store.auth_schema import access_log
+from fhirportal.store.journal_schema import access_log
 from tests.support import Fhir
 
 URL = "/admin/phr-settings"

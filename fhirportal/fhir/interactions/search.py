@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 
 from fhirportal.errors import BadRequest
 
+from .. import audit_view
 from ..authorization import Authorization
 from ..bundles import bundle, link, search_entry
 from ..context import FhirContext
@@ -58,14 +59,9 @@ def system_search(ctx: FhirContext, request: Request, auth: Authorization,
     return run_search(ctx, request, auth, requested, params, "", conn)
 
 
-def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource_types: list[str],
-               params: list[tuple[str, str]], path: str, conn: Connection | None = None) -> FhirResponse:
-    """The matches ``auth`` may search, and of what they include only what it may read."""
-    strict = handling_is_strict(request.headers.get("Prefer"), ctx.settings.search_handling)
-    parsed = parse_search(ctx.search_parameters, resource_types, params, strict=strict,
-                          max_includes=ctx.settings.max_includes)
-    count = 0 if parsed.summary == "count" else page_size(ctx, request, params)
-    cursor = next((v for k, v in params if k == "_cursor"), None)
+def _resources(ctx: FhirContext, auth: Authorization, resource_types: list[str], parsed, count: int,
+               cursor: str | None, conn: Connection | None):
+    """A page of stored resources, and the total when asked."""
     visibility = auth.visibility("search-type")
     with reading(ctx, conn) as conn:
         try:
@@ -80,6 +76,36 @@ def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource
             total = ctx.repository.estimate(conn, resource_types, parsed.criteria, visibility=visibility)
         elif parsed.total == "accurate" or count == 0:  # _summary=count and _count=0 ask for the count itself
             total = ctx.repository.count(conn, resource_types, parsed.criteria, visibility=visibility)
+    return page, total
+
+
+def _audit_events(ctx: FhirContext, auth: Authorization, resource_types: list[str], parsed, count: int,
+                  cursor: str | None, conn: Connection | None):
+    """AuditEvents come from the access log, in time order (``audit_view``): searched on their own."""
+    if len(resource_types) > 1:
+        raise BadRequest("AuditEvent is searched on its own (the access log is paged in time order), not with "
+                         "other types in _type", expression="_type")
+    with reading(ctx, conn) as conn:
+        try:
+            return audit_view.search(ctx, conn, auth, parsed.criteria, parsed.sort, count=max(count, 1),
+                                     cursor=cursor, total="accurate" if count == 0 else parsed.total,
+                                     include=parsed.include)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
+
+
+def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource_types: list[str],
+               params: list[tuple[str, str]], path: str, conn: Connection | None = None) -> FhirResponse:
+    """The matches ``auth`` may search, and of what they include only what it may read."""
+    strict = handling_is_strict(request.headers.get("Prefer"), ctx.settings.search_handling)
+    parsed = parse_search(ctx.search_parameters, resource_types, params, strict=strict,
+                          max_includes=ctx.settings.max_includes)
+    count = 0 if parsed.summary == "count" else page_size(ctx, request, params)
+    cursor = next((v for k, v in params if k == "_cursor"), None)
+    if "AuditEvent" in resource_types:
+        page, total = _audit_events(ctx, auth, resource_types, parsed, count, cursor, conn)
+    else:
+        page, total = _resources(ctx, auth, resource_types, parsed, count, cursor, conn)
     kept = [(k, v) for k, v in params if k not in parsed.ignored and k not in _NOT_IN_LINKS]
     links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
     if cursor:

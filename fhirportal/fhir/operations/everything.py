@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Request
 
 from fhirportal.errors import BadRequest, NotFound
+from fhirportal.store.search import Criterion
 
+from .. import audit_view
 from ..authorization import Authorization
 from ..bundles import bundle, link, search_entry
 from ..compartment import patient_compartment
@@ -22,6 +24,25 @@ def compartment_params(ctx: FhirContext, types: list[str] | None = None) -> dict
     return {t: list(params) for t, params in spec.items() if t in wanted and t in ctx.resource_types and t != "Patient"}
 
 
+LOG_PAGES = "log."  # a cursor into the access log, after the records' pages
+
+
+def _log_page(ctx: FhirContext, conn, auth: Authorization, patient_id: str, request: Request, count: int,
+              cursor: str):
+    """A page of the access log about the patient's records (the journalled accesses: AuditEvents other
+    systems sent are among the records' pages already)."""
+    criteria = [Criterion(ctx.search_parameters.get("AuditEvent", "patient"), (patient_id,))]
+    since = request.args.get("_since")
+    if since:
+        criteria.append(Criterion(ctx.search_parameters.get("AuditEvent", "date"), ("ge" + since,)))
+    try:
+        page, _total = audit_view.search(ctx, conn, auth, criteria, (), count=count, cursor=cursor or None,
+                                         total="none", stored=False)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
+    return page
+
+
 def everything(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str,
                fhir_id: str | None) -> FhirResponse:
     """Only what the token may read: another patient's $everything is a 404 for a patient token."""
@@ -36,9 +57,18 @@ def everything(ctx: FhirContext, request: Request, auth: Authorization, resource
         raise BadRequest(f"_type names types this server does not store: {', '.join(unknown)}", expression="_type")
     count = max(page_size(ctx, request), 1)
     cursor = request.args.get("_cursor")
+    path = f"Patient/{fhir_id}/$everything"
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k in ("_since", "_type", "_count")]
+    links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
     with ctx.database.read() as conn:
         # 404/410 for an unknown or deleted patient, or one the token may not see
         ctx.repository.read(conn, "Patient", fhir_id, visibility=visibility)
+        if cursor is not None and cursor.startswith(LOG_PAGES):  # after the records: the access log about them
+            log_page = _log_page(ctx, conn, auth, fhir_id, request, count, cursor.removeprefix(LOG_PAGES))
+            if log_page.next_cursor:
+                links["next"] = link(ctx.base_url, path, kept + [("_cursor", LOG_PAGES + log_page.next_cursor)])
+            return FhirResponse(200, bundle("searchset", [search_entry(ctx.base_url, r) for r in log_page.matches],
+                                            links))
         try:
             page = ctx.repository.compartment(
                 conn, "Patient", fhir_id, compartment_params(ctx, types or None), since=since_instant(request),
@@ -46,11 +76,11 @@ def everything(ctx: FhirContext, request: Request, auth: Authorization, resource
         except ValueError as exc:
             raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
     matches = [r for r in page.matches if not types or r.resource_type in types or r.resource_type == "Patient"]
-    path = f"Patient/{fhir_id}/$everything"
-    kept = [(k, v) for k, v in request.args.items(multi=True) if k in ("_since", "_type", "_count")]
-    links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
     if page.next_cursor:
         links["next"] = link(ctx.base_url, path, kept + [("_cursor", page.next_cursor)])
+    elif (not types or "AuditEvent" in types) and (
+            auth.access is None or auth.access.permits("AuditEvent", "search-type")):
+        links["next"] = link(ctx.base_url, path, kept + [("_cursor", LOG_PAGES)])
     entries = [search_entry(ctx.base_url, r) for r in matches]
     # Referenced practitioners, organizations, medications ... but never other patients' data
     # (a Group in the compartment refers to every member).

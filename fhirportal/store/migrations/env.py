@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from fhirportal.store.migrate import include_object
 from fhirportal.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
@@ -23,6 +24,7 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
     compare_server_default=False,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()

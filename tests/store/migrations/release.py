@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import MetaData, create_engine, insert, text
 
 DATA = Path(__file__).resolve().parent / "data"
-RESOURCE_TABLES = {"resource", "resource_version"}  # their instants are also in the stored JSON: kept as written
+RESOURCE_TABLES = {"resource", "resource_version", "access_log"}  # instants also in stored JSON: kept as written
 
 
 @cache
