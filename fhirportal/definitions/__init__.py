@@ -3,16 +3,23 @@
 - ``search-parameters``: ``{ResourceType | "Resource": {code: {url, type, expression, targets?, ...}}}``
 - ``structure``: ``{TypeName | backbone path: {jsonProperty: {type, array?, required?, codes?, ...}}}``
 - ``compartment-patient``: ``{ResourceType: [search parameter code, ...]}``
+- ``terminology`` (gzipped, by ``tools/build_terminology.py``): ``{"CodeSystem" | "ValueSet" | "ConceptMap":
+  [resource, ...]}``, the FHIR R4 terminology resources without their narrative
 
-``load(name)`` returns the parsed file, cached: treat it as read-only.
+``load(name)`` returns the parsed file (``<name>.json``, or ``<name>.json.gz``), cached: treat it as read-only.
 """
 
 import functools
+import gzip
 import json
 from importlib import resources
 
 
 @functools.cache
 def load(name: str) -> dict:
-    """Parsed ``<name>.json`` from this package (e.g. ``load("structure")``)."""
-    return json.loads(resources.files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    """Parsed ``<name>.json`` (or ``<name>.json.gz``) from this package (e.g. ``load("structure")``)."""
+    folder = resources.files(__name__)
+    plain = folder.joinpath(f"{name}.json")
+    if plain.is_file():
+        return json.loads(plain.read_text(encoding="utf-8"))
+    return json.loads(gzip.decompress(folder.joinpath(f"{name}.json.gz").read_bytes()).decode("utf-8"))
