@@ -74,6 +74,7 @@ class Expander:
     def __init__(self, content: Content):
         self.content = content
         self._expansions: dict[str, tuple[Entry, ...]] = {}
+        self._refusals: dict[str, str] = {}  # why a value set cannot be expanded here
 
     # ------------------------------------------------------------------ expansion
     def expansion(self, value_set: dict, stack: tuple[str, ...] = ()) -> tuple[Entry, ...]:
@@ -82,6 +83,18 @@ class Expander:
         url = value_set.get("url", "")
         if url in self._expansions:
             return self._expansions[url]
+        if url in self._refusals:
+            raise NotSupported(self._refusals[url])
+        try:
+            result = self._expand(value_set, url, stack)
+        except NotSupported as refusal:
+            if not stack:  # a refusal inside another expansion may depend on the path taken to it
+                self._refusals[url] = refusal.message
+            raise
+        self._expansions[url] = result
+        return result
+
+    def _expand(self, value_set: dict, url: str, stack: tuple[str, ...]) -> tuple[Entry, ...]:
         if url in stack:
             raise NotSupported(f"ValueSet {url} includes itself (through {' -> '.join(stack)})")
         compose = value_set.get("compose")
@@ -91,9 +104,7 @@ class Expander:
             entries = list(_flatten(value_set["expansion"]["contains"]))
         else:
             raise NotSupported(f"ValueSet {url} has neither a compose nor an expansion")
-        result = tuple(_unique(entries))
-        self._expansions[url] = result
-        return result
+        return tuple(_unique(entries))
 
     def _compose(self, value_set: dict, compose: dict, stack: tuple[str, ...]) -> list[Entry]:
         entries: list[Entry] = []
