@@ -4,6 +4,8 @@ single-valued parameters given twice are a 400 naming the parameter."""
 
 from __future__ import annotations
 
+import re
+
 from flask import Request
 
 from fhirportal.errors import BadRequest
@@ -46,7 +48,7 @@ def _from_text(name: str, kind: str, text: str):
     if "\x00" in text:
         raise BadRequest(f"Parameter '{name}' contains a NUL character", expression=name)
     if kind == "integer":
-        if not text.strip().lstrip("-").isdigit() or len(text) > 9:
+        if not re.fullmatch(r"-?[0-9]{1,9}", text):
             raise BadRequest(f"Parameter '{name}' must be an integer, not '{text}'", expression=name)
         return int(text)
     if kind == "boolean":

@@ -109,7 +109,7 @@ def search(resource_type: str, params: list[tuple[str, str]], base_url: str, cou
         raise BadRequest(f"_summary must be one of {', '.join(SUMMARY_MODES)}", expression="_summary")
     names = [e.strip() for k, v in params if k == "_elements" for e in v.split(",") if e.strip()]
     cursor = next((v for k, v in params if k == "_cursor"), "0")
-    if not cursor.isdigit() or len(cursor) > 9:
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 9:
         raise BadRequest(f"Invalid _cursor '{cursor[:40]}'", expression="_cursor")
     start = int(cursor)
     matches = [r for r in terminology().resources(resource_type) if all(c(r) for c in criteria)]

@@ -9,6 +9,8 @@ the FHIR API's generic ``/<resource_type>/…`` routes.
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, request
 
 from fhirportal.errors import BadRequest, MethodNotAllowed, NotFound
@@ -25,10 +27,18 @@ READ_ONLY = ("The {type} resources of this server come from the packages it load
              "6.1.0) and cannot be changed through the API")
 
 
+def _answer(result: FhirResponse):
+    """Render ``result``, its body serialised by ``json`` at once (code systems and expansions hold
+    thousands of small objects, which the generic renderer would walk one by one)."""
+    if isinstance(result.body, dict):
+        result.body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":"))
+    return answer(result)
+
+
 def _operation(resource_type: str, fhir_id: str | None, name: str):
     ctx = context()
     operation = ctx.operations.resolve(name, request.method, "instance" if fhir_id else "type", resource_type)
-    return answer(operation.handler(ctx, request, None, resource_type, fhir_id))
+    return _answer(operation.handler(ctx, request, None, resource_type, fhir_id))
 
 
 def _read_only(resource_type: str, allow: str):
@@ -40,7 +50,7 @@ def _search(resource_type: str):
     params = request_params(ctx, request)
     strict = handling_is_strict(request.headers.get("Prefer"))
     count = page_size(ctx, request, params)
-    return answer(FhirResponse(200, resources.search(resource_type, params, ctx.base_url, count, strict=strict)))
+    return _answer(FhirResponse(200, resources.search(resource_type, params, ctx.base_url, count, strict=strict)))
 
 
 def build_blueprint(base_path: str) -> Blueprint:
@@ -69,7 +79,7 @@ def _add_routes(bp: Blueprint, resource_type: str) -> None:
         mode = request.args.get("_summary", "false")
         if mode not in SUMMARY_MODES:
             raise BadRequest(f"_summary must be one of {', '.join(SUMMARY_MODES)}", expression="_summary")
-        return answer(FhirResponse(200, elements(found, names) if names else summary(found, mode)))
+        return _answer(FhirResponse(200, elements(found, names) if names else summary(found, mode)))
 
     def instance_operation(fhir_id: str, operation: str):
         if not operation.startswith("$"):

@@ -170,3 +170,8 @@ def test_expand_over_http_says_too_costly(app, anonymous, monkeypatch):
     outcome = expand(anonymous, f"url={ACT_CODE}", 422)
     assert outcome["issue"][0]["code"] == "too-costly"
     assert service.terminology() is not small
+
+
+@pytest.mark.parametrize("count", ["²", "１２", "1e3", "0x10", " 5", "9999999999"])
+def test_counts_that_are_not_plain_integers_are_400(anonymous, count):
+    expand(anonymous, f"url={GENDER}&count={count}", 400)

@@ -132,3 +132,8 @@ def test_the_capability_statement_lists_them_with_their_operations(anonymous):
                  "CodeSystem-subsumes"):
         definition = anonymous.get(f"OperationDefinition/{code}").get_json()
         assert definition["url"].endswith("/" + definition["id"])
+
+
+@pytest.mark.parametrize("cursor", ["²", "-1", "1.5"])
+def test_bad_cursors_are_400(anonymous, cursor):
+    assert anonymous.get(f"ValueSet?_cursor={cursor}").status_code == 400
