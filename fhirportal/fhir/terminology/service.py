@@ -156,12 +156,10 @@ class Terminology:
         if url is not None and (code_system is None or not code_system.complete):
             return True, listed or code  # the value set lists the code: nothing more to check here
         code_system = self._with_content(system)
-        concept = code_system.concept(code)
-        if concept is None:
-            if not code_system.complete:
-                raise NotSupported(f"This server holds only {code_system.content} content of {system}, which does "
-                                   f"not list the code '{code}'")
-            return False, f"The code '{code}' is not in the code system {system}"
+        try:
+            concept = self._concept(code_system, code)
+        except NotFound as unknown:
+            return False, unknown.message
         if display is not None and not _known_display(concept, display):
             return False, (f"The display '{display}' is not a display of {system}|{code} (the display is "
                            f"'{concept.get('display', '')}')")
@@ -173,9 +171,7 @@ class Terminology:
         """``$lookup``'s Parameters: name, version, display, designations and properties (all of them,
         or those named in ``properties``; ``parent`` and ``child`` give the hierarchy)."""
         code_system = self._with_content(system, version)
-        concept = code_system.concept(code)
-        if concept is None:
-            raise NotFound(f"The code '{code}' is not in the code system {system}", expression="code")
+        concept = self._concept(code_system, code)
         parameters = [{"name": "name", "valueString": code_system.name}]
         if code_system.version:
             parameters.append({"name": "version", "valueString": code_system.version})
@@ -212,9 +208,20 @@ class Terminology:
 
     def _hierarchy(self, system: str, code: str, name: str = "code") -> CodeSystem:
         code_system = self._with_content(system)
-        if code_system.concept(code) is None:
-            raise NotFound(f"The code '{code}' is not in the code system {system}", expression=name)
+        self._concept(code_system, code, name)
         return code_system
+
+    @staticmethod
+    def _concept(code_system: CodeSystem, code: str, name: str = "code") -> dict:
+        """The concept of ``code``: ``NotFound`` if the code system has no such code, ``NotSupported``
+        if this server holds only part of the code system (an example or a fragment) and not it."""
+        concept = code_system.concept(code)
+        if concept is None:
+            if not code_system.complete:
+                raise NotSupported(f"This server holds only {code_system.content} content of {code_system.url}, "
+                                   f"which does not list the code '{code}'")
+            raise NotFound(f"The code '{code}' is not in the code system {code_system.url}", expression=name)
+        return concept
 
 
 def _has_words(entry: Entry, words: list[str]) -> bool:

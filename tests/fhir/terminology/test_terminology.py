@@ -90,3 +90,13 @@ def test_every_value_set_expands_or_says_why():
                 refusal.message
             refused += 1
     assert expandable > 1200 and refused > 100
+
+
+def test_codes_missing_from_a_partial_code_system_cannot_be_judged():
+    """service-type is published as example content: a code it lists is found, another is not 'invalid'."""
+    service_type = "http://terminology.hl7.org/CodeSystem/service-type"
+    assert terminology().validate_code(system=service_type, code="1")[0] is True
+    with pytest.raises(NotSupported, match="example content"):
+        terminology().validate_code(system=service_type, code="no-such-code")
+    with pytest.raises(NotSupported, match="example content"):
+        terminology().lookup(service_type, "no-such-code")
