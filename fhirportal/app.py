@@ -14,7 +14,7 @@ from .cors import install_cors
 from .fhir import conformance
 from .fhir.authorization import patient_marks
 from .fhir.context import FhirContext
-from .fhir.negotiation import render
+from .fhir.negotiation import render_error
 from .fhir.operations import Operation, OperationRegistry
 from .fhir.operations import everything as everything_operation
 from .fhir.operations import expand as expand_operation
@@ -138,7 +138,12 @@ def prepare_database(ctx: FhirContext) -> None:
     definitions recorded (those whose index is incomplete are pending until reindexed). Everything
     that opens a database to serve or write resources calls this first."""
     ctx.database.create_schema()
-    ctx.search_parameters.readiness.reconcile()
+    pending = ctx.search_parameters.readiness.reconcile()
+    if pending:
+        shown = ", ".join(f"{t}.{c}" for t, c in sorted(pending)[:12]) + (", …" if len(pending) > 12 else "")
+        logging.getLogger(__name__).warning(
+            "%d search parameters are pending (defined or changed since their resources were written; not "
+            "advertised or searched until reindexed): %s. Run `fhirportal reindex`.", len(pending), shown)
 
 
 def _create_schema(app: Flask, ctx: FhirContext) -> None:
@@ -188,7 +193,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     conformance_resources = conformance.ConformanceResources(ctx.search_parameters, conformance.operation_definitions())
     api.register_blueprint(build_blueprint(settings.base_path, conformance_resources))
     app.register_blueprint(terminology_routes.build_blueprint(settings.base_path))
-    register_error_handlers(app, render)
+    register_error_handlers(app, render_error)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)
     app.register_blueprint(export_operation.build_blueprint(settings.base_path))

@@ -154,18 +154,24 @@ ISSUE_MEANINGS = {
     413: "Body, Bundle or result too large",
     414: "Query string too long",
     415: "Unsupported Content-Type",
-    422: "Valid JSON but not a valid resource (or a business rule refused it); for terminology: content this "
-         "server does not hold (not-supported) or an answer too large (too-costly)",
+    422: "Valid JSON or XML but not a valid resource (or a business rule refused it); for terminology: content "
+         "this server does not hold (not-supported) or an answer too large (too-costly)",
     429: "Too many requests",
     503: "Database unavailable; retry later",
 }
 COMMON_ERRORS = (400, 401, 403, 404, 406, 414, 429, 503)
 
 
+# The XML form of a FHIR body (http://hl7.org/fhir/R4/xml.html): the same resource as the JSON schema describes.
+FHIR_XML_CONTENT = {"schema": {"type": "string", "description": "The resource in FHIR XML"}}
+
+
 def _json(schema: dict, media: str | None = None) -> dict:
-    """A JSON body: FHIR answers as application/fhir+json, or application/json when asked (_format, Accept)."""
+    """A JSON body: FHIR answers as application/fhir+json, or application/json when asked (_format, Accept),
+    or in XML (application/fhir+xml, application/xml) when asked."""
     if media is None:
-        return {FHIR_JSON: {"schema": schema}, "application/json": {"schema": schema}}
+        return {FHIR_JSON: {"schema": schema}, "application/json": {"schema": schema},
+                "application/fhir+xml": FHIR_XML_CONTENT, "application/xml": FHIR_XML_CONTENT}
     return {media: {"schema": schema}}
 
 
@@ -198,8 +204,9 @@ TYPE = path_param("resource_type", "A supported resource type",
                   {"type": "string", "enum": sorted(SUPPORTED_TYPES)})
 ID = path_param("fhir_id", "Logical id of the resource", FHIR_ID)
 FORMAT = [query("_format", "Response format (overrides Accept)",
-                {"type": "string", "enum": ["json", FHIR_JSON, "application/json"]}),
-          query("_pretty", "Pretty-print the JSON", {"type": "string", "enum": ["true", "false"]})]
+                {"type": "string", "enum": ["json", FHIR_JSON, "application/json", "xml", "application/fhir+xml",
+                                            "application/xml", "text/xml"]}),
+          query("_pretty", "Pretty-print the JSON or XML", {"type": "string", "enum": ["true", "false"]})]
 RESULT = [
     query("_count", "Page size", {"type": "integer", "minimum": 0, "maximum": 1000}),
     query("_sort", "Sort order: comma-separated search parameters, '-' for descending"),
@@ -227,7 +234,8 @@ PREFER_RETURN = header("Prefer", "return=minimal | representation | OperationOut
 
 def fhir_body(schema: dict, description: str, required: bool = True) -> dict:
     return {"required": required, "description": description,
-            "content": {FHIR_JSON: {"schema": schema}, "application/json": {"schema": schema}}}
+            "content": {FHIR_JSON: {"schema": schema}, "application/json": {"schema": schema},
+                        "application/fhir+xml": FHIR_XML_CONTENT}}
 
 
 def fhir_op(summary: str, responses: dict, *, parameters: list | None = None, body: dict | None = None,

@@ -54,6 +54,9 @@ class Settings:
     max_query_bytes: int = 7 * 1024
     max_includes: int = 10  # _include/_revinclude parameters in one search (400)
     max_include_iterations: int = 3  # rounds of _include:iterate/_revinclude:iterate after the first
+    # Unknown or unsupported search parameters: a 400 naming them (strict), or ignored and left out of the
+    # self link (lenient). A client's ``Prefer: handling=…`` wins.
+    search_handling: str = "strict"
     # The writer threads turn the journal into AuditEvents in the background once a worker has journaled
     # this many accesses (0: only when AuditEvents are read, for at most 2 s each), so that an AuditEvent
     # search does not convert a whole busy day's journal while its client waits.
@@ -91,6 +94,8 @@ class Settings:
             max_query_bytes=_int(env, "FHIRPORTAL_MAX_QUERY_BYTES", defaults.max_query_bytes),
             max_includes=_int(env, "FHIRPORTAL_MAX_INCLUDES", defaults.max_includes),
             max_include_iterations=_int(env, "FHIRPORTAL_MAX_INCLUDE_ITERATIONS", defaults.max_include_iterations),
+            search_handling=_choice(env, "FHIRPORTAL_SEARCH_HANDLING", defaults.search_handling,
+                                    ("strict", "lenient")),
             audit_background_after=_int(env, "FHIRPORTAL_AUDIT_BACKGROUND_AFTER", defaults.audit_background_after),
             validate_references=_bool(env, "FHIRPORTAL_VALIDATE_REFERENCES", defaults.validate_references),
             benchmark_routes=_bool(env, "FHIRPORTAL_BENCHMARK_ROUTES", defaults.benchmark_routes),

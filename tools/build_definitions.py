@@ -53,6 +53,13 @@ every R4 resource type:
 
 ``compartment-patient.json``
     ``{ResourceType: [param, ...]}`` from the Patient CompartmentDefinition (types with params only).
+
+``elements.json``
+    ``{TypeName or backbone element path: [jsonProperty, ...]}``: the keys of structure.json with their
+    properties in the order the definitions give them (the snapshot's element order, which the XML
+    format follows; the choice types of an element in the order of its type list). A property that
+    XML writes as an attribute of its parent (``representation`` xmlAttr: ``Element.id``,
+    ``Extension.url``) is prefixed ``@``.
 """
 
 from __future__ import annotations
@@ -263,6 +270,7 @@ class StructureBuilder:
         self.restored: list[str] = []  # elements the package patched, put back to the R4 definition
         self.dropped_targets: list[str] = []  # non-R4 targetProfiles (the package adds Medplum types)
         self.structure: dict[str, dict[str, dict]] = {}
+        self.xml_attributes: set[tuple[str, str]] = set()  # (key, property) written as XML attributes
         self.bindings_enumerated = 0
         self.bindings_skipped: dict[str, int] = defaultdict(int)  # value set url -> element count
 
@@ -277,6 +285,8 @@ class StructureBuilder:
                 continue
             parent, name = path.rsplit(".", 1)
             props = self.structure.setdefault(parent, {})
+            if "xmlAttr" in el.get("representation", []):
+                self.xml_attributes.add((parent, name))
             base: dict = {}
             max_ = str(el.get("max", "1"))
             if max_ == "*" or (max_.isdigit() and int(max_) > 1):
@@ -312,6 +322,11 @@ class StructureBuilder:
             entry = {**base, "type": tname}
             self._decorate(entry, el, t, tname)
             props[name] = entry
+
+    def element_order(self) -> dict[str, list[str]]:
+        """Each key's properties in definition order (``@`` before those written as XML attributes)."""
+        return {key: [f"@{name}" if (key, name) in self.xml_attributes else name for name in props]
+                for key, props in self.structure.items()}
 
     def _restore_official(self, el: dict) -> dict:
         """Undo the package's local patches: dataelements.json holds the untouched R4 elements."""
@@ -633,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         "search-parameters.json": write_json(out_dir / "search-parameters.json", params),
         "structure.json": write_json(out_dir / "structure.json", structure),
         "compartment-patient.json": write_json(out_dir / "compartment-patient.json", compartment),
+        "elements.json": write_json(out_dir / "elements.json", builder.element_order()),
     }
 
     p = print
@@ -666,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for url in sorted(builder.bindings_skipped):
         p(f"    {url} ({builder.bindings_skipped[url]})")
+    p()
+    p(f"elements.json: the order of those properties; XML attributes: {sorted({n for _, n in builder.xml_attributes})}")
     p()
     p(f"compartment-patient.json: {len(compartment)} resource types with params")
     p(

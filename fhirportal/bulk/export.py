@@ -39,10 +39,10 @@ from pathlib import Path
 from flask import Blueprint, Request, Response, current_app, request, send_file
 from sqlalchemy import delete, exists, false, func, or_, select, update
 
-from fhirportal import definitions
 from fhirportal.errors import BadRequest, Forbidden, Issue, NotFound
 from fhirportal.fhir.audit import Access
 from fhirportal.fhir.authorization import Authorization, authenticate
+from fhirportal.fhir.compartment import patient_compartment
 from fhirportal.fhir.context import FhirContext
 from fhirportal.fhir.interactions.history import since_instant
 from fhirportal.fhir.outcome import information, operation_outcome
@@ -101,7 +101,7 @@ class ExportPlan:
 
 def compartment(ctx: FhirContext) -> dict[str, tuple[str, ...]]:
     """Patient-compartment parameters of each stored type (Patient itself excluded)."""
-    spec = definitions.load("compartment-patient")
+    spec = patient_compartment()
     return {t: tuple(params) for t, params in spec.items()
             if t in ctx.resource_types and t != "Patient" and t not in NOT_PATIENT_DATA}
 

@@ -3,6 +3,8 @@
 - ``search-parameters``: ``{ResourceType | "Resource": {code: {url, type, expression, targets?, ...}}}``
 - ``structure``: ``{TypeName | backbone path: {jsonProperty: {type, array?, required?, codes?, ...}}}``
 - ``compartment-patient``: ``{ResourceType: [search parameter code, ...]}``
+- ``elements``: ``{TypeName | backbone path: [jsonProperty, ...]}`` in definition order (the XML order);
+  ``@`` marks a property XML writes as an attribute (``@id``, Extension's ``@url``)
 - ``terminology`` (gzipped, by ``tools/build_terminology.py``): ``{"CodeSystem" | "ValueSet" | "ConceptMap":
   [resource, ...]}``, the FHIR R4 terminology resources without their narrative
 

@@ -10,7 +10,8 @@ Visibility per resource type, from the broadest scope context that grants the in
 - system/: everything the scopes name (granular queries still apply);
 - user/: with an ``organization`` in the token's context, only that organization's patients
   (Patient.managingOrganization) and their compartments; types outside the compartment unrestricted;
-- patient/: only the token's patient's compartment (types outside it unrestricted), never records
+- patient/: only the token's patient's compartment (of the types outside it, only ``PRACTICE_TYPES``,
+  whole: the practice and the definitions records point at; the others not at all), never records
   labelled NOPAT or entered in error; Observations in the ``laboratory`` category only when tagged
   shared-with-patient (the portal's sharing rule) — unless the practice's ``lab_sharing_default`` is
   ``shared`` (``AccessPolicy.lab_sharing_default``, read when a request is authenticated, at most
@@ -30,7 +31,6 @@ from functools import lru_cache
 from flask import Request
 from sqlalchemy import Connection
 
-from fhirportal import definitions
 from fhirportal.errors import Forbidden, Unauthorized
 from fhirportal.smart.access import AccessContext
 from fhirportal.smart.scopes import CONTEXTS, INTERACTION_PERMISSION, ScopeSet
@@ -40,6 +40,7 @@ from fhirportal.store.marks import Mark, TokenMatch
 from fhirportal.store.search import Criterion
 from fhirportal.store.search.visibility import TypeRule, Visibility
 
+from .compartment import patient_compartment
 from .search_params import parse_search
 
 MISSING_TOKEN = 'Bearer realm="fhirportal"'
@@ -56,9 +57,9 @@ NOPAT = f"{NOPAT_SYSTEM}|NOPAT"
 WITHHELD_MARK = 1  # NOPAT or entered in error
 UNSHARED_LAB_MARK = 2  # a laboratory Observation without the sharing tag
 PEOPLE = frozenset({"Patient", "RelatedPerson", "Person"})
-ENTERED_IN_ERROR = {"Condition": "verification-status", "AllergyIntolerance": "verification-status"}
-STATUS_TYPES = frozenset({"Observation", "Immunization", "MedicationStatement", "MedicationRequest", "Appointment",
-                          "DiagnosticReport", "Encounter", "DocumentReference", "Composition", "Procedure"})
+# The parameter whose value ``entered-in-error`` withholds a record, where it is not ``status``.
+ENTERED_IN_ERROR = {"Condition": "verification-status", "AllergyIntolerance": "verification-status",
+                    "Goal": "lifecycle-status"}
 
 
 def patient_marks(registry: SearchParameterRegistry) -> tuple[Mark, ...]:
@@ -67,8 +68,9 @@ def patient_marks(registry: SearchParameterRegistry) -> tuple[Mark, ...]:
     types = frozenset(registry.resource_types) - PEOPLE
     marks = [Mark(WITHHELD_MARK, types, (TokenMatch("_security", "NOPAT", NOPAT_SYSTEM),))]
     for resource_type in sorted(types):
-        status = ENTERED_IN_ERROR.get(resource_type) or ("status" if resource_type in STATUS_TYPES else None)
-        if status and status in registry.for_type(resource_type):
+        status = ENTERED_IN_ERROR.get(resource_type, "status")
+        parameter = registry.get(resource_type, status)
+        if parameter is not None and parameter.type == "token":
             marks.append(Mark(WITHHELD_MARK, frozenset({resource_type}), (TokenMatch(status, "entered-in-error"),)))
     if "Observation" in types:
         marks.append(Mark(UNSHARED_LAB_MARK, frozenset({"Observation"}),
@@ -80,9 +82,20 @@ def patient_marks(registry: SearchParameterRegistry) -> tuple[Mark, ...]:
 # Interactions that write: the sharing rule does not decide what a write may produce.
 WRITES = frozenset({"create", "update", "patch"})
 _BROADEST_FIRST = tuple(reversed(CONTEXTS))  # system, user, patient
-# Patient data the R4 Patient CompartmentDefinition leaves out: a Task for the patient (the portal's
-# invitations are Tasks) belongs to that patient's compartment here.
-COMPARTMENT_ADDITIONS = {"Task": ("patient",)}
+# Records about other records: a patient/ token also sees one whose reference parameter here points at
+# a record of the patient's (that it may see), not only one naming the patient (US Core's Provenance).
+THROUGH_TARGETS = {"Provenance": ("target",)}
+# What a patient/ token sees whole among the types outside the Patient compartment: the practice, its
+# people and places, and the definitions records point at — no patient's data. Any other type outside
+# the compartment (a VerificationResult, a MessageHeader, a Linkage, …) is hidden from patient tokens.
+PRACTICE_TYPES = frozenset({
+    "Organization", "OrganizationAffiliation", "Practitioner", "PractitionerRole", "Location", "HealthcareService",
+    "Endpoint", "InsurancePlan", "Medication", "MedicationKnowledge", "Substance", "Questionnaire", "Slot",
+    "ActivityDefinition", "PlanDefinition", "Library", "Measure", "ObservationDefinition", "SpecimenDefinition",
+    "DeviceDefinition", "ChargeItemDefinition", "EventDefinition", "Evidence", "EvidenceVariable",
+    "ResearchDefinition", "ResearchElementDefinition", "CatalogEntry", "NamingSystem", "StructureMap",
+    "GraphDefinition", "MessageDefinition", "CompartmentDefinition", "ImplementationGuide", "TerminologyCapabilities",
+})
 # Never shown to patient/ tokens: a Group lists every member (the practice's whole roster).
 HIDDEN_FROM_PATIENTS = frozenset({"Group"})
 # How long the practice's lab-sharing default is trusted before it is read again (seconds).
@@ -108,9 +121,13 @@ class AccessPolicy:
                  lab_sharing_refresh: float = LAB_SHARING_REFRESH):
         self.registry = registry
         self.resource_types = tuple(sorted(resource_types))
-        spec = definitions.load("compartment-patient")
-        spec = {**spec, **COMPARTMENT_ADDITIONS}
-        self.compartment = {t: tuple(spec[t]) for t in self.resource_types if t in spec}
+        spec = patient_compartment()
+        self.compartment = {t: spec[t] for t in self.resource_types if t in spec}
+        by_name: dict[str, list[str]] = {}
+        for resource_type, params in sorted(self.compartment.items()):
+            for name in params:
+                by_name.setdefault(name, []).append(resource_type)
+        self.compartment_by_name = tuple((name, tuple(types)) for name, types in sorted(by_name.items()))
         self.lab_sharing_default = lab_sharing_default
         self.lab_sharing_refresh = lab_sharing_refresh
         self._labs_shared: tuple[bool, float] | None = None  # (value, time.monotonic() when read)
@@ -180,11 +197,14 @@ class AccessPolicy:
             compartment = self.compartment.get(resource_type, ())
             owned = resource_type == "Patient" or bool(compartment)
             if context == "patient":
-                if resource_type in HIDDEN_FROM_PATIENTS or (patient is None and owned):
+                if resource_type in HIDDEN_FROM_PATIENTS or (patient is None and owned) or \
+                        not (owned or resource_type in PRACTICE_TYPES):
                     continue  # a patient scope without a patient sees no patient data
                 marks = 0 if interaction in WRITES else self._patient_marks(labs_shared)
+                through = THROUGH_TARGETS.get(resource_type, ())
                 rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require),
-                                                without_marks=marks)
+                                                without_marks=marks, through=through,
+                                                through_compartment=self.compartment_by_name if through else ())
             elif context == "user" and organization is not None:
                 # the token names it as a reference (Organization/x) or a bare id
                 rules[resource_type] = TypeRule(organization=organization.removeprefix("Organization/"),

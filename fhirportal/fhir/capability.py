@@ -2,7 +2,12 @@
 
 The template in ``capability/capability-statement.json`` holds the reviewed prose; the resources,
 interactions, search parameters and operations come from the same registries the router and the
-search engine use.
+search engine use. US Core 6.1.0 (``us_core``): the statement instantiates ``us-core-server``, lists
+each type's US Core profiles as supportedProfile and carries the search combinations US Core's
+statement lists for the type, for those whose parameters this server answers.
+
+The resource list is built once per set of pending search parameters (a reindex that finishes
+changes what is advertised) and shared by every request.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from urllib.parse import urlsplit
 from fhirportal.smart.discovery import OAUTH_URIS as OAUTH_ENDPOINTS
 from fhirportal.store import clock
 
+from . import us_core
 from .conformance import load_template
 from .context import FhirContext
 from .resource_types import interactions
@@ -32,20 +38,32 @@ def searchable(ctx: FhirContext, resource_type: str) -> list:
     whose index is still being built)."""
     registry = ctx.search_parameters
     return [p for p in registry.for_type(resource_type).values()
-            if p.type not in ("composite", "special") and not registry.is_pending(resource_type, p.code)]
+            if p.type != "special" and (p.type != "composite" or p.indexed)
+            and not registry.is_pending(resource_type, p.code)]
 
 
-def revincludes(ctx: FhirContext, resource_type: str) -> list[str]:
+def _references(ctx: FhirContext) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(source type, code, targets) of every searchable reference parameter."""
+    return [(source, p.code, p.targets) for source in sorted(ctx.resource_types)
+            for p in searchable(ctx, source) if p.type == "reference"]
+
+
+def revincludes(ctx: FhirContext, resource_type: str, references=None) -> list[str]:
     """``Source:param`` for every reference parameter of any type that can point at ``resource_type``."""
-    found = set()
-    for source in ctx.resource_types:
-        for parameter in searchable(ctx, source):
-            if parameter.type == "reference" and (not parameter.targets or resource_type in parameter.targets):
-                found.add(f"{source}:{parameter.code}")
-    return sorted(found)
+    return sorted({f"{source}:{code}" for source, code, targets in references or _references(ctx)
+                   if not targets or resource_type in targets})
 
 
-def _resource_entry(ctx: FhirContext, resource_type: str) -> dict:
+def _combinations(ctx: FhirContext, resource_type: str) -> list[dict]:
+    """US Core's search-parameter-combination extensions whose parameters this server answers."""
+    answered = {p.code for p in searchable(ctx, resource_type)} | {"_id"}
+    return [{"url": us_core.COMBINATION, "extension": [
+        {"url": us_core.EXPECTATION, "valueCode": expectation},
+        *({"url": "required", "valueString": name} for name in required)]}
+        for expectation, required in us_core.search_combinations(resource_type) if set(required) <= answered]
+
+
+def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dict:
     allowed = interactions(resource_type)
     changeable = "update" in allowed
     entry = {
@@ -67,7 +85,13 @@ def _resource_entry(ctx: FhirContext, resource_type: str) -> dict:
     }
     references = [p for p in searchable(ctx, resource_type) if p.type == "reference"]
     entry["searchInclude"] = ["*"] + sorted(f"{resource_type}:{p.code}" for p in references)
-    entry["searchRevInclude"] = revincludes(ctx, resource_type)
+    entry["searchRevInclude"] = revincludes(ctx, resource_type, all_references)
+    profiles = us_core.profiles(resource_type)
+    if profiles:
+        entry["supportedProfile"] = profiles
+    combinations = _combinations(ctx, resource_type)
+    if combinations:
+        entry["extension"] = combinations
     operations = [
         {"name": op.name, "definition": op.definition["url"]} for op in ctx.operations.for_type(resource_type)
     ]
@@ -112,18 +136,29 @@ def security(ctx: FhirContext) -> dict:
     }
 
 
+def _resources(ctx: FhirContext) -> list[dict]:
+    """``rest.resource``, built once per set of pending parameters and then shared (read-only)."""
+    pending = ctx.search_parameters.readiness.pending() if ctx.search_parameters.readiness else frozenset()
+    cache = ctx.capability_cache
+    if cache.get("pending") != pending or "resources" not in cache:
+        all_references = _references(ctx)
+        resources = [_resource_entry(ctx, t, all_references) for t in sorted(ctx.resource_types)]
+        resources += [{"type": t, "profile": f"http://hl7.org/fhir/StructureDefinition/{t}",
+                       "interaction": [{"code": "read"}]} for t in CONFORMANCE_TYPES]
+        resources += [_terminology_entry(ctx, t) for t in TERMINOLOGY_TYPES]
+        cache.update(pending=pending, resources=sorted(resources, key=lambda r: r["type"]))
+    return cache["resources"]
+
+
 def capability_statement(ctx: FhirContext) -> dict:
     statement = copy.deepcopy(load_template())
     statement["date"] = clock.as_instant(clock.now())
     statement["software"]["version"] = _software_version()
     statement["implementation"]["url"] = ctx.base_url
+    statement["instantiates"] = sorted({*statement.get("instantiates", []), us_core.SERVER_STATEMENT})
     rest = statement["rest"][0]
     rest["security"] = security(ctx)
-    resources = [_resource_entry(ctx, t) for t in sorted(ctx.resource_types)]
-    resources += [{"type": t, "profile": f"http://hl7.org/fhir/StructureDefinition/{t}",
-                   "interaction": [{"code": "read"}]} for t in CONFORMANCE_TYPES]
-    resources += [_terminology_entry(ctx, t) for t in TERMINOLOGY_TYPES]
-    rest["resource"] = sorted(resources, key=lambda r: r["type"])
+    rest["resource"] = _resources(ctx)
     system_ops = [{"name": op.name, "definition": op.definition["url"]} for op in ctx.operations
                   if "system" in op.levels]
     if system_ops:

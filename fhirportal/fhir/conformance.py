@@ -1,5 +1,6 @@
 """The conformance resources the server serves from what it uses: OperationDefinitions from
-``capability/operations`` and SearchParameters (FHIR R4's and ``capability/search-parameters``).
+``capability/operations`` and SearchParameters (FHIR R4's, ``capability/search-parameters`` and US
+Core's: the published ones as published, FHIR R4's generated from the definition tables).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 from fhirportal.errors import NotFound
 from fhirportal.store.indexing import SearchParameter, SearchParameterRegistry
 
+from . import us_core
 from .search_params import MODIFIERS
 
 CAPABILITY_DIR = Path(__file__).resolve().parents[2] / "capability"
@@ -24,7 +26,9 @@ def load_template() -> dict:
 
 
 def custom_search_parameters() -> list[dict]:
-    return load_json_files(CAPABILITY_DIR / "search-parameters")
+    """The published SearchParameters the server indexes besides FHIR R4's own: its custom ones
+    (``capability/search-parameters``) and US Core's."""
+    return [*load_json_files(CAPABILITY_DIR / "search-parameters"), *us_core.search_parameters()]
 
 
 def operation_definitions() -> list[dict]:
@@ -74,9 +78,13 @@ class ConformanceResources:
     def __init__(self, registry: SearchParameterRegistry, operations: list[dict]):
         self._operations = {d["id"]: d for d in operations}
         self._parameters: dict[str, list[SearchParameter]] = {}
+        published = {p["url"]: p for p in custom_search_parameters()}
+        self._published: dict[str, dict] = {}
         for resource_type in registry.resource_types:
             for parameter in registry.for_type(resource_type).values():
                 self._parameters.setdefault(search_parameter_id(parameter), []).append(parameter)
+                if parameter.url in published:
+                    self._published[search_parameter_id(parameter)] = published[parameter.url]
 
     def operation_definition(self, fhir_id: str) -> dict:
         if fhir_id not in self._operations:
@@ -86,4 +94,4 @@ class ConformanceResources:
     def search_parameter(self, fhir_id: str) -> dict:
         if fhir_id not in self._parameters:
             raise NotFound(f"SearchParameter/{fhir_id} is not known")
-        return search_parameter_resource(self._parameters[fhir_id])
+        return self._published.get(fhir_id) or search_parameter_resource(self._parameters[fhir_id])

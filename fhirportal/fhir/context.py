@@ -38,6 +38,8 @@ class FhirContext:
     # Post-commit hooks (e.g. the portal's auto-invite, registered by ``install_portal``). Each gets every
     # version the interaction wrote (not deletions), so it should look at the resource types first.
     after_commit: list[CommitHook] = field(default_factory=list)
+    # The CapabilityStatement's resource list, built once per set of pending parameters (fhir/capability.py).
+    capability_cache: dict = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:

@@ -21,9 +21,33 @@ class Raw:
         return f"Raw({self.text[:40]!r}…)"
 
 
+class Number:
+    """A JSON number kept as the text it was written with (``loads`` makes them of every number with a
+    fraction or an exponent), so that a decimal such as 1.50 is written out as 1.50 again."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Number) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"Number({self.text})"
+
+
+def loads(text: str):
+    """Parsed JSON whose decimals stay ``Number``s (their text as written)."""
+    return json.loads(text, parse_float=Number)
+
+
 def dumps(document) -> str:
-    """Compact JSON of ``document``, splicing ``Raw`` values in as they are."""
-    if isinstance(document, Raw):
+    """Compact JSON of ``document``, splicing ``Raw`` values and ``Number`` texts in as they are."""
+    if isinstance(document, Raw | Number):
         return document.text
     if isinstance(document, dict):
         return "{" + ",".join(f"{json.dumps(k)}:{dumps(v)}" for k, v in document.items()) + "}"

@@ -1,5 +1,8 @@
 """Content negotiation: ``_format``/``Accept`` for responses, ``Content-Type`` for request bodies,
 ``_pretty``, and rendering a FhirResponse into a Flask response.
+
+JSON and XML (``fhir/xml``) are both spoken; JSON is the default. A resource body in either format
+reaches the interactions in its JSON form (``resource_body``).
 """
 
 from __future__ import annotations
@@ -7,16 +10,25 @@ from __future__ import annotations
 import json
 import re
 
-from flask import Request, Response
+from flask import Request, Response, g, request
 
-from fhirportal.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType, UriTooLong
+from fhirportal.errors import (
+    BadRequest,
+    NotAcceptable,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    UriTooLong,
+)
 
-from . import jsontext
+from . import jsontext, xml
 from .response import FhirResponse
 
 FHIR_JSON = "application/fhir+json"
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
+FHIR_XML = "application/fhir+xml"
+XML = "application/xml"
 
 _FORMAT_ALIASES = {
     "json": FHIR_JSON,
@@ -24,8 +36,16 @@ _FORMAT_ALIASES = {
     JSON: JSON,
     "application/json+fhir": FHIR_JSON,  # DSTU2-era spelling still sent by some clients
     "text/json": JSON,
+    "xml": FHIR_XML,
+    FHIR_XML: FHIR_XML,
+    XML: XML,
+    "application/xml+fhir": FHIR_XML,
+    "text/xml": XML,
 }
-_XML = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
+XML_MEDIA_TYPES = frozenset({FHIR_XML, XML})
+JSON_BODY_TYPES = (FHIR_JSON, JSON, "application/json+fhir")
+XML_BODY_TYPES = (FHIR_XML, XML, "application/xml+fhir", "text/xml")
+_SPOKEN = f"{FHIR_JSON}, {JSON}, {FHIR_XML} or {XML}"
 
 
 def _media_type(value: str) -> str:
@@ -39,8 +59,8 @@ def response_format(request: Request) -> str:
         media = _media_type(requested.replace(" ", "+"))  # '+' arrives as space when not encoded
         if media in _FORMAT_ALIASES:
             return _FORMAT_ALIASES[media]
-        raise NotAcceptable(f"_format '{requested}' is not supported; this server speaks JSON "
-                            f"({FHIR_JSON} or {JSON})", expression="_format")
+        raise NotAcceptable(f"_format '{requested}' is not supported; this server speaks JSON and XML "
+                            f"({_SPOKEN}; json, xml)", expression="_format")
     accept = request.headers.get("Accept", "")
     if not accept.strip():
         return FHIR_JSON
@@ -62,7 +82,7 @@ def response_format(request: Request) -> str:
             best, best_quality = candidate, quality - position * 1e-6
     if best is None:
         raise NotAcceptable(f"None of the accepted media types ({accept}) can be produced; this server "
-                            f"speaks {FHIR_JSON} and {JSON}")
+                            f"speaks {_SPOKEN}")
     return best
 
 
@@ -70,10 +90,29 @@ def is_pretty(request: Request) -> bool:
     return request.args.get("_pretty", "false").lower() == "true"
 
 
+def _error_format() -> str:
+    """The media type of an error answer: the negotiated one, else what the request asks for if that can be
+    produced (an error may come before negotiation, or be the 406 itself), else JSON."""
+    negotiated = g.get("fhir_media_type")
+    if negotiated:
+        return negotiated
+    try:
+        return response_format(request)
+    except NotAcceptable:
+        return FHIR_JSON
+
+
+def render_error(result: FhirResponse) -> Response:
+    """An error's OperationOutcome (the app's error handlers), in the format the current request asked for."""
+    return render(result, _error_format(), is_pretty(request))
+
+
 def render(result: FhirResponse, media_type: str = FHIR_JSON, pretty: bool = False) -> Response:
     body = result.body
     if body is None:
         payload = b""
+    elif media_type in XML_MEDIA_TYPES:
+        payload = _utf8(xml.write(body, pretty))
     elif isinstance(body, str) and not pretty:
         payload = _utf8(body)  # stored JSON text, served as stored
     elif not pretty:
@@ -126,12 +165,31 @@ def small_form(request: Request, maximum: int):
     return request.form
 
 
-def json_body(request: Request, allowed: tuple[str, ...] = (FHIR_JSON, JSON, "application/json+fhir")):
-    """The request body parsed as JSON, after the Content-Type check (415) and size limit (413)."""
-    require_body_type(request, allowed)
+def resource_body(request: Request):
+    """The FHIR resource in the request body, JSON or XML by its Content-Type (415 for others), in its
+    JSON form; 413 past the size limit, 400 for a body that is not JSON or XML, 422 for XML that is not
+    FHIR XML (an unknown element, elements out of order, ...)."""
+    if _media_type(request.headers.get("Content-Type", "")) not in XML_BODY_TYPES:
+        return json_body(request, JSON_BODY_TYPES + XML_BODY_TYPES)
+    try:
+        return xml.read(_raw_body(request), max_depth=MAX_DEPTH)
+    except xml.XmlProblem as problem:
+        error = BadRequest if problem.syntax else Unprocessable
+        raise error(str(problem), expression=problem.expression) from None
+
+
+def _raw_body(request: Request) -> bytes:
     raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
     if not raw.strip():
         raise BadRequest("The request has no body")
+    return raw
+
+
+def json_body(request: Request, allowed: tuple[str, ...] = JSON_BODY_TYPES):
+    """The request body parsed as JSON, after the Content-Type check (415) and size limit (413).
+    ``allowed`` may name more types than JSON ones (for the 415's message) when the caller reads those."""
+    require_body_type(request, allowed)
+    raw = _raw_body(request)
     if b"\\u0000" in raw or b"\x00" in raw:
         raise BadRequest("The body contains a NUL character, which FHIR strings may not hold")
     try:

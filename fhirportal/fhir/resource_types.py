@@ -1,31 +1,28 @@
-"""The resource types this server stores and serves. Adding a type is adding one line here."""
+"""The resource types this server stores and serves: every FHIR R4 resource type, except those that
+are not stored resources (Parameters, OperationOutcome) and the conformance and terminology resources
+the server serves read-only from its definitions and packages (CapabilityStatement at ``metadata``,
+SearchParameter, OperationDefinition, StructureDefinition, ValueSet, CodeSystem, ConceptMap)."""
 
-SUPPORTED_TYPES: tuple[str, ...] = (
-    "AllergyIntolerance",
-    "Appointment",
-    "AuditEvent",
-    "Composition",
-    "Condition",
-    "Consent",
-    "DiagnosticReport",
-    "DocumentReference",
-    "Encounter",
-    "Group",
-    "Immunization",
-    "Location",
-    "Medication",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Observation",
-    "Organization",
-    "Patient",
-    "Person",
-    "Practitioner",
-    "PractitionerRole",
-    "Provenance",
-    "RelatedPerson",
-    "Task",
-)
+from __future__ import annotations
+
+from fhirportal import definitions
+
+NOT_STORED: frozenset[str] = frozenset({
+    "Parameters", "OperationOutcome",
+    "CapabilityStatement", "SearchParameter", "OperationDefinition", "StructureDefinition",
+    "ValueSet", "CodeSystem", "ConceptMap",
+})
+ABSTRACT = frozenset({"Resource", "DomainResource"})
+
+
+def r4_resource_types() -> tuple[str, ...]:
+    """Every concrete FHIR R4 resource type (those with ``meta`` in the structure table)."""
+    structure = definitions.load("structure")
+    return tuple(sorted(name for name, elements in structure.items()
+                        if "." not in name and "meta" in elements and name not in ABSTRACT))
+
+
+SUPPORTED_TYPES: tuple[str, ...] = tuple(t for t in r4_resource_types() if t not in NOT_STORED)
 
 ALL_INTERACTIONS: tuple[str, ...] = ("read", "vread", "update", "patch", "delete", "history-instance",
                                      "history-type", "create", "search-type")

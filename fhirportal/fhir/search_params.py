@@ -2,8 +2,8 @@
 parameters (``_sort``, ``_include``, ``_revinclude``, ``_summary``, ``_elements``, ``_total``,
 ``_count``). Pure functions over the registry; conditional writes share ``parse_criteria``.
 
-Unknown or unsupported parameters are collected; the caller decides (lenient: ignore and leave them
-out of the self link; strict: 400).
+Unknown or unsupported parameters are collected; the caller decides (strict, the default: 400;
+lenient: ignore and leave them out of the self link).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ MODIFIERS = {
     "quantity": {"missing"},
     "number": {"missing"},
     "uri": {"missing", "below"},
+    "composite": {"missing"},
 }
 SUMMARY_MODES = ("true", "false", "text", "data", "count")
 TOTAL_MODES = ("none", "estimate", "accurate")
@@ -76,7 +77,7 @@ def _lookup(registry: SearchParameterRegistry, resource_type: str, code: str) ->
     parameter = registry.get(resource_type, code)
     if parameter is None:
         raise _Unsupported(f"Unknown search parameter '{code}' for {resource_type}")
-    if parameter.type not in SEARCHABLE_TYPES:
+    if parameter.type not in SEARCHABLE_TYPES or (parameter.type == "composite" and not parameter.indexed):
         raise _Unsupported(f"Search parameter '{code}' ({parameter.type}) is not supported")
     if registry.is_pending(resource_type, code):  # never ignored: its answer would be partial
         message = (f"Search parameter '{code}' of {resource_type} is being indexed: resources stored before it "
@@ -189,6 +190,8 @@ def _sort_keys(registry, resource_type: str, value: str) -> list[SortKey]:
         descending = item.startswith("-")
         code = item.lstrip("-")
         parameter = _lookup(registry, resource_type, code)
+        if parameter.type == "composite":
+            raise _Unsupported(f"_sort by the composite parameter '{code}' is not supported")
         keys.append(SortKey(parameter, descending))
     return keys
 
@@ -278,7 +281,9 @@ def split_or(value: str) -> list[str]:
     return [p for p in parts if p != ""]
 
 
-def handling_is_strict(prefer: str | None) -> bool:
-    if not prefer:
-        return False
-    return any(part.strip() == "handling=strict" for part in prefer.split(","))
+def handling_is_strict(prefer: str | None, default: str = "strict") -> bool:
+    """``Prefer: handling=strict|lenient`` if the client sent one, else the server's ``default``."""
+    for part in (prefer or "").split(","):
+        if part.strip() in ("handling=strict", "handling=lenient"):
+            return part.strip() == "handling=strict"
+    return default == "strict"

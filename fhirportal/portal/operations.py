@@ -18,7 +18,7 @@ from fhirportal.errors import BadRequest, Forbidden
 from fhirportal.fhir.audit import Access
 from fhirportal.fhir.authorization import Authorization
 from fhirportal.fhir.context import FhirContext
-from fhirportal.fhir.negotiation import json_body
+from fhirportal.fhir.negotiation import resource_body
 from fhirportal.fhir.response import FhirResponse
 from fhirportal.smart.accounts import AccountStore
 from fhirportal.store import clock
@@ -58,7 +58,7 @@ def _inputs(request: Request) -> dict[str, str]:
     """``email`` / ``phone`` from a Parameters body (an empty body is fine)."""
     if not request.get_data(cache=True).strip():
         return {}
-    body = json_body(request)
+    body = resource_body(request)
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("The body must be a Parameters resource", expression="Parameters")
     values = {}

@@ -15,7 +15,7 @@ from flask import Request
 from fhirportal.errors import BadRequest, Forbidden
 from fhirportal.fhir.authorization import Authorization
 from fhirportal.fhir.context import FhirContext
-from fhirportal.fhir.negotiation import json_body
+from fhirportal.fhir.negotiation import resource_body
 from fhirportal.fhir.response import FhirResponse
 from fhirportal.smart.accounts import AccountStore
 from fhirportal.store import clock
@@ -34,7 +34,7 @@ def _without(codings: list, coding: dict) -> list:
 def _reason(request: Request) -> str | None:
     if not request.get_data(cache=True).strip():
         return None
-    body = json_body(request)
+    body = resource_body(request)
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("The body must be a Parameters resource", expression="Parameters")
     for parameter in body.get("parameter", []) or []:

@@ -8,6 +8,7 @@ requested scopes or narrower than one (same context and type, fewer permissions,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -57,10 +58,32 @@ class Choice:
     detail: bool = False  # a narrower alternative shown under its resource scope
 
 
+# What a patient calls each kind of record (any other type: its name in words, "Care plan" style).
+RECORD_LABELS = {
+    "AllergyIntolerance": "allergies", "Condition": "problems and diagnoses", "Observation": "observations and results",
+    "DiagnosticReport": "reports", "DocumentReference": "documents and notes", "MedicationRequest": "medications",
+    "MedicationStatement": "medications you reported", "MedicationDispense": "dispensed medications",
+    "Immunization": "immunizations", "Procedure": "procedures", "Encounter": "visits", "Appointment": "appointments",
+    "CarePlan": "care plans", "CareTeam": "care team", "Goal": "goals", "Coverage": "insurance coverage",
+    "Device": "implanted devices", "ServiceRequest": "orders and referrals", "Specimen": "specimens",
+    "QuestionnaireResponse": "forms you filled in", "Provenance": "where your records came from",
+    "Patient": "your demographics", "RelatedPerson": "your caregivers", "Practitioner": "your care providers",
+    "Organization": "organizations", "Location": "locations", "Communication": "messages",
+}
+
+
+def type_label(resource_type: str) -> str:
+    if resource_type in RECORD_LABELS:
+        return RECORD_LABELS[resource_type]
+    words = re.findall(r"[A-Z][a-z]+|[A-Z]+(?![a-z])", resource_type)
+    return " ".join(w.lower() for w in words) + " records" if words else resource_type
+
+
 def _label(scope: ResourceScope) -> str:
     verbs = [name for letter, name in (("r", "read"), ("s", "search"), ("c", "create"), ("u", "update"),
                                        ("d", "delete")) if letter in scope.permissions]
-    what = "all record types" if scope.resource_type == "*" else scope.resource_type
+    what = "all record types" if scope.resource_type == "*" else f"{type_label(scope.resource_type)} " \
+        f"({scope.resource_type})"
     query = " where " + ", ".join(f"{k}={v.split('|')[-1]}" for k, v in scope.query) if scope.query else ""
     return f"{'/'.join(verbs)} {what}{query}"
 

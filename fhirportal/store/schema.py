@@ -135,6 +135,23 @@ ix_uri = _index_table(
     indexes=(("resource_type", "param", "uri"),),
 )
 
+# Composite parameters (``code-value-quantity=…|8480-6$gt100``): per item, a token (system, code) and
+# the second component's value by its kind: token (v_system, v_code), quantity (v_number, v_system,
+# v_code, v_text = unit), date (v_low, v_high), string (v_text, folded), reference (v_system = type,
+# v_code = id, v_text = url). See ``indexing/composite.py``.
+ix_composite = _index_table(
+    "ix_composite",
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=True),
+    Column("v_system", String(255), nullable=True),
+    Column("v_code", String(255), nullable=True),
+    Column("v_text", String(255).with_variant(String(255, collation="C"), "postgresql"), nullable=True),
+    Column("v_number", Float, nullable=True),
+    Column("v_low", BigInteger, nullable=True),
+    Column("v_high", BigInteger, nullable=True),
+    indexes=(("resource_type", "param", "code", "system"),),
+)
+
 INDEX_TABLES = {
     "token": ix_token,
     "string": ix_string,
@@ -143,4 +160,5 @@ INDEX_TABLES = {
     "quantity": ix_quantity,
     "number": ix_number,
     "uri": ix_uri,
+    "composite": ix_composite,
 }

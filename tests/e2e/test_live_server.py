@@ -70,7 +70,7 @@ def test_errors_over_http_are_operation_outcomes(live_server):
         requests.get(f"{base}/Nonsense/1"),
         requests.post(f"{base}/Patient", data="{", headers={"Content-Type": FHIR_JSON}),
         requests.post(f"{base}/Patient", data="<Patient/>", headers={"Content-Type": "application/fhir+xml"}),
-        requests.get(f"{base}/metadata", headers={"Accept": "application/fhir+xml"}),
+        requests.get(f"{base}/metadata", headers={"Accept": "text/turtle"}),
     ):
         assert 400 <= response.status_code < 500
         assert response.json()["resourceType"] == "OperationOutcome"

@@ -91,7 +91,7 @@ def test_no_token_is_401_with_the_realm(client, method, path):
 
 
 @pytest.mark.parametrize("path", ["metadata", "OperationDefinition/Patient-everything",
-                                  "SearchParameter/Patient-name"])
+                                  "SearchParameter/Patient-active", "SearchParameter/us-core-patient-name"])
 def test_conformance_reads_need_no_token(client, path):
     assert Fhir(client, token=None).get(path).status_code == 200
 

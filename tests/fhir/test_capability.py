@@ -6,7 +6,7 @@ import pytest
 from fhirclient.models.capabilitystatement import CapabilityStatement
 
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
-from tests.support import patient
+from tests.support import Fhir, patient
 
 
 @pytest.fixture
@@ -54,7 +54,8 @@ def test_listed_types_are_exactly_what_the_server_serves(fhir, statement):
     for resource_type in _resources(statement):
         if resource_type in SUPPORTED_TYPES:
             assert fhir.get(resource_type).status_code == 200, resource_type
-    assert fhir.get("Claim").status_code == 404
+    for not_a_stored_type in ("Parameters", "OperationOutcome", "NotAType"):
+        assert fhir.get(not_a_stored_type).status_code == 404
 
 
 def test_every_listed_search_parameter_is_accepted_strictly(fhir, statement):
@@ -129,3 +130,21 @@ def test_append_only_types_refuse_change_as_the_statement_says(fhir):
         "entry": [{"request": {"method": "DELETE", "url": path}}]})
     assert in_bundle.status_code == 405
     assert fhir.get(path).get_json()["meta"]["versionId"] == "1"
+
+
+def test_every_definition_the_statement_names_resolves_here_without_a_token(client, statement):
+    """SearchParameter and OperationDefinition canonicals: the tail of each is the id it is served at,
+    and what is served there has that canonical."""
+    anonymous = Fhir(client, token=None)
+    canonicals = {("SearchParameter", p["definition"]) for r in statement["rest"][0]["resource"]
+                  for p in r.get("searchParam", [])}
+    canonicals |= {("OperationDefinition", op["definition"]) for r in statement["rest"][0]["resource"]
+                   for op in r.get("operation", [])}
+    canonicals |= {("OperationDefinition", op["definition"]) for op in statement["rest"][0].get("operation", [])}
+    assert len(canonicals) > 300
+    for resource_type, url in sorted(canonicals):
+        if resource_type == "OperationDefinition" and "/uv/bulkdata/" in url:
+            continue  # HL7's Bulk Data canonicals (group-export, patient-export): served under our ids
+        served = anonymous.get(f"{resource_type}/{url.rsplit('/', 1)[1]}")
+        assert served.status_code == 200, url
+        assert served.get_json()["url"] == url, url

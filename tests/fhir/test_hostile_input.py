@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from fhirportal.fhir import xml
 from fhirportal.store.schema import INDEX_TABLES, resource, resource_version
 from tests.support import FHIR_JSON, observation, patient
 
@@ -31,6 +32,7 @@ HYPOTHESIS = settings(max_examples=int(os.environ.get("FHIRPORTAL_HOSTILE_EXAMPL
                       database=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 FORM = "application/x-www-form-urlencoded"
+FHIR_XML = "application/fhir+xml"
 TYPES = ["Patient", "Observation", "Practitioner", "Encounter", "Condition", "Organization", "AuditEvent"]
 
 # ---------------------------------------------------------------- the property
@@ -241,6 +243,67 @@ def test_lone_surrogates_echoed_in_errors_are_not_500(ctx, seeded, method, path,
     bare 500 went out. Now the surrogate is sent as U+FFFD and the answer is the 4xx (or the batch's 200)."""
     response = sends_no_500(ctx, lambda: _send(seeded, method, path, data=json.dumps(body), content_type=FHIR_JSON))
     assert "\ufffd" in response.get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- XML bodies
+
+XML_FRAGMENTS = [
+    "<", ">", "</", "/>", "&", "&amp;", "&#0;", "&#xD800;", "&#x1F600;", "&bogus;", '"', "'", "=", "\x00", "é",
+    '<!DOCTYPE Patient [<!ENTITY x SYSTEM "file:///etc/passwd">]>', "&x;", "<!-- c -->", "<![CDATA[x]]>",
+    "<?pi x?>", '<extension url="u"/>', '<extension url="u"><valueString value="v"/></extension>',
+    '<div xmlns="http://www.w3.org/1999/xhtml">', "</div>", ' xmlns="urn:other"', ' value=""', ' value="x"',
+    ' id="i"', "<id value='x'/>", "<contained>", "</contained>", "<Patient>", "</Patient>", "<resource>",
+    '<active value="true"/>', '<valueDecimal value="1e400"/>', "<name/>",
+]
+
+
+@st.composite
+def mutated_xml(draw) -> tuple[str, bytes]:
+    """A (possibly mutated) resource written as XML, then up to three text edits: an XML fragment or random text
+    put in, a stretch cut out, a stretch repeated. With the resource type to send it to."""
+    body = draw(st.one_of(mutated_resources(), st.sampled_from(BASES)))
+    try:
+        text = xml.write(body)
+    except ValueError:  # no resourceType the writer knows: start from a plain Patient
+        body, text = patient(), xml.write(patient())
+    for _ in range(draw(st.integers(0, 3))):
+        cut = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["insert", "delete", "repeat"]))
+        if action == "insert":
+            text = text[:cut] + draw(st.sampled_from(XML_FRAGMENTS) | TEXT) + text[cut:]
+        elif action == "delete":
+            text = text[:cut] + text[cut + draw(st.integers(1, 40)):]
+        else:
+            end = min(len(text), cut + draw(st.integers(1, 80)))
+            text = text[:end] + text[cut:end] + text[end:]
+    resource_type = body.get("resourceType") if body.get("resourceType") in TYPES else "Patient"
+    return resource_type, text.encode("utf-8", "surrogatepass")
+
+
+@HYPOTHESIS
+@given(data=st.data())
+@example(data=None)
+def test_mutated_xml_never_500(ctx, seeded, data):
+    """POST, PUT, $validate and transactions of mutated XML bodies: 2xx or a 4xx OperationOutcome that wrote
+    nothing."""
+    if data is None:
+        send = lambda: _send(seeded, "POST", "/fhir/Patient", data=xml.write(patient()).encode(),  # noqa: E731
+                             content_type=FHIR_XML)
+        assert sends_no_500(ctx, send).status_code == 201
+        return
+    resource_type, payload = data.draw(mutated_xml(), label="xml")
+    how = data.draw(st.sampled_from(["POST", "PUT", "validate", "transaction"]), label="how")
+    if how == "transaction":
+        text = payload.decode("utf-8", "surrogatepass")
+        text = text.split("?>", 1)[-1] if text.startswith("<?xml") else text
+        inner = text.replace(' xmlns="http://hl7.org/fhir"', "", 1)
+        payload = ('<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/><entry><resource>'
+                   f'{inner}</resource><request><method value="POST"/><url value="{resource_type}"/></request>'
+                   "</entry></Bundle>").encode("utf-8", "surrogatepass")
+    path = {"POST": f"/fhir/{resource_type}", "PUT": f"/fhir/{resource_type}/x1", "validate":
+            f"/fhir/{resource_type}/$validate", "transaction": "/fhir"}[how]
+    sends_no_500(ctx, lambda: _send(seeded, "PUT" if how == "PUT" else "POST", path, data=payload,
+                                    content_type=FHIR_XML))
 
 
 # ---------------------------------------------------------------- Bundles

@@ -24,8 +24,8 @@ def test_json_is_default_and_format_param_is_honoured(fhir):
     assert fhir.get(path, headers={"Accept": "text/html,*/*;q=0.8"}).status_code == 200
 
 
-@pytest.mark.parametrize("query,headers", [("?_format=xml", {}), ("", {"Accept": "application/fhir+xml"}),
-                                           ("?_format=text/turtle", {})])
+@pytest.mark.parametrize("query,headers", [("?_format=text/turtle", {}), ("", {"Accept": "text/turtle"}),
+                                           ("", {"Accept": "application/fhir+xml;q=0, text/html"})])
 def test_unsupported_format_is_406(fhir, query, headers):
     created = fhir.create(patient())
     response = fhir.get(f"Patient/{created['id']}{query}", headers=headers)
@@ -41,7 +41,7 @@ def test_pretty(fhir):
 
 
 def test_unsupported_body_type_is_415(fhir):
-    response = fhir.post("Patient", patient(), content_type="application/xml")
+    response = fhir.post("Patient", patient(), content_type="text/turtle")
     assert response.status_code == 415
     _outcome(response)
 

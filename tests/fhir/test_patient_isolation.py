@@ -20,13 +20,13 @@ import re
 import pytest
 
 from fhirportal import definitions
-from fhirportal.fhir.authorization import COMPARTMENT_ADDITIONS, HIDDEN_FROM_PATIENTS
+from fhirportal.fhir.authorization import HIDDEN_FROM_PATIENTS
+from fhirportal.fhir.compartment import patient_compartment
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
 from tests.support import Fhir
 
 ALPHA, BRAVO = "alpha", "bravo"
-COMPARTMENT = {t: tuple(p) for t, p in {**definitions.load("compartment-patient"), **COMPARTMENT_ADDITIONS}.items()
-               if t in SUPPORTED_TYPES}
+COMPARTMENT = {t: tuple(p) for t, p in patient_compartment().items() if t in SUPPORTED_TYPES}
 SEARCH_PARAMETERS = definitions.load("search-parameters")
 STRUCTURE = definitions.load("structure")
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
@@ -186,8 +186,7 @@ def test_no_read_interaction_returns_another_patients_data(as_alpha, world, reso
 def test_everything_history_batch_and_export_stay_within_the_patient(as_alpha, world):
     mine = as_alpha.get(f"Patient/{ALPHA}/$everything", query_string={"_count": 1000})
     found = _assert_nothing_of_bravo(mine, world, "Patient/alpha/$everything")
-    standard = definitions.load("compartment-patient")  # $everything: the R4 compartment (not the Task addition)
-    visible = {r for r in world["alpha"] if r.split("/")[0] in {*standard, "Patient"}
+    visible = {r for r in world["alpha"] if r.split("/")[0] in {*COMPARTMENT, "Patient"}
                and r.split("/")[0] not in HIDDEN_FROM_PATIENTS} - {LINKED}
     assert visible <= found, sorted(visible - found)  # control
     for path in (f"Patient/{BRAVO}/$everything", f"Patient/{BRAVO}", "_history", f"Patient/{BRAVO}/_history"):

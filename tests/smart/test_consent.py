@@ -20,6 +20,17 @@ def test_choices_tick_requested_scopes_and_offer_categories_unticked():
     assert offered[LAB].detail and not offered[LAB].ticked
     assert any(s.startswith("patient/Condition.rs?category=") for s in offered)
     assert offered["launch/patient"].ticked and offered["openid"].ticked
+    assert offered["patient/Observation.rs"].label == "read/search observations and results (Observation)"
+
+
+def test_every_record_type_has_a_label_in_words():
+    from fhirportal.fhir.resource_types import SUPPORTED_TYPES
+
+    every = parse_scopes(" ".join(f"patient/{t}.rs" for t in SUPPORTED_TYPES), SUPPORTED_TYPES)
+    labels = {c.scope.split("/")[1].split(".")[0]: c.label for c in choices(every) if not c.detail}
+    assert labels["CarePlan"] == "read/search care plans (CarePlan)"
+    assert labels["ExplanationOfBenefit"] == "read/search explanation of benefit records (ExplanationOfBenefit)"
+    assert all(" " in label.split(" (")[0] for label in labels.values())
 
 
 @pytest.mark.parametrize("ticked, contexts, expected", [

@@ -1,8 +1,9 @@
 """search: ``GET [type]?…``, ``POST [type]/_search`` and ``GET [base]?_type=…`` returning a searchset
 Bundle with match and include entries, keyset paging links and the requested total.
 
-Unknown or unsupported parameters are ignored (and left out of the ``self`` link) unless the client
-sends ``Prefer: handling=strict``, which makes them a 400.
+Unknown or unsupported parameters are a 400 naming them (``FHIRPORTAL_SEARCH_HANDLING=strict``, the
+default), unless the client sends ``Prefer: handling=lenient`` (or the server is configured lenient):
+then they are ignored and left out of the ``self`` link.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def system_search(ctx: FhirContext, request: Request, auth: Authorization,
 def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource_types: list[str],
                params: list[tuple[str, str]], path: str, conn: Connection | None = None) -> FhirResponse:
     """The matches ``auth`` may search, and of what they include only what it may read."""
-    strict = handling_is_strict(request.headers.get("Prefer"))
+    strict = handling_is_strict(request.headers.get("Prefer"), ctx.settings.search_handling)
     parsed = parse_search(ctx.search_parameters, resource_types, params, strict=strict,
                           max_includes=ctx.settings.max_includes)
     count = 0 if parsed.summary == "count" else page_size(ctx, request, params)

@@ -36,7 +36,7 @@ from .. import jsontext
 from ..authorization import Authorization
 from ..bundles import bundle, search_entry
 from ..context import FhirContext
-from ..negotiation import json_body
+from ..negotiation import resource_body
 from ..outcome import operation_outcome
 from ..preconditions import etag, parse_etag
 from ..response import FhirResponse
@@ -369,7 +369,7 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
 
 
 def transaction(ctx: FhirContext, request: Request, auth: Authorization) -> FhirResponse:
-    document = json_body(request)
+    document = resource_body(request)
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
         raise BadRequest("POST to the base takes a Bundle", expression="resourceType")
     kind = document.get("type")

@@ -6,7 +6,7 @@ from flask import Request
 
 from ..authorization import Authorization
 from ..context import FhirContext
-from ..negotiation import json_body
+from ..negotiation import resource_body
 from ..preconditions import parse_etag
 from ..response import FhirResponse
 from ..validation import check_id
@@ -18,7 +18,7 @@ def update(ctx: FhirContext, request: Request, auth: Authorization, resource_typ
     require_type(ctx, resource_type)
     auth.require(resource_type, "update")
     check_id(fhir_id)
-    body = check_body_type(json_body(request), resource_type)
+    body = check_body_type(resource_body(request), resource_type)
     expected = parse_etag(request.headers.get("If-Match"))
     with ctx.database.write() as conn:
         writer = Writer(ctx, conn, auth=auth)
@@ -30,7 +30,7 @@ def update(ctx: FhirContext, request: Request, auth: Authorization, resource_typ
 def conditional_update(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str) -> FhirResponse:
     require_type(ctx, resource_type)
     auth.require(resource_type, "update")
-    body = check_body_type(json_body(request), resource_type)
+    body = check_body_type(resource_body(request), resource_type)
     expected = parse_etag(request.headers.get("If-Match"))
     with ctx.database.write() as conn:
         writer = Writer(ctx, conn, auth=auth)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fhirportal.errors import MethodNotAllowed, NotFound
+from fhirportal.errors import BadRequest, Issue, MethodNotAllowed, NotFound
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,19 @@ class OperationRegistry:
         return iter(self._operations.values())
 
     def resolve(self, name: str, method: str, level: str, resource_type: str | None) -> Operation:
-        operation = next((op for op in self if op.name == name and level in op.levels and (
-            resource_type is None or "Resource" in op.resource_types or resource_type in op.resource_types)), None)
+        def applies(op: Operation, at: str) -> bool:
+            return op.name == name and at in op.levels and (
+                resource_type is None or "Resource" in op.resource_types or resource_type in op.resource_types)
+
+        operation = next((op for op in self if applies(op, level)), None)
         if operation is None:
+            elsewhere = [at for at in ("system", "type", "instance") if any(applies(op, at) for op in self)]
+            if elsewhere:  # the right operation at the wrong level: say how to call it
+                on = resource_type or "|".join(sorted({t if t != "Resource" else "[type]" for op in self
+                                                       if op.name == name for t in op.resource_types})) or "[type]"
+                how = f"${name} {_how(name, on, elsewhere)}"
+                raise BadRequest(f"{how}, not at {level} level", issues=[Issue(
+                    f"{how}, not at {level} level", code="not-supported", expression=f"${name}")])
             where = f"{resource_type}/" if resource_type else ""
             raise NotFound(f"Operation ${name} is not defined at {level} level for {where or 'the system'}")
         if method not in operation.methods:
@@ -57,3 +67,16 @@ class OperationRegistry:
 
     def for_type(self, resource_type: str) -> list[Operation]:
         return [op for op in self if "Resource" in op.resource_types or resource_type in op.resource_types]
+
+
+def _url(name: str, resource_type: str, level: str) -> str:
+    return {"system": f"[base]/${name}", "type": f"{resource_type}/${name}",
+            "instance": f"{resource_type}/{{id}}/${name}"}[level]
+
+
+def _how(name: str, resource_type: str, levels: list[str]) -> str:
+    """How to call an operation that exists at ``levels``: e.g. "needs a Group id: Group/{id}/$export"."""
+    if levels == ["instance"]:
+        article = "an" if resource_type[:1] in "AEIOU" else "a"
+        return f"needs {article} {resource_type} id: {_url(name, resource_type, 'instance')}"
+    return "is called as " + " or ".join(_url(name, resource_type, at) for at in levels)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Request
 
-from fhirportal import definitions
 from fhirportal.errors import BadRequest, NotFound
 
 from ..authorization import Authorization
 from ..bundles import bundle, link, search_entry
+from ..compartment import patient_compartment
 from ..context import FhirContext
 from ..interactions.history import page_size, since_instant
 from ..response import FhirResponse
@@ -16,8 +16,8 @@ from ..search_params import split_or
 
 
 def compartment_params(ctx: FhirContext, types: list[str] | None = None) -> dict[str, list[str]]:
-    """Patient-compartment parameters per stored type (R4 CompartmentDefinition)."""
-    spec = definitions.load("compartment-patient")
+    """Patient-compartment parameters per stored type (``compartment.patient_compartment``)."""
+    spec = patient_compartment()
     wanted = set(types) if types else set(ctx.resource_types)
     return {t: list(params) for t, params in spec.items() if t in wanted and t in ctx.resource_types and t != "Patient"}
 

@@ -10,7 +10,7 @@ from flask import Request
 
 from fhirportal.errors import BadRequest
 
-from ..negotiation import json_body, require_short_query
+from ..negotiation import require_short_query, resource_body
 
 # value[x] keys a string-like parameter may arrive in (clients differ on uri/string/code)
 _STRINGS = ("valueUri", "valueString", "valueCode", "valueCanonical", "valueUrl", "valueId")
@@ -112,7 +112,7 @@ def operation_input(request: Request, definition: dict, max_query_bytes: int) ->
         if query:
             raise BadRequest(f"A POST to ${operation} takes its parameters in the Parameters body, not the query "
                              f"string ('{query[0][0]}')", expression=query[0][0])
-        body = json_body(request)
+        body = resource_body(request)
         if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
             raise BadRequest(f"The body of a POST to ${operation} must be a Parameters resource",
                              expression="resourceType")

@@ -8,7 +8,7 @@ from fhirportal.errors import BadRequest, FhirError
 
 from ..authorization import Authorization
 from ..context import FhirContext
-from ..negotiation import json_body
+from ..negotiation import resource_body
 from ..outcome import from_fhir_error, information
 from ..response import FhirResponse
 
@@ -27,7 +27,7 @@ def _resource_from(body) -> dict:
 def validate(ctx: FhirContext, request: Request, auth: Authorization, resource_type: str,
              fhir_id: str | None) -> FhirResponse:
     auth.require_any_scope("$validate")
-    resource = _resource_from(json_body(request))
+    resource = _resource_from(resource_body(request))
     if resource.get("resourceType") != resource_type:
         raise BadRequest(f"$validate on {resource_type} got a {resource.get('resourceType')}",
                          expression="resourceType")

@@ -4,7 +4,8 @@ holds in memory: ``GET [type]/{id}`` and ``GET [type]?url=&name=&status=&version
 Search semantics are FHIR's for the parameters' types: ``url`` a uri (exact; ``:below`` a prefix),
 ``name`` a string (starts with, case- and accent-insensitive; ``:exact``, ``:contains``),
 ``status``, ``version`` and ``_id`` tokens (exact; ``:not``). Comma = OR, repetition = AND. Unknown
-parameters are ignored (and left out of the self link) unless ``Prefer: handling=strict``.
+parameters are a 400, or ignored (and left out of the self link) under ``handling=lenient`` (the
+``Prefer`` header, else the server's ``FHIRPORTAL_SEARCH_HANDLING``), as for the stored types.
 """
 
 from __future__ import annotations

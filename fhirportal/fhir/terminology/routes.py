@@ -48,7 +48,7 @@ def _read_only(resource_type: str, allow: str):
 def _search(resource_type: str):
     ctx = context()
     params = request_params(ctx, request)
-    strict = handling_is_strict(request.headers.get("Prefer"))
+    strict = handling_is_strict(request.headers.get("Prefer"), ctx.settings.search_handling)
     count = page_size(ctx, request, params)
     return _answer(FhirResponse(200, resources.search(resource_type, params, ctx.base_url, count, strict=strict)))
 

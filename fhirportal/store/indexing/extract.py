@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import date, number, quantity, reference, string, token, uri
+from . import composite, date, number, quantity, reference, string, token, uri
 from .paths import element_roots
 from .registry import SearchParameter, SearchParameterRegistry
 
@@ -49,6 +49,8 @@ class IndexExtractor:
                 values = parameter.evaluate(resource)
             except Exception:  # noqa: BLE001 - an expression that cannot apply yields no rows
                 continue
+            if parameter.type == "composite":
+                values = [composite.rows(values, parameter.component_types[1], self.base_url)]
             seen = set()
             for value in values:
                 for row in self._rows(parameter.type, value):
@@ -66,6 +68,8 @@ class IndexExtractor:
     def _rows(self, kind: str, value):
         if kind == "reference":
             return reference.rows(value, self.base_url)
+        if kind == "composite":  # already rows (``composite.rows``)
+            return list(value)
         try:
             return list(_ROW_BUILDERS[kind](value))
         except (ValueError, TypeError, KeyError, OverflowError):

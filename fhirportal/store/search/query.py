@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from sqlalchemy import and_, exists, false, not_, or_, select, true, tuple_
 
@@ -118,6 +119,30 @@ def _uri(table, value: str, modifier: str | None):
     return table.c.uri == value
 
 
+class _SecondComponent:
+    """ix_composite's ``v_*`` columns under the names the clause of the second component's kind uses."""
+
+    NAMES = {"token": {"system": "v_system", "code": "v_code", "text": "v_text"},
+             "quantity": {"value": "v_number", "system": "v_system", "code": "v_code", "unit": "v_text"},
+             "date": {"low": "v_low", "high": "v_high"},
+             "string": {"norm": "v_text", "exact": "v_text"},
+             "reference": {"target_type": "v_system", "target_id": "v_code", "url": "v_text"}}
+
+    def __init__(self, columns, kind: str):
+        self.c = SimpleNamespace(**{name: getattr(columns.c, column) for name, column in self.NAMES[kind].items()})
+
+
+def _composite(columns, value: str, second_kind: str, base_url: str | None):
+    """``system|code$value``: both on the same item (one ix_composite row)."""
+    first, separator, second = value.partition("$")
+    if not separator or not first or not second:
+        raise ValueError("a composite value is a token and a value joined by '$' (e.g. http://loinc.org|8480-6$gt100)")
+    view = _SecondComponent(columns, second_kind)
+    matches = _reference(view, second, None, base_url) if second_kind == "reference" \
+        else _CLAUSES[second_kind](view, second, None)
+    return and_(_token(columns, first, None), matches)
+
+
 _CLAUSES = {
     "token": _token,
     "string": _string,
@@ -223,7 +248,7 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
             return _chain(criterion, res, base_url, visibility)
         if parameter.code in ("_id", "_lastUpdated"):
             return _table_param(criterion, res)
-        if parameter.type not in _CLAUSES:
+        if parameter.type not in _CLAUSES and not (parameter.type == "composite" and parameter.indexed):
             raise BadRequest(f"Search parameter '{parameter.code}' of type {parameter.type} is not supported",
                              expression=where)
         table = INDEX_TABLES[parameter.type].alias()
@@ -257,6 +282,8 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
             if parameter.type == "reference":
                 only_target = parameter.targets[0] if len(parameter.targets) == 1 else None
                 values.append(_reference(columns, value, criterion.modifier or only_target, base_url))
+            elif parameter.type == "composite":
+                values.append(_composite(columns, value, parameter.component_types[1], base_url))
             else:
                 modifier = None if criterion.modifier == "not" else criterion.modifier
                 values.append(_CLAUSES[parameter.type](columns, value, modifier))

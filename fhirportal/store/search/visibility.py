@@ -16,7 +16,12 @@ Per resource type a ``TypeRule`` says:
 - ``require``: every item is a list of alternatives, each alternative criteria that must all hold
   (granular scopes: one of the scopes' queries);
 - ``without_marks``: none of these bits of ``resource.marks`` may be set (rules decided at write
-  time, store/marks.py: the portal's withheld, entered-in-error and unshared-lab rules).
+  time, store/marks.py: the portal's withheld, entered-in-error and unshared-lab rules);
+- ``through``: reference parameters whose targets also admit a resource to the patient's compartment
+  (a Provenance is the patient's when it is about the patient's records): one target is a record in
+  the patient's compartment — by the parameters ``through_compartment`` gives per parameter name,
+  ``(name, types that have it)`` — not hidden by ``without_marks``, and no target is a Patient (the
+  compartment parameters decide then) or another patient's record.
 
 A type with no rule is invisible.
 """
@@ -47,6 +52,8 @@ class TypeRule:
     compartment: tuple[str, ...] = ()  # the type's Patient-compartment reference parameters
     require: tuple[tuple[tuple[Criterion, ...], ...], ...] = ()
     without_marks: int = 0
+    through: tuple[str, ...] = ()
+    through_compartment: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,33 @@ def _in_patient_compartment(res, resource_type: str, params: Sequence[str], pati
     if drives:  # uncorrelated: the database may start from the patient's compartment
         return res.c.pid.in_(select(ref.c.pid).where(*conditions))
     return exists(select(1).select_from(ref).where(ref.c.pid == res.c.pid, *conditions).limit(1).offset(0))
+
+
+def _target_owned(link, rule: TypeRule, owner_condition, hidden_marks: int):
+    """The record a reference row ``link`` points at is in the compartment of a patient matching
+    ``owner_condition`` (on the owner reference row), and none of ``hidden_marks`` is set on it."""
+    target = resource.alias()
+    owner = INDEX_TABLES["reference"].alias()
+    owned = or_(*(and_(owner.c.param == name, _one_of(owner.c.resource_type, types))
+                  for name, types in rule.through_compartment))
+    hidden = [target.c.marks.op("&")(hidden_marks) == 0] if hidden_marks else []
+    return exists(select(1).select_from(target).join(owner, owner.c.pid == target.c.pid).where(
+        target.c.resource_type == link.c.target_type, target.c.fhir_id == link.c.target_id,
+        target.c.deleted.is_(False), *hidden, owner.c.target_type == COMPARTMENT_OWNER,
+        owner_condition(owner), owned))
+
+
+def _through_targets(res, rule: TypeRule, patient):
+    """Among its ``rule.through`` references, one points at a record of the patient's it may see, none
+    at a Patient (then R4's compartment rule decides) nor at another patient's record."""
+    mine, other = INDEX_TABLES["reference"].alias(), INDEX_TABLES["reference"].alias()
+    theirs = exists(select(1).select_from(other).where(
+        other.c.pid == res.c.pid, _one_of(other.c.param, rule.through),
+        or_(other.c.target_type == COMPARTMENT_OWNER,
+            _target_owned(other, rule, lambda owner: owner.c.target_id != patient, 0))))
+    return and_(exists(select(1).select_from(mine).where(
+        mine.c.pid == res.c.pid, _one_of(mine.c.param, rule.through),
+        _target_owned(mine, rule, lambda owner: owner.c.target_id == patient, rule.without_marks))), ~theirs)
 
 
 def _managed_by(patient_id_column, organization: str):
@@ -122,6 +156,9 @@ def rule_clause(rule: TypeRule, resource_type: str, res=resource, base_url: str 
         patient = bindparam(PATIENT_PARAMETER) if rule.patient == _ANY_PATIENT else rule.patient
         if resource_type == COMPARTMENT_OWNER:
             conditions.append(res.c.fhir_id == patient)
+        elif rule.through:
+            conditions.append(or_(_in_patient_compartment(res, resource_type, rule.compartment, patient, False),
+                                  _through_targets(res, rule, patient)))
         elif rule.compartment:
             conditions.append(_in_patient_compartment(res, resource_type, rule.compartment, patient, drives))
     if rule.organization is not None and (resource_type == COMPARTMENT_OWNER or rule.compartment):

@@ -60,7 +60,8 @@ def test_lookup_errors(anonymous, query, status, code):
 
 
 def test_lookup_is_not_an_instance_operation(anonymous):
-    assert anonymous.get("CodeSystem/administrative-gender/$lookup?code=male").status_code == 404
+    response = anonymous.get("CodeSystem/administrative-gender/$lookup?code=male")
+    assert response.status_code == 400 and "CodeSystem/$lookup" in response.get_json()["issue"][0]["diagnostics"]
 
 
 @pytest.mark.parametrize(("a", "b", "outcome"), [

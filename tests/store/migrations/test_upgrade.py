@@ -145,6 +145,20 @@ def test_a_release_database_upgrades_in_place_and_serves_everything(scratch_url)
         # The access log: the release's AuditEvents and its journal rows not yet turned into them.
         events = _search(client, "AuditEvent?patient=patient-001", system).get_json()
         assert len(events.get("entry", [])) > manifest["audit_events_seen"]
+
+        # What this version indexes that the release did not (composites, …) waits for a reindex,
+        # refused meanwhile rather than answered from the release's partial rows; then it is served.
+        state = ctx.search_parameters.readiness
+        assert ("Observation", "code-value-quantity") in state.pending(force=True)
+        hba1c = "Observation?code-value-quantity=http://loinc.org|4548-4$gt0"
+        assert _search(client, hba1c, system).status_code == 400
+        reindexed = CliRunner().invoke(cli.main, ["--database-url", scratch_url, "reindex", "--quiet"])
+        assert reindexed.exit_code == 0, reindexed.output
+        assert not state.pending(force=True)
+        assert _ids(_search(client, hba1c, system)) == _ids(
+            _search(client, "Observation?code=http://loinc.org|4548-4&value-quantity=gt0", system)) != []
+        for query, ids in manifest["searches"].items():  # and everything else as before
+            assert _ids(_search(client, query, system)) == ids, query
     finally:
         ctx.audit.flush()
         ctx.database.dispose()
