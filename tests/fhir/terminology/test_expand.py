@@ -175,3 +175,13 @@ def test_expand_over_http_says_too_costly(app, anonymous, monkeypatch):
 @pytest.mark.parametrize("count", ["²", "１２", "1e3", "0x10", " 5", "9999999999"])
 def test_counts_that_are_not_plain_integers_are_400(anonymous, count):
     expand(anonymous, f"url={GENDER}&count={count}", 400)
+
+
+def test_xml_in_and_out(anonymous):
+    body = ('<Parameters xmlns="http://hl7.org/fhir"><parameter><name value="url"/><valueUri value="' + GENDER +
+            '"/></parameter><parameter><name value="count"/><valueInteger value="1"/></parameter></Parameters>')
+    response = anonymous.post("ValueSet/$expand", data=body, content_type="application/fhir+xml")
+    assert response.status_code == 200 and codes(response.get_json()) == ["male"]
+    response = anonymous.get(f"ValueSet/$expand?url={GENDER}&count=1&_format=xml")
+    assert response.status_code == 200 and response.content_type.startswith("application/fhir+xml")
+    assert b'<code value="male"/>' in response.data
