@@ -17,10 +17,15 @@ from .fhir.context import FhirContext
 from .fhir.negotiation import render_error
 from .fhir.operations import Operation, OperationRegistry
 from .fhir.operations import everything as everything_operation
+from .fhir.operations import expand as expand_operation
+from .fhir.operations import lookup as lookup_operation
+from .fhir.operations import subsumes as subsumes_operation
 from .fhir.operations import validate as validate_operation
+from .fhir.operations import validate_code as validate_code_operation
 from .fhir.outcome import register_error_handlers
 from .fhir.resource_types import SUPPORTED_TYPES
 from .fhir.routes import build_blueprint
+from .fhir.terminology import routes as terminology_routes
 from .fhir.validation import ResourceValidator
 from .settings import Settings
 from .smart import routes as smart_routes
@@ -41,6 +46,11 @@ OPERATION_HANDLERS = {
     "export": (export_operation.system_export, ("GET",)),
     "Patient-export": (export_operation.patient_export, ("GET",)),
     "Group-export": (export_operation.group_export, ("GET",)),
+    "ValueSet-expand": (expand_operation.expand, ("GET", "POST")),
+    "ValueSet-validate-code": (validate_code_operation.valueset_validate_code, ("GET", "POST")),
+    "CodeSystem-validate-code": (validate_code_operation.codesystem_validate_code, ("GET", "POST")),
+    "CodeSystem-lookup": (lookup_operation.lookup, ("GET", "POST")),
+    "CodeSystem-subsumes": (subsumes_operation.subsumes, ("GET", "POST")),
 }
 
 
@@ -184,6 +194,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     api.DEFAULT_ERROR_RESPONSE_NAME = None  # no generic error schema: fhirportal.openapi documents each error
     conformance_resources = conformance.ConformanceResources(ctx.search_parameters, conformance.operation_definitions())
     api.register_blueprint(build_blueprint(settings.base_path, conformance_resources))
+    app.register_blueprint(terminology_routes.build_blueprint(settings.base_path))
     register_error_handlers(app, render_error)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)

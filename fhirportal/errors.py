@@ -92,5 +92,18 @@ class Unprocessable(FhirError):
     status, code = 422, "processing"
 
 
+class NotSupported(FhirError):
+    """Understood, but it needs content or a capability this server does not have (e.g. expanding a
+    value set over SNOMED CT): the issue says what is missing."""
+
+    status, code = 422, "not-supported"
+
+
+class TooCostly(FhirError):
+    """Understood, but the answer would be larger than this server gives at once."""
+
+    status, code = 422, "too-costly"
+
+
 class TooManyRequests(FhirError):
     status, code = 429, "throttled"

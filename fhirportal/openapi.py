@@ -66,6 +66,7 @@ SCHEMAS = {
                "required": ["resourceType", "type"]},
     "Parameters": _resource_schema("Parameters", "A Parameters resource (operation input or output)"),
     "CapabilityStatement": _resource_schema("CapabilityStatement", "What this server can do"),
+    "ValueSet": _resource_schema("ValueSet", "A ValueSet (with its expansion)"),
     "ResourceBody": {
         "type": "object", "description": "A FHIR resource in JSON; its resourceType must be the path's type",
         "required": ["resourceType"],
@@ -153,7 +154,8 @@ ISSUE_MEANINGS = {
     413: "Body, Bundle or result too large",
     414: "Query string too long",
     415: "Unsupported Content-Type",
-    422: "Valid JSON or XML but not a valid resource (or a business rule refused it)",
+    422: "Valid JSON or XML but not a valid resource (or a business rule refused it); for terminology: content "
+         "this server does not hold (not-supported) or an answer too large (too-costly)",
     429: "Too many requests",
     503: "Database unavailable; retry later",
 }
@@ -355,7 +357,70 @@ def fhir_paths(base: str) -> dict[str, dict]:
                 body=fhir_body(_ref("Parameters"), "Parameters", required=False)),
         },
         **operation_paths(b),
+        **terminology_paths(b),
     }
+
+
+def terminology_paths(b: str) -> dict[str, dict]:
+    """CodeSystem, ValueSet and ConceptMap (read-only, public) and the terminology operations."""
+    paths: dict[str, dict] = {}
+    not_allowed = fhir_op("Not allowed: the terminology resources are read-only", fhir_responses({}, 405,
+                                                                                                  public=True),
+                          parameters=FORMAT, security=PUBLIC)
+    search = [query("url", "Canonical url (:below: a prefix)"), query("name", "Name (starts with; :exact, :contains)"),
+              query("status", "Status"), query("version", "Version"), query("_id", "Logical id(s)"),
+              query("_count", "Page size", {"type": "integer", "minimum": 0, "maximum": 1000}),
+              query("_cursor", "Paging cursor from a next link"), query("_summary", "Summary mode"),
+              query("_elements", "Comma-separated elements to return"), *FORMAT]
+    for kind in ("CodeSystem", "ValueSet", "ConceptMap"):
+        paths[f"{b}/{kind}"] = {
+            "get": fhir_op(f"Search the {kind}s", fhir_responses(BUNDLE_OK, public=True), parameters=search,
+                           security=PUBLIC),
+            "post": not_allowed, "put": not_allowed, "delete": not_allowed}
+        paths[f"{b}/{kind}/_search"] = {"post": fhir_op(f"Search the {kind}s (form body)", fhir_responses(
+            BUNDLE_OK, 413, 415, public=True), parameters=FORMAT, body=SEARCH_FORM, security=PUBLIC)}
+        paths[f"{b}/{kind}/{{fhir_id}}"] = {
+            "parameters": [ID],
+            "get": fhir_op(f"A {kind} (or a type-level operation, see the concrete paths)", fhir_responses(
+                _ok(200, f"The {kind}"), public=True), parameters=[
+                query("_summary", "Summary mode"), query("_elements", "Comma-separated elements to return"),
+                *FORMAT], security=PUBLIC),
+            "post": not_allowed, "put": not_allowed, "patch": not_allowed, "delete": not_allowed}
+        paths[f"{b}/{kind}/{{fhir_id}}/{{operation}}"] = {
+            "parameters": [ID, path_param("operation", "$ and an operation's code", {
+                "type": "string", "pattern": r"^\$[a-z][a-z-]{0,40}$"})],
+            "get": fhir_op(f"An instance-level operation on a {kind} (see the concrete paths)", fhir_responses(
+                _ok(200, "The operation's result"), 405, 422, public=True), parameters=FORMAT, security=PUBLIC),
+            "post": fhir_op(f"An instance-level operation on a {kind} (see the concrete paths)", fhir_responses(
+                _ok(200, "The operation's result"), 405, 413, 415, 422, public=True), parameters=FORMAT,
+                body=fhir_body(_ref("Parameters"), "Parameters"), security=PUBLIC)}
+    coding = [query("system", "The code's system"), query("code", "The code")]
+    operations = {
+        "ValueSet/$expand": ("Expand a value set", "ValueSet", [
+            query("url", "The value set's canonical url"), query("filter", "Text the codes must contain"),
+            query("count", "Page size", {"type": "integer", "minimum": 0, "maximum": 10000}),
+            query("offset", "Codes to skip", {"type": "integer", "minimum": 0})]),
+        "ValueSet/$validate-code": ("Is a code in a value set?", "Parameters", [
+            query("url", "The value set's canonical url"), *coding, query("display", "A display to check")]),
+        "CodeSystem/$validate-code": ("Is a code in a code system?", "Parameters", [
+            query("url", "The code system's url"), query("code", "The code"), query("version", "Its version"),
+            query("display", "A display to check")]),
+        "CodeSystem/$lookup": ("A concept's display, designations and properties", "Parameters", [
+            *coding, query("version", "The code system's version"), query("property", "Only these properties")]),
+        "CodeSystem/$subsumes": ("How two codes relate in a hierarchy", "Parameters", [
+            query("system", "The code system"), query("codeA", "The first code"),
+            query("codeB", "The second code"), query("version", "The code system's version")]),
+    }
+    for path, (summary, result, parameters) in operations.items():
+        responses = fhir_responses(_ok(200, summary, result), 422, public=True)
+        item = {"get": fhir_op(summary, responses, parameters=[*parameters, *FORMAT], security=PUBLIC),
+                "post": fhir_op(summary, fhir_responses(_ok(200, summary, result), 413, 415, 422, public=True),
+                                parameters=FORMAT, body=fhir_body(_ref("Parameters"), "Parameters"), security=PUBLIC)}
+        paths[f"{b}/{path}"] = item
+        if path != "CodeSystem/$lookup":  # the others also run on one resource: ValueSet/{id}/$expand ...
+            kind, code = path.split("/")
+            paths[f"{b}/{kind}/{{fhir_id}}/{code}"] = {"parameters": [ID], **item}
+    return paths
 
 
 def operation_paths(b: str) -> dict[str, dict]:

@@ -9,6 +9,7 @@ import pytest
 
 from fhirportal.fhir import conformance
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
+from fhirportal.fhir.terminology.resources import TERMINOLOGY_TYPES
 
 UNDOCUMENTED = ("/static/", "/api-docs/")  # Flask's static files and the document itself
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -61,7 +62,9 @@ def test_fhir_errors_are_documented_as_operation_outcomes(spec):
             if status.startswith("4"):
                 assert response["content"]["application/fhir+json"]["schema"] == outcome, f"{method} {path} {status}"
                 checked += 1
-        if path != "/fhir/metadata" and not path.startswith(("/fhir/OperationDefinition", "/fhir/SearchParameter")):
+        if path != "/fhir/metadata" and not path.startswith(("/fhir/OperationDefinition", "/fhir/SearchParameter",
+                                                              "/fhir/CodeSystem", "/fhir/ValueSet",
+                                                              "/fhir/ConceptMap")):
             assert operation["security"] == [{"bearerAuth": []}], f"{method} {path}"
             assert "401" in operation["responses"], f"{method} {path}"
     assert checked > 100
@@ -83,7 +86,8 @@ def test_every_operation_definition_has_its_paths(spec):
     """Each OperationDefinition the server runs is documented at each level it runs at."""
     for definition in conformance.operation_definitions():
         code = "$" + definition["code"]
-        types = [t for t in definition.get("resource", []) if t in SUPPORTED_TYPES] or ["{resource_type}"]
+        types = [t for t in definition.get("resource", [])
+                 if t in SUPPORTED_TYPES or t in TERMINOLOGY_TYPES] or ["{resource_type}"]
         wanted = []
         if definition.get("system"):
             wanted.append(f"/fhir/{code}")

@@ -5,16 +5,23 @@
 - ``compartment-patient``: ``{ResourceType: [search parameter code, ...]}``
 - ``elements``: ``{TypeName | backbone path: [jsonProperty, ...]}`` in definition order (the XML order);
   ``@`` marks a property XML writes as an attribute (``@id``, Extension's ``@url``)
+- ``terminology`` (gzipped, by ``tools/build_terminology.py``): ``{"CodeSystem" | "ValueSet" | "ConceptMap":
+  [resource, ...]}``, the FHIR R4 terminology resources without their narrative
 
-``load(name)`` returns the parsed file, cached: treat it as read-only.
+``load(name)`` returns the parsed file (``<name>.json``, or ``<name>.json.gz``), cached: treat it as read-only.
 """
 
 import functools
+import gzip
 import json
 from importlib import resources
 
 
 @functools.cache
 def load(name: str) -> dict:
-    """Parsed ``<name>.json`` from this package (e.g. ``load("structure")``)."""
-    return json.loads(resources.files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    """Parsed ``<name>.json`` (or ``<name>.json.gz``) from this package (e.g. ``load("structure")``)."""
+    folder = resources.files(__name__)
+    plain = folder.joinpath(f"{name}.json")
+    if plain.is_file():
+        return json.loads(plain.read_text(encoding="utf-8"))
+    return json.loads(gzip.decompress(folder.joinpath(f"{name}.json.gz").read_bytes()).decode("utf-8"))

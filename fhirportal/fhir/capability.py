@@ -23,6 +23,7 @@ from . import us_core
 from .conformance import load_template
 from .context import FhirContext
 from .resource_types import interactions
+from .terminology.resources import SEARCH_PARAMETER_URLS, SEARCH_PARAMETERS, TERMINOLOGY_TYPES
 
 
 def _software_version() -> str:
@@ -100,19 +101,35 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
 
 
 CONFORMANCE_TYPES = ("OperationDefinition", "SearchParameter")
+
+
+def _terminology_entry(ctx: FhirContext, resource_type: str) -> dict:
+    """CodeSystem, ValueSet, ConceptMap: read and search from memory (no token), and their operations."""
+    entry = {"type": resource_type, "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+             "documentation": "The FHIR R4 (4.0.1) and US Core 6.1.0 resources of this type, read-only; no token "
+                              "needed",
+             "interaction": [{"code": "read"}, {"code": "search-type"}],
+             "searchParam": [{"name": code, "definition": SEARCH_PARAMETER_URLS[code], "type": kind}
+                             for code, (kind, _) in sorted(SEARCH_PARAMETERS.items())]}
+    operations = [{"name": op.name, "definition": op.definition["url"]} for op in ctx.operations.for_type(resource_type)
+                  if "Resource" not in op.resource_types]
+    if operations:
+        entry["operation"] = operations
+    return entry
 OAUTH_URIS_EXTENSION = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 def security(ctx: FhirContext) -> dict:
-    """rest.security: every request but the conformance reads needs a SMART bearer token."""
+    """rest.security: every request but the conformance reads and the terminology needs a SMART bearer token."""
     parts = urlsplit(ctx.base_url)
     origin = f"{parts.scheme}://{parts.netloc}"
     return {
         "cors": True,
         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                  "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
-        "description": "Every request except GET metadata, OperationDefinition/{id} and SearchParameter/{id} "
-                       "needs Authorization: Bearer <access token> (SMART App Launch 2 scopes; patient/ tokens "
+        "description": "Every request except GET metadata, OperationDefinition/{id}, SearchParameter/{id} and "
+                       "the terminology (CodeSystem, ValueSet, ConceptMap and their operations) needs "
+                       "Authorization: Bearer <access token> (SMART App Launch 2 scopes; patient/ tokens "
                        "reach their patient's compartment only). See .well-known/smart-configuration.",
         "extension": [{"url": OAUTH_URIS_EXTENSION, "extension": [
             {"url": name, "valueUri": origin + path} for name, path in OAUTH_ENDPOINTS.items()]}],
@@ -128,6 +145,7 @@ def _resources(ctx: FhirContext) -> list[dict]:
         resources = [_resource_entry(ctx, t, all_references) for t in sorted(ctx.resource_types)]
         resources += [{"type": t, "profile": f"http://hl7.org/fhir/StructureDefinition/{t}",
                        "interaction": [{"code": "read"}]} for t in CONFORMANCE_TYPES]
+        resources += [_terminology_entry(ctx, t) for t in TERMINOLOGY_TYPES]
         cache.update(pending=pending, resources=sorted(resources, key=lambda r: r["type"]))
     return cache["resources"]
 

@@ -12,6 +12,7 @@ from fhirportal.errors import NotFound
 from fhirportal.store.indexing import SearchParameter, SearchParameterRegistry
 
 from . import us_core
+from .search_params import MODIFIERS
 
 CAPABILITY_DIR = Path(__file__).resolve().parents[2] / "capability"
 
@@ -38,6 +39,17 @@ def search_parameter_id(parameter: SearchParameter) -> str:
     return parameter.url.rstrip("/").rsplit("/", 1)[-1]
 
 
+# R4's search-modifier-code for the modifiers' URL forms (":of-type" is "ofType"; ":[type]" is "type").
+MODIFIER_CODES = {"of-type": "ofType"}
+
+
+def modifier_codes(kind: str) -> list[str]:
+    """The modifiers this server supports on a parameter of type ``kind``, as SearchParameter.modifier codes."""
+    if kind == "reference":
+        return ["missing", "type"]
+    return sorted(MODIFIER_CODES.get(m, m) for m in MODIFIERS.get(kind, ()))
+
+
 def search_parameter_resource(parameters: list[SearchParameter]) -> dict:
     """A SearchParameter resource for one definition (one url may serve several base types)."""
     first = parameters[0]
@@ -57,6 +69,8 @@ def search_parameter_resource(parameters: list[SearchParameter]) -> dict:
     targets = sorted({t for p in parameters for t in p.targets})
     if targets:
         resource["target"] = targets
+    if modifier_codes(first.type):
+        resource["modifier"] = modifier_codes(first.type)
     return resource
 
 

@@ -8,6 +8,7 @@ lenient: ignore and leave them out of the self link).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -17,13 +18,15 @@ from fhirportal.store.search import Criterion
 from fhirportal.store.search.includes import IncludeSpec
 from fhirportal.store.search.sorting import SortKey
 
+from .terminology import search as terminology_search
+
 # Parameters that shape the result rather than select resources.
 RESULT_PARAMETERS = frozenset({
     "_count", "_sort", "_include", "_revinclude", "_include:iterate", "_revinclude:iterate", "_summary",
     "_elements", "_total", "_contained", "_containedType", "_format", "_pretty", "_cursor", "_type",
 })
 MODIFIERS = {
-    "token": {"not", "text", "missing", "of-type"},
+    "token": {"not", "text", "missing", "of-type", *terminology_search.TERMINOLOGY_MODIFIERS},
     "string": {"exact", "contains", "missing"},
     "date": {"missing"},
     "reference": {"missing"},
@@ -94,6 +97,9 @@ def _simple(registry, resource_type: str, name: str, value: str) -> Criterion:
     values = tuple(split_or(value))
     if not values:
         raise _Unsupported(f"Search parameter '{name}' has no value")
+    if parameter.type == "token" and modifier in terminology_search.TERMINOLOGY_MODIFIERS:
+        codes = terminology_search.resolve(parameter, name, modifier, values)
+        return Criterion(parameter, values, modifier, codes=codes)
     return Criterion(parameter, values, modifier or None)
 
 
@@ -130,7 +136,7 @@ def _reverse_chained(registry, resource_type: str, name: str, value: str) -> Cri
     if inner.startswith("_has"):
         raise _Unsupported("Only one level of _has is supported")
     criterion = _simple(registry, source_type, inner, value)
-    return Criterion(criterion.parameter, criterion.values, criterion.modifier, has=(source_type, reference_code))
+    return dataclasses.replace(criterion, has=(source_type, reference_code))
 
 
 def parse_criterion(registry: SearchParameterRegistry, resource_type: str, name: str, value: str) -> Criterion:
@@ -245,7 +251,16 @@ def parse_search(registry: SearchParameterRegistry, resource_types: list[str],
     if values > MAX_SEARCH_VALUES:
         raise BadRequest(f"The search has {values} values across its parameters (commas included); this server "
                          f"takes at most {MAX_SEARCH_VALUES} in one search")
+    codes = sum(len(_innermost(criterion).codes or ()) for criterion in request.criteria)
+    if codes > terminology_search.MAX_SEARCH_CODES:
+        message = (f"The search's :in, :not-in, :above and :below parameters stand for {codes} codes together; "
+                   f"this server searches for at most {terminology_search.MAX_SEARCH_CODES} in one search")
+        raise BadRequest(message, issues=[Issue(message, code="too-costly")])
     return request
+
+
+def _innermost(criterion: Criterion) -> Criterion:
+    return criterion if criterion.chain is None else criterion.chain
 
 
 def split_or(value: str) -> list[str]:

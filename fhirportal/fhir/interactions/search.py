@@ -28,7 +28,7 @@ FORM = "application/x-www-form-urlencoded"
 _NOT_IN_LINKS = ("_cursor", "_format", "_pretty")
 
 
-def _params(ctx: FhirContext, request: Request) -> list[tuple[str, str]]:
+def request_params(ctx: FhirContext, request: Request) -> list[tuple[str, str]]:
     """The query string's parameters and, for POST _search, the form body's (each within the query length
     limit: 414 for the query string, 413 for the body)."""
     require_short_query(request, ctx.settings.max_query_bytes)
@@ -43,12 +43,12 @@ def search(ctx: FhirContext, request: Request, auth: Authorization, resource_typ
            conn: Connection | None = None) -> FhirResponse:
     require_type(ctx, resource_type)
     auth.require(resource_type, "search-type")
-    return run_search(ctx, request, auth, [resource_type], _params(ctx, request), resource_type, conn)
+    return run_search(ctx, request, auth, [resource_type], request_params(ctx, request), resource_type, conn)
 
 
 def system_search(ctx: FhirContext, request: Request, auth: Authorization,
                   conn: Connection | None = None) -> FhirResponse:
-    params = _params(ctx, request)
+    params = request_params(ctx, request)
     requested = [t for value in (v for k, v in params if k == "_type") for t in split_or(value)]
     if not requested:
         raise BadRequest("A search across types needs _type (e.g. _type=Patient,Practitioner)", expression="_type")

@@ -61,6 +61,10 @@ class OperationRegistry:
             raise MethodNotAllowed(f"${name} does not accept {method}", headers={"Allow": ", ".join(operation.methods)})
         return operation
 
+    def definition(self, definition_id: str) -> dict:
+        """The registered OperationDefinition of that id (its handler reads its parameters from it)."""
+        return self._operations[definition_id].definition
+
     def for_type(self, resource_type: str) -> list[Operation]:
         return [op for op in self if "Resource" in op.resource_types or resource_type in op.resource_types]
 

@@ -15,6 +15,9 @@ class Criterion:
     the target type if given, and ``chain`` the criterion the referenced resource must meet.
     ``has``: a reverse chain (``_has:Observation:patient:code=x``): (type, reference parameter) of the
     resources that must point here, ``parameter`` the criterion they must meet.
+    ``codes``: a token criterion whose values the caller resolved to (system, code) pairs (``:in``,
+    ``:below`` ... ``values`` keep what was asked): a row matches one of the pairs (system None: a
+    code without a system); with the modifier ``not-in`` the resource must have no such row.
     """
 
     parameter: SearchParameter
@@ -22,6 +25,7 @@ class Criterion:
     modifier: str | None = None
     chain: Criterion | None = None
     has: tuple[str, str] | None = None
+    codes: tuple[tuple[str | None, str], ...] | None = None
 
     @property
     def canonical(self) -> str:

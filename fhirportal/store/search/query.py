@@ -4,6 +4,7 @@ criteria, OR between a criterion's comma-separated values), the way the large FH
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from .per_pid import per_pid
 from .prefixes import number_range, range_condition, split_prefix
 
 _ESCAPE = "\\"
+NEGATING = ("not", "not-in")  # the resource has no index row matching the values
 
 
 def _like_escape(text: str) -> str:
@@ -43,6 +45,19 @@ def _token(table, value: str, modifier: str | None):
     if not code:
         return table.c.system == system
     return and_(table.c.system == system, table.c.code == code)
+
+
+def _codes(table, codes: Sequence[tuple[str | None, str]]):
+    """A row holds one of the (system, code) pairs: per system one ``code IN (...)``, so the condition
+    nests as deep as there are systems, not codes (SQLite refuses expressions nested past 1000)."""
+    by_system: dict[str | None, list[str]] = {}
+    for system, code in codes:
+        by_system.setdefault(system, []).append(code)
+    if not by_system:
+        return false()
+    return or_(*(and_(table.c.system.is_(None) if system is None else table.c.system == system,
+                      table.c.code.in_(sorted(set(found))))
+                 for system, found in sorted(by_system.items(), key=lambda item: item[0] or "")))
 
 
 _LAST_CHARACTER = "\U0010ffff"
@@ -182,7 +197,7 @@ def _has(criterion: Criterion, res, base_url: str | None, types: Sequence[str] |
     source_type, reference_param = criterion.has
     ref = INDEX_TABLES["reference"].alias()
     source = resource.alias()
-    plain = Criterion(criterion.parameter, criterion.values, criterion.modifier)
+    plain = dataclasses.replace(criterion, has=None)
     sources = select(source.c.pid).where(source.c.resource_type == source_type, source.c.deleted == false(),
                                          criterion_clause(plain, source, base_url, [source_type]),
                                          _visibility.visible_clause(visibility, source, [source_type], base_url))
@@ -197,7 +212,7 @@ def _has(criterion: Criterion, res, base_url: str | None, types: Sequence[str] |
 
 def _selectivity(criterion: Criterion) -> int:
     """A rough rank, most selective first: which criterion should drive the search."""
-    if criterion.modifier in ("missing", "not"):
+    if criterion.modifier == "missing" or criterion.modifier in NEGATING:
         return 5
     if criterion.chain is not None or criterion.has is not None:
         return 4
@@ -245,7 +260,7 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
         def having(*conditions):
             if drives:
                 pids = select(table.c.pid).where(rows_of, *conditions)
-                if page is not None and criterion.modifier not in ("not", "missing"):
+                if page is not None and criterion.modifier != "missing" and criterion.modifier not in NEGATING:
                     after_pid, size = page
                     if after_pid is not None:
                         pids = pids.where(table.c.pid > after_pid)
@@ -256,6 +271,9 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
             return exists(select(1).select_from(table).where(table.c.pid == res.c.pid, rows_of, *conditions)
                           .limit(1).offset(0))
 
+        if criterion.codes is not None:
+            matching = having(_codes(columns, criterion.codes))
+            return not_(matching) if criterion.modifier in NEGATING else matching
         if criterion.modifier == "missing":
             with_value = having()
             return not_(with_value) if criterion.values[-1] == "true" else with_value
