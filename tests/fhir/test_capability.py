@@ -61,7 +61,7 @@ def test_listed_types_are_exactly_what_the_server_serves(fhir, statement):
 def test_every_listed_search_parameter_is_accepted_strictly(fhir, statement):
     """A parameter the statement lists must not be refused as unknown (strict handling)."""
     samples = {"token": "x", "string": "x", "date": "2024", "reference": "Patient/x", "quantity": "5",
-               "number": "5", "uri": "http://x"}
+               "number": "5", "uri": "http://x", "composite": "x$2024"}
     for entry in statement["rest"][0]["resource"]:
         for parameter in entry.get("searchParam", []):
             response = fhir.get(entry["type"], query_string={parameter["name"]: samples[parameter["type"]]},

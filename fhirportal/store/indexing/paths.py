@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
+from fhirportal import definitions
+
 _STEP = r"[A-Za-z][A-Za-z0-9]*"
 _PART = re.compile(
     rf"^(?:\((?P<inner>{_STEP}(?:\.{_STEP})*)\s+as\s+(?P<as1>{_STEP})\)(?P<after>(?:\.{_STEP})*)"
@@ -29,12 +31,12 @@ def _numbers(value):
     return value
 
 
-def _children(node, name: str, choice_type: str | None) -> list:
+def _children(node, name: str, choice_type: str | None, choice: bool = True) -> list:
     if not isinstance(node, dict):
         return []
     if choice_type is not None:
         keys = [name + choice_type[0].upper() + choice_type[1:]]
-    elif name in node:
+    elif name in node or not choice:
         keys = [name]
     else:  # an unqualified choice element: value -> valueQuantity, valueString, ...
         keys = [k for k in node if k.startswith(name) and len(k) > len(name) and k[len(name)].isupper()]
@@ -48,12 +50,38 @@ def _children(node, name: str, choice_type: str | None) -> list:
     return found
 
 
-def _walker(steps: list[str], choice_at_end: str | None, after: list[str], where: tuple[str, str] | None):
+def _choices(resource_type: str, steps: list[str]) -> tuple[list[bool], bool]:
+    """For each step, whether it may be an unqualified choice element (``value`` for valueQuantity): not
+    when the R4 structure says what the step is (``Coverage.subscriber`` is not ``subscriberId``); and
+    whether that decided anything (an element named like the step and more exists: ``status`` and
+    ``statusReason``)."""
+    structure = definitions.load("structure")
+    found, type_key, decided = [], resource_type, False
+    for step in steps:
+        elements = structure.get(type_key) if type_key else None
+        if elements is None:
+            found.append(True)  # beyond what the table tells: as written
+            type_key = None
+            continue
+        is_choice = any(e.get("choice") == step for e in elements.values())
+        found.append(is_choice or step not in elements)
+        element = elements.get(step)
+        decided = decided or (not found[-1] and not element.get("required") and any(  # (a required one is there)
+            k.startswith(step) and len(k) > len(step) and k[len(step)].isupper() for k in elements))
+        type_key = element["type"] if element and not is_choice else None
+    return found, decided
+
+
+def _walker(steps: list[str], choice_at_end: str | None, after: list[str], where: tuple[str, str] | None,
+            choices: list[bool] | None = None):
+    choices = choices or [True] * len(steps)
+
     def walk(resource: dict) -> list:
         current = [resource]
         for position, step in enumerate(steps):
             last = position == len(steps) - 1
-            current = [c for node in current for c in _children(node, step, choice_at_end if last else None)]
+            current = [c for node in current
+                       for c in _children(node, step, choice_at_end if last else None, choices[position])]
         for step in after:
             current = [c for node in current for c in _children(node, step, None)]
         if where is not None:
@@ -72,6 +100,7 @@ def compile_simple(expression: str) -> Callable[[dict], list] | None:
     for a resource that has none of them (``element_roots``)."""
     walkers = []
     roots: dict[str, set[str]] = {}
+    strict = False
     for part in (p.strip() for p in expression.split("|")):
         match = _PART.match(part)
         if not match:
@@ -83,7 +112,9 @@ def compile_simple(expression: str) -> Callable[[dict], list] | None:
             return None
         after = groups["after"].split(".")[1:] if groups["after"] else []
         where = (groups["field"], groups["equals"]) if groups["field"] else None
-        walker = _walker(steps, groups["as1"] or groups["as2"], after, where)
+        choices, decided = _choices(resource_type, steps)
+        strict = strict or decided
+        walker = _walker(steps, groups["as1"] or groups["as2"], after, where, choices)
         walkers.append((resource_type, walker))
         roots.setdefault(resource_type, set()).add(steps[0])
 
@@ -96,6 +127,7 @@ def compile_simple(expression: str) -> Callable[[dict], list] | None:
         return results
 
     evaluate.roots = {resource_type: frozenset(names) for resource_type, names in roots.items()}
+    evaluate.strict_steps = strict  # the structure kept a step from matching a longer element's name
     return evaluate
 
 

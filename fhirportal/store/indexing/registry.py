@@ -55,6 +55,8 @@ class SearchParameter:
         """What the index rows of this parameter depend on, hashed: rows written under another
         fingerprint are out of date (``store.index_state``)."""
         parts = [(c.get("expression"), kind) for c, kind in zip(self.components, self.component_types, strict=False)]
+        if getattr(self.evaluate, "strict_steps", False):  # rows that versions before matched differently
+            parts.append(("strict steps", "1"))
         return definition_fingerprint(self.type, self.expression, self.targets, parts)
 
 

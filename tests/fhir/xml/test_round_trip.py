@@ -33,7 +33,7 @@ def _text(document) -> str:
 
 def test_every_demo_resource_round_trips_to_the_same_json_text():
     resources = [entry["resource"] for bundle in _demo_bundles() for entry in bundle["entry"]]
-    assert len(resources) == 1150
+    assert len(resources) > 1000  # the whole demo practice
     changed = [f"{r['resourceType']}/{r.get('id')}" for r in resources
                if _text(_round_trip(r)) != _text(r)]
     assert changed == []
