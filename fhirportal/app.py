@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
 
-from . import openapi
+from . import health, openapi
 from .bulk import export as export_operation
 from .cors import install_cors
 from .fhir import conformance
@@ -66,7 +66,7 @@ def register_operations(registry: OperationRegistry, definitions: list[dict], ha
 
 
 def build_context(settings: Settings, database: Database | None = None) -> FhirContext:
-    database = database or Database(settings.database_url)
+    database = database or Database(settings.database_url, pooler=settings.database_pooler)
     registry = SearchParameterRegistry(SUPPORTED_TYPES, conformance.custom_search_parameters())
     extractor = IndexExtractor(registry, settings.base_url)
     marker = Marker(patient_marks(registry))
@@ -166,6 +166,8 @@ def _create_schema(app: Flask, ctx: FhirContext) -> None:
     @app.before_request
     def _schema_once_the_database_answers():
         nonlocal created
+        if request.blueprint == "health":  # liveness and readiness answer for themselves
+            return
         if not created:
             with lock:
                 if not created:
@@ -194,6 +196,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     api.DEFAULT_ERROR_RESPONSE_NAME = None  # no generic error schema: fhirportal.openapi documents each error
     conformance_resources = conformance.ConformanceResources(ctx.search_parameters, conformance.operation_definitions())
     api.register_blueprint(build_blueprint(settings.base_path, conformance_resources))
+    app.register_blueprint(health.build_blueprint(ctx.database))
     app.register_blueprint(terminology_routes.build_blueprint(settings.base_path))
     register_error_handlers(app, render_error)
     install_authorization_server(app, ctx)

@@ -618,6 +618,13 @@ def auth_paths() -> dict[str, dict]:
             "201": {"description": "Registered", "content": _json(_ref("ClientInformation"), "application/json")},
             "400": _oauth_error("invalid_client_metadata, invalid_redirect_uri …")},
             body={"required": True, "content": _json(_ref("ClientMetadata"), "application/json")})},
+        "/healthz": {"get": _auth_op("Liveness: the process answers", {
+            "200": {"description": "Alive", "content": _json({"type": "object"}, "application/json")}},
+            tag="health")},
+        "/readyz": {"get": _auth_op("Readiness: the process and its database answer (for a load balancer)", {
+            "200": {"description": "Ready", "content": _json({"type": "object"}, "application/json")},
+            "503": {"description": "The database does not answer",
+                    "content": _json({"type": "object"}, "application/json")}}, tag="health")},
         "/auth/jwks": {"get": _auth_op("The server's public signing keys", {
             "200": {"description": "JWK Set", "content": _json(_ref("Jwks"), "application/json")}})},
         "/auth/smart-style.json": {"get": _auth_op("SMART styling", {

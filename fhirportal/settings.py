@@ -44,6 +44,8 @@ class Settings:
     """Server configuration. See README "Configuration" for each variable."""
 
     database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'fhirportal.db'}"
+    # "transaction": PostgreSQL is reached through a transaction-pooling PgBouncer (no prepared statements).
+    database_pooler: str = "none"
     base_url: str = "http://127.0.0.1:8080/fhir"
     max_body_bytes: int = 10 * 1024 * 1024
     default_page_size: int = 50
@@ -82,6 +84,8 @@ class Settings:
         defaults = cls()
         return cls(
             database_url=env.get("FHIRPORTAL_DATABASE_URL") or defaults.database_url,
+            database_pooler=_choice(env, "FHIRPORTAL_DATABASE_POOLER", defaults.database_pooler,
+                                    ("none", "transaction")),
             base_url=(env.get("FHIRPORTAL_BASE_URL") or defaults.base_url).rstrip("/"),
             max_body_bytes=_int(env, "FHIRPORTAL_MAX_BODY_BYTES", defaults.max_body_bytes),
             default_page_size=_int(env, "FHIRPORTAL_DEFAULT_PAGE_SIZE", defaults.default_page_size),

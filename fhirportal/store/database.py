@@ -172,8 +172,12 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """Owns the engine; hands out read and write transactions."""
 
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, pooler: str = "none"):
+        """``pooler="transaction"``: PostgreSQL is reached through a transaction-pooling PgBouncer, so no
+        session state may outlive a transaction: no server-side prepared statements, no startup
+        options (PgBouncer refuses them); every statement is planned for its values anyway."""
         self.url = _normalise_url(url)
+        self.pooler = pooler
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict = {"echo": echo, "future": True}
@@ -191,8 +195,12 @@ class Database:
             # pool_pre_ping replaces a pooled connection that died (the database restarted) before use.
             connect_args = {name: value for name, value in _POSTGRESQL_CONNECT_DEFAULTS.items()
                             if name not in parsed.query}
+            if pooler == "transaction":
+                connect_args["prepare_threshold"] = None
+            else:
+                connect_args["options"] = "-c plan_cache_mode=force_custom_plan"
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=POOL_TIMEOUT_SECONDS,
-                          connect_args={"options": "-c plan_cache_mode=force_custom_plan", **connect_args})
+                          connect_args=connect_args)
         self.engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
@@ -252,6 +260,20 @@ class Database:
             digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
             number = int.from_bytes(digest, "big", signed=True)
             connection.execute(text("SELECT pg_advisory_xact_lock(:n)"), {"n": number})
+
+    def reachable(self, timeout: float = 2.0) -> bool:
+        """Whether the database answers a trivial query now (a node's readiness for a load balancer)."""
+        try:
+            with self.engine.connect() as connection:
+                if self.dialect == "postgresql":
+                    connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+                connection.exec_driver_sql("SELECT 1")
+                connection.rollback()
+            return True
+        except Exception as exc:  # noqa: BLE001
+            if unavailable(exc):
+                return False
+            raise
 
     def analyze(self) -> None:
         """Refresh the planner's statistics (after bulk loads; autovacuum may be off or behind)."""
