@@ -12,6 +12,7 @@ a warning, never as a valid or invalid instance.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import fhirpathpy
@@ -28,9 +29,15 @@ SYSTEM_TYPES = {
 
 
 def compile_invariant(constraint: dict) -> Invariant:
-    expression = constraint["expression"]
-    engine = fhirpathpy.compile(expression, model=fhirpath.MODEL)
+    return _compiled(constraint["key"], constraint.get("severity", "error"), constraint.get("human", ""),
+                     constraint["expression"])
+
+
+@functools.cache
+def _compiled(key: str, severity: str, human: str, expression: str) -> Invariant:
+    """One compilation per invariant and process (profiles derived from one another repeat them)."""
     compiled = fhirpath.compile_expression(expression)
+    engine = functools.cache(lambda: fhirpathpy.compile(expression, model=fhirpath.MODEL))  # parsed if needed
 
     def evaluate(value: Any, type_path: str) -> list:
         if compiled is not None:
@@ -39,12 +46,11 @@ def compile_invariant(constraint: dict) -> Invariant:
             except fhirpath.Fallback:
                 pass
         if isinstance(value, dict) and "resourceType" in value:
-            return engine(value, {})
-        return engine(ResourceNode.create_node(value, SYSTEM_TYPES.get(type_path, type_path)
-                                               if type_path in PRIMITIVE_TYPES else type_path), {})
+            return engine()(value, {})
+        return engine()(ResourceNode.create_node(value, SYSTEM_TYPES.get(type_path, type_path)
+                                                 if type_path in PRIMITIVE_TYPES else type_path), {})
 
-    return Invariant(constraint["key"], constraint.get("severity", "error"), constraint.get("human", ""),
-                     expression, evaluate, compiled is not None)
+    return Invariant(key, severity, human, expression, evaluate, compiled is not None)
 
 
 def _type_path(element: Element, value: Any, type_code: str | None) -> str:

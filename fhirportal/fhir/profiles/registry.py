@@ -8,7 +8,7 @@ import functools
 import threading
 from collections.abc import Iterable
 
-from fhirportal.definitions.packages import package
+from fhirportal.definitions.packages import US_CORE, package
 from fhirportal.errors import BadRequest, Issue
 from fhirportal.fhir.profiles import invariants
 from fhirportal.fhir.profiles.compiler import compile_profile
@@ -45,8 +45,7 @@ class ProfileRegistry:
     @classmethod
     def from_packages(cls, *names: str) -> ProfileRegistry:
         """The registry of the named packages (default: US Core 6.1.0)."""
-        return cls(d for name in names or (None,)
-                   for d in (package(name) if name else package()).of_type("StructureDefinition"))
+        return cls(d for name in names or (US_CORE,) for d in package(name).of_type("StructureDefinition"))
 
     def urls(self) -> list[str]:
         return sorted(self.definitions)
@@ -76,13 +75,17 @@ class ProfileRegistry:
         """The problems of ``resource`` against the profile ``profile_url`` (errors and warnings; an empty
         list when it conforms). Raises ``UnknownProfile`` for a url that is not loaded."""
         profile = self.profile(profile_url)
-        resource_type = resource.get("resourceType")
+        resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
         if resource_type != profile.type:
             return [problem(str(resource_type), f"is not a {profile.type}", profile.name,
                             f"the profile constrains {profile.type}", code="structure")]
         run = Run(resource, profile.root, contains, self.extension)
-        run.issues.extend(invariants.check(profile.root, resource, resource_type, resource_type))
-        walk(run, profile.root, resource, resource_type, resource_type)
+        try:
+            run.issues.extend(invariants.check(profile.root, resource, resource_type, resource_type))
+            walk(run, profile.root, resource, resource_type, resource_type)
+        except RecursionError:
+            return [problem(resource_type, "is nested too deeply to be validated", profile.name,
+                            "the validator's depth", code="too-costly")]
         return list(dict.fromkeys(run.issues))
 
 

@@ -65,20 +65,21 @@ def _other_choice(node: Element, key: str) -> tuple[Element, str] | None:
     return None
 
 
-def _items(obj: dict, name: str) -> list[tuple[Any, int | None]]:
-    """(value, index) of each item of property ``name``; value None for a primitive present only
-    through its ``_name`` extensions; index None for a single value."""
+def _items(obj: dict, name: str) -> list[tuple[Any, int | None, Any]]:
+    """(value, index, its ``_name`` part) of each item of property ``name``; value None for a primitive
+    present only through its ``_name`` extensions; index None for a single value."""
     value, extra = obj.get(name), obj.get("_" + name)
     if extra is None:
         if isinstance(value, list):
-            return [(item, index) for index, item in enumerate(value) if item is not None]
-        return [] if value is None else [(value, None)]
+            return [(item, index, None) for index, item in enumerate(value) if item is not None]
+        return [] if value is None else [(value, None, None)]
     if isinstance(value, list) or isinstance(extra, list):
         found = value if isinstance(value, list) else []
         more = extra if isinstance(extra, list) else []
-        return [(found[i] if i < len(found) else None, i) for i in range(max(len(found), len(more)))
-                if (i < len(found) and found[i] is not None) or (i < len(more) and more[i] is not None)]
-    return [(value, None)]
+        items = [(found[i] if i < len(found) else None, i, more[i] if i < len(more) else None)
+                 for i in range(max(len(found), len(more)))]
+        return [item for item in items if item[0] is not None or item[2] is not None]
+    return [(value, None, extra)]
 
 
 def _element(run: Run, parent: Element, parent_type: str | None, child: Element, obj: dict,
@@ -86,18 +87,21 @@ def _element(run: Run, parent: Element, parent_type: str | None, child: Element,
     if child.plain:  # counted, and searched for package extensions if complex
         count = 0
         for name in names:
-            for value, index in _items(obj, name):
+            for value, index, extra in _items(obj, name):
                 count += 1
-                if isinstance(value, dict):
-                    _scan(run, value, f"{expression}.{name}" if index is None else f"{expression}.{name}[{index}]")
+                if isinstance(value, dict) or isinstance(extra, dict):
+                    where = f"{expression}.{name}" if index is None else f"{expression}.{name}[{index}]"
+                    _scan(run, value if isinstance(value, dict) else extra, where)
         if count < child.min or (child.max is not None and count > child.max):
             _cardinality(run, child, count, _collection(expression, child, names))
         return
     items, count = [], 0
     for name, type_code in names.items():
-        for value, index in _items(obj, name):
+        for value, index, extra in _items(obj, name):
             where = f"{expression}.{name}" if index is None else f"{expression}.{name}[{index}]"
             count += 1
+            if isinstance(extra, dict):  # a primitive's extensions
+                _scan(run, extra, where)
             if child.choice and type_code not in child.types:
                 run.issues.append(problem(where, f"type {type_code} is not allowed here", child.profile,
                                           f"{child.id} allows {', '.join(child.types)}", code="structure"))
@@ -146,16 +150,18 @@ def _item(run: Run, parent: Element, parent_type: str | None, node: Element, val
                               f"{node.id} {node.pattern[0]}", code="value"))
     if node.binding is not None:
         issues.extend(bindings.check(node, value, type_code, where, run.contains))
-    if node.targets is not None and type_code == "Reference":
+    if node.targets is not None and type_code == "Reference" and isinstance(value, dict):
         target = _reference_type(value, run.resource)
         if target is not None and target not in node.targets:
             issues.append(problem(where, f"a reference to {target} is not allowed here", node.profile,
                                   f"{node.id} targets {', '.join(sorted(node.targets))}", code="structure"))
     if node.invariants:
         issues.extend(invariants.check(node, value, type_code, where))
-    if not isinstance(value, dict) or "resourceType" in value:
+    if not isinstance(value, dict):
         return
-    if type_code == "Extension":
+    if "resourceType" in value:  # a contained resource: only its extensions are validated here
+        _scan(run, value, where)
+    elif type_code == "Extension":
         _extension(run, parent, parent_type, node, value, where)
     elif node.children:
         walk(run, node, value, where, type_code)
@@ -168,7 +174,7 @@ def _extension(run: Run, parent: Element, parent_type: str | None, node: Element
         walk(run, node, value, where, "Extension")
     url = value.get("url")
     definition = run.definitions(url) if isinstance(url, str) else None
-    if definition is None or definition.root is node:
+    if definition is None:
         if not node.children:
             _scan(run, value, where)
         return
@@ -178,13 +184,14 @@ def _extension(run: Run, parent: Element, parent_type: str | None, node: Element
 
 
 def _scan(run: Run, value: dict, where: str) -> None:
-    """Find extensions defined in the loaded packages inside a value the snapshot does not expand."""
+    """Find extensions defined in the loaded packages inside a value the snapshot does not expand (or in
+    a contained resource)."""
     for key, child in value.items():
         if isinstance(child, list):
             for index, item in enumerate(child):
-                if isinstance(item, dict) and "resourceType" not in item:
+                if isinstance(item, dict):
                     _scanned(run, key, item, f"{where}.{key}[{index}]")
-        elif isinstance(child, dict) and "resourceType" not in child:
+        elif isinstance(child, dict):
             _scanned(run, key, child, f"{where}.{key}")
 
 

@@ -183,6 +183,16 @@ CASES = [
          {"url": RACE, "extension": [{"url": "text", "valueString": "x"}, {"url": "text", "valueString": "y"}]}]), [
         error("Patient.name[0].period.extension[0].extension", "maximum 1 in slice text, found 2 (us-core-race: text "
               "slice requires 1..1)", "structure")]),
+    ("extension on a primitive", PATIENT, "us-core-patient",
+     put("_birthDate", {"extension": [{"url": RACE, "extension": [{"url": "ombCategory", "valueString": "x"}]}]}), [
+        error("Patient.birthDate.extension[0].extension", "minimum 1 in slice text, found 0 (us-core-race: text "
+              "slice requires 1..1)", "required"),
+        error("Patient.birthDate.extension[0].extension[0].valueString", "type string is not allowed here "
+              "(us-core-race: Extension.extension:ombCategory.value[x] allows Coding)", "structure")]),
+    ("extension in a contained resource", "MedicationRequest-medicationrequest-contained-oral-axid.json",
+     "us-core-medicationrequest", put("contained.0.extension", [{"url": RACE}]), [
+        error("MedicationRequest.contained[0].extension[0].extension", "minimum 1, found 0 (us-core-race: "
+              "Extension.extension requires 1..*)", "required")]),
     # ---------------------------------------------------------------- invariants
     ("invariant on an element", HEMOGLOBIN, "us-core-observation-lab", put("effectiveDateTime", "2005"), [
         error("Observation.effectiveDateTime", "Datetime must be at least to day. (us-core-observation-lab: "
