@@ -53,9 +53,11 @@ def compile_profile(definition: dict, definitions: Mapping[str, dict]) -> Profil
         parent_id, _, last = source["id"].rpartition(".")
         step, _, slice_name = last.partition(":")
         if "/" in slice_name:
-            notes.append(Unsupported(source["id"], "re-slicing", "slices of slices are validated as their parent"))
-        if slice_name:
+            notes.append(Unsupported(source["id"], "re-slicing", "a slice of a slice is not checked"))
+        elif slice_name:
             sliced = by_id.get(f"{parent_id}.{step}")
+            if sliced is not None and sliced.slicing is None and sliced.choice:  # R4: implied type slicing
+                sliced.slicing = Slicing((("type", "$this"),), "open", False)
             if sliced is None or sliced.slicing is None:
                 raise CompileError(f"{name}: slice {source['id']} has no sliced element before it")
             sliced.slicing.slices.append(Slice(element, ()))
@@ -81,7 +83,7 @@ def compile_profile(definition: dict, definitions: Mapping[str, dict]) -> Profil
                              or "Extension" in element.types)
     for element in by_id.values():
         if element.slicing is not None:
-            slicing.compile_tests(element, definitions, notes)
+            slicing.compile_tests(element, notes)
     contexts = tuple((c.get("type", ""), c.get("expression", "")) for c in definition.get("context", []))
     return Profile(definition["url"], name, definition.get("version", ""), definition["type"], root, contexts, notes)
 

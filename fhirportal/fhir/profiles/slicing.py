@@ -20,7 +20,6 @@ slice's cardinality, ``rules: closed`` (an item in no slice), ``ordered`` (items
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from fhirportal.fhir.profiles import bindings, values
@@ -30,7 +29,7 @@ from fhirportal.fhir.profiles.plan import Contains, Element, Slice, Test, Unsupp
 STEP = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 
 
-def compile_tests(element: Element, definitions: Mapping[str, dict], notes: list[Unsupported]) -> None:
+def compile_tests(element: Element, notes: list[Unsupported]) -> None:
     slicing = element.slicing
     if not slicing.slices:
         return
@@ -41,7 +40,7 @@ def compile_tests(element: Element, definitions: Mapping[str, dict], notes: list
         tests = []
         for kind, path in slicing.discriminators:
             steps = () if path == "$this" else tuple(path.split("."))
-            test = _test(kind, steps, slice_.element, definitions)
+            test = _test(kind, steps, slice_.element)
             if test is None:
                 reason = f"slice {slice_.element.slice_name}: nothing at {path} tells it apart ({kind})"
                 break
@@ -74,7 +73,7 @@ def _unsupported_discriminator(discriminators) -> str | None:
     return None
 
 
-def _test(kind: str, steps: tuple[str, ...], slice_element: Element, definitions) -> Test | None:
+def _test(kind: str, steps: tuple[str, ...], slice_element: Element) -> Test | None:
     target = slice_element
     for position, step in enumerate(steps):
         child = next((c for c in target.children if c.json_name == step), None)

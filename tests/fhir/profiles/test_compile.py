@@ -92,3 +92,24 @@ def test_unknown_element_properties_are_listed():
     profile = ProfileRegistry([definition]).profile(definition["url"])
     assert ("Patient.birthDate", "ElementDefinition.maxLength", "not checked") in {
         (note.element, note.construct, note.detail) for note in profile.unsupported}
+
+
+def test_a_choice_slice_without_slicing_is_type_slicing():
+    """R4 lets a profile constrain ``value[x]:valueQuantity`` without declaring the slicing: by type."""
+    definition = copy.deepcopy(package().by_url[US_CORE + "us-core-heart-rate"])
+    del next(e for e in definition["snapshot"]["element"] if e["id"] == "Observation.value[x]")["slicing"]
+    profile = ProfileRegistry([definition]).profile(definition["url"])
+    value = next(child for child in profile.root.children if child.name == "value[x]")
+    assert value.slicing.discriminators == (("type", "$this"),)
+    assert [t.expected for s in value.slicing.slices for t in s.tests] == [frozenset({"Quantity"})]
+
+
+def test_reslicing_is_listed():
+    definition = copy.deepcopy(package().by_url[US_CORE + "us-core-blood-pressure"])
+    elements = definition["snapshot"]["element"]
+    systolic = next(i for i, e in enumerate(elements) if e["id"] == "Observation.component:systolic")
+    elements.insert(systolic + 1, {**elements[systolic], "id": "Observation.component:systolic/home",
+                                   "sliceName": "systolic/home"})
+    profile = ProfileRegistry([definition]).profile(definition["url"])
+    assert ("Observation.component:systolic/home", "re-slicing", "a slice of a slice is not checked") in {
+        (note.element, note.construct, note.detail) for note in profile.unsupported}
