@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # (valueset_url, system, code) -> True (in the value set) / False (not) / None (cannot tell)
-Contains = Callable[[str, "str | None", str], "bool | None"]
+Contains = Callable[[str, str | None, str], bool | None]
 
 # FHIR R4's primitive types: a choice property's suffix names one of these with a capital first letter
 # (``valueDateTime``) or a complex type as it is (``valueQuantity``).

@@ -33,7 +33,7 @@ def cannot_tell(valueset: str, system: str | None, code: str) -> bool | None:
 
 
 class ProfileRegistry:
-    """StructureDefinitions (constraints with a snapshot) by canonical url; ``profile(url)`` compiles one
+    """StructureDefinitions with a snapshot, by canonical url; ``profile(url)`` compiles one
     the first time it is asked for (thread-safe) and keeps it for the life of the process."""
 
     def __init__(self, definitions: Iterable[dict]):
