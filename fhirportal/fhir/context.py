@@ -58,9 +58,10 @@ class FhirContext:
     def audit(self) -> AccessLog:
         return AccessLog(self.database, self.base_url, patient_compartment())
 
-    def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None) -> None:
+    def validate(self, conn, body: dict, *, self_reference: tuple[str, str] | None = None,
+                 profiles: list[str] | None = None) -> None:
         self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),
-                                self_reference=self_reference)
+                                self_reference=self_reference, profiles=profiles)
 
     def committed(self, records: list[StoredResource]) -> None:
         """Run the ``after_commit`` hooks on what a create, update, patch or transaction (or one batch

@@ -21,6 +21,7 @@ from fhirportal import definitions
 from fhirportal.errors import BadRequest, Issue, Unprocessable
 from fhirportal.store.indexing.reference import parse as parse_reference
 
+from . import profile_check
 from .structure_check import StructureCheck
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -53,12 +54,17 @@ class ResourceValidator:
         self.structure_check = StructureCheck()
 
     # ------------------------------------------------------------ entry point
-    def validate(self, body: dict, exists: ExistenceCheck, *, self_reference: tuple[str, str] | None = None) -> None:
+    def validate(self, body: dict, exists: ExistenceCheck, *, self_reference: tuple[str, str] | None = None,
+                 profiles: list[str] | None = None) -> None:
+        """422 with every problem: structure, the profiles the resource claims (or ``profiles``), bindings,
+        reference targets, references that do not resolve."""
         resource_type = body.get("resourceType")
         if not isinstance(resource_type, str) or resource_type not in self.supported_types:
             raise Unprocessable(f"Resource type '{resource_type}' is not supported by this server",
                                 expression="resourceType")
         issues = self._structure_issues(resource_type, body)
+        if not issues:  # a profile's rules only on what is structurally a resource
+            issues += profile_check.issues(body, profiles)
         references: list[tuple[str, str, str]] = []
         self._walk(resource_type, body, resource_type, issues, references)
         if self.validate_references:
