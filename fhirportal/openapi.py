@@ -300,8 +300,15 @@ def fhir_paths(base: str) -> dict[str, dict]:
             "An OperationDefinition", fhir_responses(_ok(200, "The definition"), public=True), parameters=FORMAT,
             security=PUBLIC)},
         f"{b}/SearchParameter/{{fhir_id}}": {"parameters": [ID], "get": fhir_op(
-            "A custom SearchParameter", fhir_responses(_ok(200, "The definition"), public=True), parameters=FORMAT,
+            "A SearchParameter", fhir_responses(_ok(200, "The definition"), public=True), parameters=FORMAT,
             security=PUBLIC)},
+        f"{b}/StructureDefinition/{{fhir_id}}": {"parameters": [ID], "get": fhir_op(
+            "A StructureDefinition (US Core 6.1.0's profiles and extensions)", fhir_responses(
+                _ok(200, "The definition"), public=True), parameters=FORMAT, security=PUBLIC)},
+        **{f"{b}/{kind}": {"get": fhir_op(f"Search the {kind}s this server serves (url, name, status, version, _id)",
+                                          fhir_responses(BUNDLE_OK, public=True), parameters=CONFORMANCE_SEARCH,
+                                          security=PUBLIC)}
+           for kind in ("OperationDefinition", "SearchParameter", "StructureDefinition")},
         f"{b}/{{resource_type}}": {
             "parameters": [TYPE],
             "get": fhir_op("Search", fhir_responses(BUNDLE_OK), parameters=SEARCH,
@@ -361,17 +368,21 @@ def fhir_paths(base: str) -> dict[str, dict]:
     }
 
 
+CONFORMANCE_SEARCH = [
+    query("url", "Canonical url (:below: a prefix)"), query("name", "Name (starts with; :exact, :contains)"),
+    query("status", "Status"), query("version", "Version"), query("_id", "Logical id(s)"),
+    query("_count", "Page size", {"type": "integer", "minimum": 0, "maximum": 1000}),
+    query("_cursor", "Paging cursor from a next link"), query("_summary", "Summary mode"),
+    query("_elements", "Comma-separated elements to return"), *FORMAT]
+
+
 def terminology_paths(b: str) -> dict[str, dict]:
     """CodeSystem, ValueSet and ConceptMap (read-only, public) and the terminology operations."""
     paths: dict[str, dict] = {}
     not_allowed = fhir_op("Not allowed: the terminology resources are read-only", fhir_responses({}, 405,
                                                                                                   public=True),
                           parameters=FORMAT, security=PUBLIC)
-    search = [query("url", "Canonical url (:below: a prefix)"), query("name", "Name (starts with; :exact, :contains)"),
-              query("status", "Status"), query("version", "Version"), query("_id", "Logical id(s)"),
-              query("_count", "Page size", {"type": "integer", "minimum": 0, "maximum": 1000}),
-              query("_cursor", "Paging cursor from a next link"), query("_summary", "Summary mode"),
-              query("_elements", "Comma-separated elements to return"), *FORMAT]
+    search = CONFORMANCE_SEARCH
     for kind in ("CodeSystem", "ValueSet", "ConceptMap"):
         paths[f"{b}/{kind}"] = {
             "get": fhir_op(f"Search the {kind}s", fhir_responses(BUNDLE_OK, public=True), parameters=search,

@@ -63,8 +63,8 @@ def test_fhir_errors_are_documented_as_operation_outcomes(spec):
                 assert response["content"]["application/fhir+json"]["schema"] == outcome, f"{method} {path} {status}"
                 checked += 1
         if path != "/fhir/metadata" and not path.startswith(("/fhir/OperationDefinition", "/fhir/SearchParameter",
-                                                              "/fhir/CodeSystem", "/fhir/ValueSet",
-                                                              "/fhir/ConceptMap")):
+                                                              "/fhir/StructureDefinition", "/fhir/CodeSystem",
+                                                              "/fhir/ValueSet", "/fhir/ConceptMap")):
             assert operation["security"] == [{"bearerAuth": []}], f"{method} {path}"
             assert "401" in operation["responses"], f"{method} {path}"
     assert checked > 100

@@ -241,6 +241,8 @@ def search(ctx: FhirContext, conn, auth: Authorization, criteria: list[Criterion
 # ---------------------------------------------------------------------------- _include
 
 _INCLUDE_PATHS = {"patient": ("agent", "entity"), "agent": ("agent",), "entity": ("entity",)}
+INCLUDES = tuple(_INCLUDE_PATHS)
+REVINCLUDED = 100  # journal entries a page's _revinclude=AuditEvent:… brings at most (the newest)
 
 
 def _referenced(body: dict, param: str | None) -> list[str]:
@@ -280,3 +282,39 @@ def included(ctx: FhirContext, conn, auth: Authorization, matches: list[StoredRe
         except (NotFound, Gone):
             continue
     return found
+
+
+def revincluded(ctx: FhirContext, conn, auth: Authorization, matches: list[StoredResource], specs) -> list:
+    """``_revinclude=AuditEvent:patient|agent|entity`` of another search's page: the journalled accesses
+    about (or by) the page's resources that the token may see, the newest ``REVINCLUDED`` (the stored
+    AuditEvents come through the usual index)."""
+    wanted = [s for s in specs if s.reverse and s.source_type == AUDIT_EVENT and s.param in _INCLUDE_PATHS]
+    if not wanted or (auth.access is not None and not auth.access.permits(AUDIT_EVENT, "search-type")):
+        return []
+    viewer, _rule, visible = viewer_and_rule(auth, "search-type")
+    if visible is None:
+        return []
+    patients = [r.fhir_id for r in matches if r.resource_type == "Patient"]
+    references = [r.reference for r in matches]
+    alternatives = []
+    for spec in wanted:
+        if spec.param in ("patient", "entity") and patients:
+            alternatives.append((Term("patient_id", "in", patients),))
+        if spec.param == "entity":
+            alternatives.append((Term("query", "in", references),))
+        if spec.param in ("agent", "patient"):
+            alternatives.append((Term("fhir_user", "in", references),))
+    if not alternatives:
+        return []
+    rows = journal.select_rows(conn, [*visible, tuple(alternatives)], None, count=REVINCLUDED)
+    return [audit_events.as_stored(row, ctx.base_url, viewer) for row in rows]
+
+
+def as_seen(auth: Authorization, records: list[StoredResource]) -> list[StoredResource]:
+    """Stored AuditEvents among ``records`` (an include, ``$everything``) as the token's reader may see them."""
+    viewer, _rule, _clauses = viewer_and_rule(auth, "read")
+    if not viewer.is_patient:
+        return records
+    return [StoredResource(r.resource_type, r.fhir_id, r.version_id, r.last_updated, r.deleted,
+                           json.dumps(audit_events.redact_stored(r.body, viewer), separators=(",", ":")), r.method)
+            if r.resource_type == AUDIT_EVENT and r.content else r for r in records]

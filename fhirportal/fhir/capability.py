@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from fhirportal.smart.discovery import OAUTH_URIS as OAUTH_ENDPOINTS
 from fhirportal.store import clock
 
-from . import us_core
+from . import audit_view, us_core
 from .conformance import load_template
 from .context import FhirContext
 from .resource_types import interactions
@@ -85,7 +85,13 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
     }
     references = [p for p in searchable(ctx, resource_type) if p.type == "reference"]
     entry["searchInclude"] = ["*"] + sorted(f"{resource_type}:{p.code}" for p in references)
-    entry["searchRevInclude"] = revincludes(ctx, resource_type, all_references)
+    entry["searchRevInclude"] = [r for r in revincludes(ctx, resource_type, all_references)
+                                 if not r.startswith("AuditEvent:") or r in AUDIT_REVINCLUDES]
+    if resource_type == "AuditEvent":  # the access log: what its view answers (fhir/audit_view.py)
+        entry["searchInclude"] = ["*", *(f"AuditEvent:{code}" for code in sorted(audit_view.INCLUDES))]
+        entry["searchRevInclude"] = []
+        entry["documentation"] = ("The access log: AuditEvents rendered from the journal of every access, with the "
+                                  "ones other systems sent; newest first (_sort=date or -date only)")
     profiles = us_core.profiles(resource_type)
     if profiles:
         entry["supportedProfile"] = profiles
@@ -100,7 +106,8 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
     return entry
 
 
-CONFORMANCE_TYPES = ("OperationDefinition", "SearchParameter")
+CONFORMANCE_TYPES = ("OperationDefinition", "SearchParameter", "StructureDefinition")
+AUDIT_REVINCLUDES = frozenset({"AuditEvent:patient", "AuditEvent:agent", "AuditEvent:entity"})
 
 
 def _terminology_entry(ctx: FhirContext, resource_type: str) -> dict:
@@ -127,8 +134,9 @@ def security(ctx: FhirContext) -> dict:
         "cors": True,
         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                  "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
-        "description": "Every request except GET metadata, OperationDefinition/{id}, SearchParameter/{id} and "
-                       "the terminology (CodeSystem, ValueSet, ConceptMap and their operations) needs "
+        "description": "Every request except GET metadata, the conformance resources (OperationDefinition, "
+                       "SearchParameter, StructureDefinition: read and search) and the terminology (CodeSystem, "
+                       "ValueSet, ConceptMap and their operations) needs "
                        "Authorization: Bearer <access token> (SMART App Launch 2 scopes; patient/ tokens "
                        "reach their patient's compartment only). See .well-known/smart-configuration.",
         "extension": [{"url": OAUTH_URIS_EXTENSION, "extension": [
@@ -144,7 +152,11 @@ def _resources(ctx: FhirContext) -> list[dict]:
         all_references = _references(ctx)
         resources = [_resource_entry(ctx, t, all_references) for t in sorted(ctx.resource_types)]
         resources += [{"type": t, "profile": f"http://hl7.org/fhir/StructureDefinition/{t}",
-                       "interaction": [{"code": "read"}]} for t in CONFORMANCE_TYPES]
+                       "documentation": "The definitions this server uses and serves, read-only; no token needed",
+                       "interaction": [{"code": "read"}, {"code": "search-type"}],
+                       "searchParam": [{"name": code, "definition": SEARCH_PARAMETER_URLS[code], "type": kind}
+                                       for code, (kind, _) in sorted(SEARCH_PARAMETERS.items())]}
+                      for t in CONFORMANCE_TYPES]
         resources += [_terminology_entry(ctx, t) for t in TERMINOLOGY_TYPES]
         cache.update(pending=pending, resources=sorted(resources, key=lambda r: r["type"]))
     return cache["resources"]

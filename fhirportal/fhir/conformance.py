@@ -5,9 +5,11 @@ Core's: the published ones as published, FHIR R4's generated from the definition
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
+from fhirportal.definitions.packages import package
 from fhirportal.errors import NotFound
 from fhirportal.store.indexing import SearchParameter, SearchParameterRegistry
 
@@ -95,3 +97,21 @@ class ConformanceResources:
         if fhir_id not in self._parameters:
             raise NotFound(f"SearchParameter/{fhir_id} is not known")
         return self._published.get(fhir_id) or search_parameter_resource(self._parameters[fhir_id])
+
+    def structure_definition(self, fhir_id: str) -> dict:
+        found = self.structure_definitions_by_id.get(fhir_id)
+        if found is None:
+            raise NotFound(f"StructureDefinition/{fhir_id} is not known (this server holds US Core 6.1.0's)")
+        return found
+
+    @functools.cached_property
+    def structure_definitions_by_id(self) -> dict[str, dict]:
+        return {sd["id"]: sd for sd in package().of_type("StructureDefinition")}
+
+    def all_of(self, resource_type: str) -> list[dict]:
+        """Every OperationDefinition, SearchParameter or StructureDefinition served (for searches)."""
+        if resource_type == "OperationDefinition":
+            return list(self._operations.values())
+        if resource_type == "SearchParameter":
+            return [self.search_parameter(fhir_id) for fhir_id in sorted(self._parameters)]
+        return list(self.structure_definitions_by_id.values())

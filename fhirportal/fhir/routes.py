@@ -24,11 +24,14 @@ from . import capability
 from .audit import RequestSeen
 from .authorization import UNRESTRICTED, Authorization, authenticate
 from .conformance import ConformanceResources
+from .conformance_search import search as conformance_search_of
 from .context import FhirContext
 from .interactions import create, delete, history, patch, read, search, transaction, update
 from .interactions.common import require_type
+from .interactions.history import page_size
 from .negotiation import is_pretty, render, response_format
 from .response import FhirResponse
+from .search_params import handling_is_strict
 
 
 def context() -> FhirContext:
@@ -36,7 +39,9 @@ def context() -> FhirContext:
 
 
 # Endpoints anyone may GET: what the server can do, never data.
-PUBLIC_ENDPOINTS = frozenset({"fhir.metadata", "fhir.operation_definition", "fhir.search_parameter"})
+CONFORMANCE_SEARCHES = ("OperationDefinition", "SearchParameter", "StructureDefinition")
+PUBLIC_ENDPOINTS = frozenset({"fhir.metadata", "fhir.operation_definition", "fhir.search_parameter",
+                              "fhir.structure_definition", *(f"fhir.search_{t}" for t in CONFORMANCE_SEARCHES)})
 
 
 def is_public(request) -> bool:
@@ -137,6 +142,24 @@ def build_blueprint(url_prefix: str, conformance: ConformanceResources, *, name:
     @blp.route("/SearchParameter/<fhir_id>", methods=["GET"])
     def search_parameter(fhir_id):
         return answer(FhirResponse(200, conformance.search_parameter(fhir_id)))
+
+    @blp.route("/StructureDefinition/<fhir_id>", methods=["GET"])
+    def structure_definition(fhir_id):
+        return answer(FhirResponse(200, conformance.structure_definition(fhir_id)))
+
+    def conformance_search(resource_type: str):
+        def search_them():
+            ctx = context()
+            params = list(request.args.items(multi=True))
+            strict = handling_is_strict(request.headers.get("Prefer"), ctx.settings.search_handling)
+            return answer(FhirResponse(200, conformance_search_of(
+                conformance.all_of(resource_type), resource_type, params, ctx.base_url,
+                page_size(ctx, request, params), strict=strict)))
+        return search_them
+
+    for resource_type in CONFORMANCE_SEARCHES:  # read-only and public, from memory
+        blp.add_url_rule(f"/{resource_type}", f"search_{resource_type}", conformance_search(resource_type),
+                         methods=["GET"])
 
     @blp.route("/<resource_type>", methods=["GET", "POST", "PUT", "DELETE"])
     def type_level(resource_type):

@@ -123,3 +123,15 @@ def test_a_huge_type_name_is_journalled_clipped_and_never_blocks_the_journal(ctx
     assert fhir.get("Patient?_id=" + "y" * 300).status_code == 200
     ctx.audit.flush()  # what the writer thread has not written yet (it writes every 0.2 s on its own)
     assert _count(ctx, access_log) == before + 2
+
+
+def test_revinclude_brings_the_journal_about_the_patients_found(ctx, fhir):
+    fhir.put("Patient/pa", patient(id="pa"))
+    fhir.put("Patient/pb", patient(id="pb"))
+    ctx.audit.record(Access("read", "Patient", "Patient/pa", 200, "app-1", patient_id="pa"))
+    ctx.audit.record(Access("read", "Patient", "Patient/pb", 200, "app-1", patient_id="pb"))
+    ctx.audit.flush()
+    found = fhir.get("Patient?_id=pa&_revinclude=AuditEvent:patient").get_json()["entry"]
+    included = [e["resource"] for e in found if e["search"]["mode"] == "include"]
+    assert included and all({"reference": "Patient/pa"} in [x.get("what") for x in e["entity"]] for e in included)
+    assert not [e for e in included if {"reference": "Patient/pb"} in [x.get("what") for x in e["entity"]]]

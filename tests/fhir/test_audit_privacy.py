@@ -85,7 +85,9 @@ def _what_the_log_shows(client, ctx, family: dict, who: str) -> str:
                 "&_include=AuditEvent:entity", "AuditEvent?outcome=4", "AuditEvent?action=R,E",
                 "AuditEvent?subtype=read,search-type", "AuditEvent?date=ge2000", "AuditEvent?entity-type=Observation",
                 f"AuditEvent?agent=Patient/{family['patient']}", f"AuditEvent?entity=Patient/{family['patient']}",
-                "AuditEvent?_sort=date&_count=3", f"Patient/{family['patient']}/$everything?_count=7"]
+                "AuditEvent?_sort=date&_count=3", f"Patient/{family['patient']}/$everything?_count=7",
+                f"Patient?_id={family['patient']}&_revinclude=AuditEvent:patient&_revinclude=AuditEvent:agent"
+                "&_revinclude=AuditEvent:entity", f"Patient?_id={family['patient']}&_revinclude=*"]
     for number, url in enumerate(searches):
         for body in _all_pages(app, url):
             seen.append(json.dumps(body))

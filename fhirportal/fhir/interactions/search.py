@@ -12,6 +12,7 @@ from flask import Request
 from sqlalchemy import Connection
 
 from fhirportal.errors import BadRequest
+from fhirportal.store.records import SearchPage
 
 from .. import audit_view
 from ..authorization import Authorization
@@ -71,6 +72,8 @@ def _resources(ctx: FhirContext, auth: Authorization, resource_types: list[str],
                                          include_iterations=ctx.settings.max_include_iterations)
         except ValueError as exc:
             raise BadRequest(f"Invalid _cursor: {exc}", expression="_cursor") from exc
+        logged = audit_view.revincluded(ctx, conn, auth, page.matches, parsed.include)  # the access log's
+        page = SearchPage(page.matches, page.next_cursor, [*audit_view.as_seen(auth, page.included), *logged])
         total = None
         if parsed.total == "estimate" and count > 0:
             total = ctx.repository.estimate(conn, resource_types, parsed.criteria, visibility=visibility)

@@ -81,7 +81,7 @@ def everything(ctx: FhirContext, request: Request, auth: Authorization, resource
     elif (not types or "AuditEvent" in types) and (
             auth.access is None or auth.access.permits("AuditEvent", "search-type")):
         links["next"] = link(ctx.base_url, path, kept + [("_cursor", LOG_PAGES)])
-    entries = [search_entry(ctx.base_url, r) for r in matches]
+    entries = [search_entry(ctx.base_url, r) for r in audit_view.as_seen(auth, matches)]
     # Referenced practitioners, organizations, medications ... but never other patients' data
     # (a Group in the compartment refers to every member).
     patient_data = set(compartment_params(ctx)) | {"Patient", "Person"}
