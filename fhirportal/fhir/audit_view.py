@@ -132,7 +132,7 @@ def criterion_clause(criterion: Criterion, base_url: str | None = None) -> Claus
     """The alternatives of terms a journalled access must meet for ``criterion``."""
     code, values, modifier = criterion.parameter.code, criterion.values, criterion.modifier
     if criterion.chain is not None or criterion.has is not None:
-        raise BadRequest("Chained and _has parameters are not supported in AuditEvent searches", expression=code)
+        raise BadRequest("A chained or _has parameter here is not supported on the access log", expression=code)
     column = {"patient": "patient_id", "agent": "fhir_user", "entity-type": "resource_type"}.get(code)
     if modifier == "missing":
         if column is None and code not in ("_id", "date", "_lastUpdated", "type", "subtype", "action", "outcome"):
@@ -205,6 +205,53 @@ def read(ctx: FhirContext, conn, auth: Authorization, fhir_id: str, interaction:
     return audit_events.as_stored(row, ctx.base_url, viewer)
 
 
+NOTHING = "\x00"  # a value no entry has
+MAX_CHAINED = 1000  # resources a chained AuditEvent criterion may stand for
+
+
+def _chain_resolved(ctx: FhirContext, conn, auth: Authorization, criterion: Criterion) -> Criterion:
+    """A chain (``patient:Patient.name=…``) as the references it stands for (the resources of the target
+    type that meet it and the token may see); ``_has`` matches no journalled access (nothing refers to one)."""
+    if criterion.has is not None:
+        return Criterion(criterion.parameter, (NOTHING,), None)
+    if criterion.chain is None:
+        return criterion
+    target_types = [criterion.modifier] if criterion.modifier else list(criterion.parameter.targets) or ["Patient"]
+    references = []
+    for target_type in target_types:
+        if target_type not in ctx.resource_types:
+            continue
+        ids = ctx.repository.search_ids(conn, target_type, [criterion.chain], limit=MAX_CHAINED + 1,
+                                        visibility=auth.visibility("search-type"))
+        references += [f"{target_type}/{fhir_id}" for fhir_id in ids]
+    if len(references) > MAX_CHAINED:
+        raise BadRequest(f"'{criterion.parameter.code}' stands for more than {MAX_CHAINED} resources in an AuditEvent "
+                         f"search: narrow it", expression=criterion.parameter.code)
+    return Criterion(criterion.parameter, tuple(references) or (NOTHING,), None)
+
+
+def _as_shown(criterion: Criterion, viewer: Viewer, auth: Authorization) -> Criterion:
+    """A patient viewer's criterion on what the entries show them: another patient (as ``patient`` or an
+    entity) or another portal user (as ``agent``) is named in none of them, so matches none."""
+    code = criterion.parameter.code
+    if criterion.chain is not None or criterion.has is not None or code not in ("patient", "entity", "agent"):
+        return criterion
+    own_user = auth.access.fhir_user if auth.access is not None else None
+
+    def shown(value: str) -> bool:
+        target_type, target_id = parse_reference(value)
+        if target_id is None:
+            return code != "patient" or value in viewer.patients  # a bare id (patient=x)
+        if target_type == "Patient":
+            return target_id in viewer.patients
+        if code == "agent" and target_type in ("RelatedPerson", "Person"):
+            return value == own_user
+        return True
+
+    kept = tuple(v for v in criterion.values if shown(v)) or (NOTHING,)
+    return Criterion(criterion.parameter, kept, criterion.modifier)
+
+
 def search(ctx: FhirContext, conn, auth: Authorization, criteria: list[Criterion], sort, *, count: int,
            cursor: str | None, total: str, include=(), stored: bool = True) -> tuple[SearchPage, int | None]:
     """A page of AuditEvents (journalled and stored) meeting ``criteria``, in time order, with what
@@ -218,7 +265,10 @@ def search(ctx: FhirContext, conn, auth: Authorization, criteria: list[Criterion
     viewer, rule, visible = viewer_and_rule(auth, "search-type")
     if visible is None:
         raise Forbidden("The access token does not allow reading the access log")
-    access = [*visible, *(criterion_clause(c, ctx.base_url) for c in criteria)]
+    journal_criteria = [_chain_resolved(ctx, conn, auth, c) for c in criteria]
+    if viewer.is_patient:
+        journal_criteria = [_as_shown(c, viewer, auth) for c in journal_criteria]
+    access = [*visible, *(criterion_clause(c, ctx.base_url) for c in journal_criteria)]
     visibility = auth.visibility("search-type")
     stored = ctx.repository.matching(AUDIT_EVENT, criteria, visibility=visibility) if stored else None
     after = None
@@ -259,10 +309,9 @@ def _referenced(body: dict, param: str | None) -> list[str]:
 
 def included(ctx: FhirContext, conn, auth: Authorization, matches: list[StoredResource], specs) -> list[StoredResource]:
     """``_include=AuditEvent:patient|agent|entity`` (or ``*``) of a page of AuditEvents: the resources they
-    point at that the token may read, each once. ``_revinclude`` and ``:iterate`` are not served here."""
-    if any(spec.reverse or spec.iterate for spec in specs):
-        raise BadRequest("AuditEvent searches take _include=AuditEvent:patient|agent|entity only (no _revinclude "
-                         "or :iterate)", expression="_include")
+    point at that the token may read, each once (one round: what those point at is not followed, and nothing
+    refers to the access log's entries, so a ``_revinclude`` brings none)."""
+    specs = [spec for spec in specs if not spec.reverse]
     visibility = auth.visibility("read")
     wanted: dict[tuple[str, str], None] = {}
     for spec in specs:

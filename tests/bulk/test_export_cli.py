@@ -64,7 +64,10 @@ def test_types_since_group_and_patient_level(fhir, settings, tmp_path):
     time.sleep(0.01)
     later = fhir.create(observation(people[1]["id"]))
     assert _export(settings, "--since", since, "--out", str(tmp_path / "b")).exit_code == 0
-    assert {t: [r["id"] for r in v] for t, v in _files(tmp_path / "b").items()} == {"Observation": [later["id"]]}
+    since_files = _files(tmp_path / "b")
+    logged = since_files.pop("AuditEvent")  # the access log since then: the create itself
+    assert {t: [r["id"] for r in v] for t, v in since_files.items()} == {"Observation": [later["id"]]}
+    assert [(e["action"], e["subtype"][0]["code"]) for e in logged] == [("C", "create")]
 
     assert _export(settings, "--patient-level", "--out", str(tmp_path / "c")).exit_code == 0
     files = _files(tmp_path / "c")
