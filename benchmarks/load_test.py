@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: the repository, for the shared benchmark helpers
     sys.path.insert(0, str(REPO))
 
+from benchmarks import storage  # noqa: E402
 from benchmarks.processes import descendants, serving, ticks  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -426,8 +427,13 @@ def summarize(results: dict) -> dict:
                 "p99_ms": percentile(latencies, 0.99), "errors": errors, "error_rate": errors / len(rows),
                 "error_statuses": statuses}
 
+    per_minute: list[int] = [0] * max(1, math.ceil(elapsed / 60 - 1e-9))
+    for record in records:
+        per_minute[min(len(per_minute) - 1, int((record[4] - first) // 60))] += 1
+    last_seconds = elapsed - 60 * (len(per_minute) - 1)  # the last minute may be partial
+    minutes = [count / 60 for count in per_minute[:-1]] + [per_minute[-1] / max(last_seconds, 1e-6)]
     return {"elapsed_s": elapsed, "rows": [row(k, kinds[k]) for k in order], "total": row("total", records),
-            "error_samples": results.get("errors", {})}
+            "error_samples": results.get("errors", {}), "per_minute": minutes}
 
 
 def print_report(summary: dict, cpu: dict | None, args, backend: str) -> list[tuple[str, bool, str]]:
@@ -449,6 +455,13 @@ def print_report(summary: dict, cpu: dict | None, args, backend: str) -> list[tu
     print(rule)
     print(line(summary["total"]))
     total = summary["total"]
+    minutes = summary["per_minute"]
+    if len(minutes) > 1:
+        print(f"requests/s minute by minute: {' '.join(f'{m:.0f}' for m in minutes)}; last/first "
+              f"{minutes[-1] / max(minutes[0], 1e-9):.2f}")
+    if "growth" in summary:
+        print(f"database growth: +{summary['growth'].database / 1e6:.1f} MB = "
+              f"{storage.per_request(summary['growth'], total['requests'])}")
     if cpu:
         print(f"CPU, cores of {cpu['cores']:g}: server (gunicorn) {cpu.get('gunicorn', 0):.2f}, "
               f"PostgreSQL backends {cpu.get('postgresql', 0):.2f}, locust {cpu.get('locust', float('nan')):.2f}, "
@@ -532,8 +545,11 @@ def main(argv=None) -> int:
         server.wait_ready()
         print(f"gunicorn on {HOST}:{server.port}; locust: {args.users} users for {args.duration:g} s ...", flush=True)
         meter = CpuMeter(backend.db_name)
+        before = storage.footprint(backend.url)
         results = run_locust(args, server.port, config, workdir, meter, server)
+        time.sleep(1.0)  # the access log's writer flushes within 0.2 s
         summary = summarize(results)
+        summary["growth"] = storage.footprint(backend.url) - before
         cpu = meter.finish(results)
         targets = print_report(summary, cpu, args, backend.name)
         if summary["total"]["errors"] and "Traceback" in server.log_tail(20000):
@@ -542,7 +558,7 @@ def main(argv=None) -> int:
             Path(args.json).write_text(json.dumps({
                 "backend": backend.name, "users": args.users, "duration_s": args.duration, **summary,
                 "cpu_cores": cpu, "targets": [{"target": n, "pass": ok, "detail": d} for n, ok, d in targets],
-            }, indent=2), encoding="utf-8")
+            }, indent=2, default=lambda o: o.__dict__), encoding="utf-8")
         return 0
     except (KeyboardInterrupt, Interrupted):
         print("\ninterrupted: cleaning up", file=sys.stderr)

@@ -29,13 +29,13 @@ def descendants(pid: int) -> list[int]:
     return found + [grandchild for child in found for grandchild in descendants(child)]
 
 
-def serving(host: str, port: int, process, seconds: float) -> bool:
-    """Whether the server ``process`` (a Popen) answers ``GET /fhir/metadata`` with 200 within ``seconds``."""
+def serving(host: str, port: int, process, seconds: float, path: str = "/fhir/metadata") -> bool:
+    """Whether the server ``process`` (a Popen) answers ``GET path`` with 200 within ``seconds``."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
         try:
             conn = http.client.HTTPConnection(host, port, timeout=5)
-            conn.request("GET", "/fhir/metadata")
+            conn.request("GET", path)
             status = conn.getresponse().status
             conn.close()
             if status == 200:

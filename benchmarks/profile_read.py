@@ -1,7 +1,14 @@
-"""Profile the FHIR read path in-process (no HTTP server): N x ``GET /fhir/Patient/<id>`` through the
-Flask test client, against the same N x ``GET /_bench/raw/Patient/<id>``, with cProfile.
+"""Where a request's time goes, in-process (no HTTP server): N requests of each kind through the Flask
+test client, timed, then again under cProfile.
 
-    .venv/bin/python benchmarks/profile_read.py [--requests 2000] [--top 30] [--sort tottime] [--database-url URL]
+Kinds (``--kind``, repeatable; default all):
+- ``read``: ``GET /fhir/Patient/{id}`` with a system token (no compartment SQL);
+- ``patient-read``: ``GET /fhir/Observation/{id}`` of a shared lab result with its patient's token;
+- ``lab-search``: ``GET /fhir/Observation?patient={id}&category=laboratory&_count=10`` with that token;
+- ``ceiling``: ``GET /_bench/raw/Patient/{id}`` (the stored text through the same Flask stack).
+
+    .venv/bin/python benchmarks/profile_read.py [--requests 2000] [--kind lab-search] [--top 30]
+        [--sort tottime] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -21,14 +28,29 @@ if str(REPO) not in sys.path:
 
 from fhirportal.app import create_app  # noqa: E402
 from fhirportal.settings import Settings  # noqa: E402
+from fixtures.generate import iter_large  # noqa: E402
 
-PATIENT = {"resourceType": "Patient", "name": [{"family": "Profile", "given": ["Read"]}],
-           "gender": "other", "birthDate": "1970-01-01"}
+PATIENTS, LABS = 20, 20  # of the synthetic practice (half the labs shared with the patient)
+SHARED = "shared-with-patient"
+KINDS = ("read", "patient-read", "lab-search", "ceiling")
+
+
+def _load(client) -> dict[str, list[str]]:
+    """The synthetic practice, PUT resource by resource; patient id -> ids of its shared labs."""
+    shared: dict[str, list[str]] = {}
+    for item in iter_large(PATIENTS, LABS):
+        response = client.put(f"/fhir/{item['resourceType']}/{item['id']}", json=item,
+                              content_type="application/fhir+json")
+        assert response.status_code in (200, 201), response.get_data(as_text=True)
+        if item["resourceType"] == "Observation" and any(t.get("code") == SHARED for t in item["meta"].get("tag", [])):
+            shared.setdefault(item["subject"]["reference"].split("/")[1], []).append(item["id"])
+    return shared
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--kind", action="append", choices=KINDS, help="default: all")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime"))
@@ -38,39 +60,49 @@ def main(argv: list[str] | None = None) -> int:
     url = args.database_url or f"sqlite:///{workdir.name}/profile.db"
     app = create_app(Settings(database_url=url, benchmark_routes=True))
     client = app.test_client()
-    # every FHIR request needs a token: a patient-less system token (no compartment SQL), as the EHR reads
-    token = app.extensions["fhirportal"].tokens.mint(client_id="profile-read", scope="system/*.cruds")
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    ids = []
-    for _ in range(50):
-        response = client.post("/fhir/Patient", json=PATIENT, content_type="application/fhir+json")
-        assert response.status_code == 201, response.get_data(as_text=True)
-        ids.append(response.get_json()["id"])
-    headers = {"Accept": "application/fhir+json"}
-    paths = {
-        "read": [f"/fhir/Patient/{ids[i % len(ids)]}" for i in range(args.requests)],
-        "ceiling": [f"/_bench/raw/Patient/{ids[i % len(ids)]}" for i in range(args.requests)],
+    tokens = app.extensions["fhirportal"].tokens
+    system = tokens.mint(client_id="profile-read", scope="system/*.cruds")
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {system}"
+    shared = _load(client)
+    patients = sorted(shared)
+    patient_tokens = {p: tokens.mint(client_id="profile-read-app", scope="launch/patient patient/*.rs",
+                                     context={"patient": p, "fhirUser": f"Patient/{p}"}) for p in patients}
+    labs = [(p, lab) for p in patients for lab in shared[p]]
+    n = args.requests
+    requests = {
+        "read": [(f"/fhir/Patient/{patients[i % len(patients)]}", system) for i in range(n)],
+        "patient-read": [(f"/fhir/Observation/{labs[i % len(labs)][1]}", patient_tokens[labs[i % len(labs)][0]])
+                         for i in range(n)],
+        "lab-search": [(f"/fhir/Observation?patient={patients[i % len(patients)]}&category=laboratory&_count=10",
+                        patient_tokens[patients[i % len(patients)]]) for i in range(n)],
+        "ceiling": [(f"/_bench/raw/Patient/{patients[i % len(patients)]}", None) for i in range(n)],
     }
-    for label, urls in paths.items():  # warm-up, then wall time without the profiler
-        for url in urls[:200]:
-            client.get(url, headers=headers)
-        started = time.perf_counter()
-        for url in urls:
-            assert client.get(url, headers=headers).status_code == 200
-        elapsed = time.perf_counter() - started
-        print(f"{label:<8} {args.requests / elapsed:8.0f} req/s in-process "
-              f"({elapsed / args.requests * 1e6:.0f} us/request)")
+    requests = {kind: requests[kind] for kind in (args.kind or KINDS)}
 
-    for label, urls in paths.items():
+    def run(items) -> None:
+        for path, token in items:
+            headers = {"Accept": "application/fhir+json"}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, (path, response.get_data(as_text=True)[:300])
+
+    for label, items in requests.items():  # warm-up, then wall time without the profiler
+        run(items[:200])
+        started, cpu = time.perf_counter(), time.thread_time()
+        run(items)
+        elapsed, cpu = time.perf_counter() - started, time.thread_time() - cpu
+        print(f"{label:<13} {n / elapsed:8.0f} req/s in-process ({elapsed / n * 1e6:.0f} us/request; CPU of the "
+              f"requesting thread {cpu / n * 1e6:.0f} us/request)")
+
+    for label, items in requests.items():
         profiler = cProfile.Profile()
         profiler.enable()
-        for url in urls:
-            client.get(url, headers=headers)
+        run(items)
         profiler.disable()
         out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out)
-        stats.strip_dirs().sort_stats(args.sort).print_stats(args.top)
-        print(f"\n===== cProfile: {label} x {args.requests} (sorted by {args.sort}) =====")
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(args.sort).print_stats(args.top)
+        print(f"\n===== cProfile: {label} x {n} (sorted by {args.sort}) =====")
         print(out.getvalue())
     app.extensions["fhirportal"].database.dispose()
     workdir.cleanup()

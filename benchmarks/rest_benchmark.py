@@ -327,15 +327,17 @@ def free_port() -> int:
 
 
 class Server:
-    """``gunicorn wsgi:app`` on a free local port; stopped (and waited for) by ``stop()``."""
+    """``gunicorn wsgi:app`` (or another WSGI ``app``) on a free local port, 2 gthread workers x 4 threads,
+    run from the repository root (its ``gunicorn.conf.py``); stopped (and waited for) by ``stop()``."""
 
-    def __init__(self, url: str, workdir: Path):
+    def __init__(self, url: str, workdir: Path, app: str = "wsgi:app", ready_path: str = "/fhir/metadata"):
         self.port = free_port()
+        self.ready_path = ready_path
         self.log = workdir / f"gunicorn-{self.port}.log"
         env = dict(os.environ, FHIRPORTAL_DATABASE_URL=url,
                    FHIRPORTAL_BASE_URL=f"http://{HOST}:{self.port}/fhir", FHIRPORTAL_BENCHMARK_ROUTES="1")
         cmd = _command("gunicorn", "from gunicorn.app.wsgiapp import run; run()") + [
-            "wsgi:app", "--bind", f"{HOST}:{self.port}", "--workers", str(GUNICORN_WORKERS),
+            app, "--bind", f"{HOST}:{self.port}", "--workers", str(GUNICORN_WORKERS),
             "--worker-class", "gthread", "--threads", str(GUNICORN_THREADS),
             "--error-logfile", str(self.log), "--log-level", "warning",
         ]
@@ -344,7 +346,7 @@ class Server:
                                      start_new_session=True)
 
     def wait_ready(self) -> None:
-        if not serving(HOST, self.port, self.proc, STARTUP_TIMEOUT_S):
+        if not serving(HOST, self.port, self.proc, STARTUP_TIMEOUT_S, self.ready_path):
             raise RuntimeError(f"gunicorn did not become ready; log:\n{self.log_tail()}")
 
     def log_tail(self) -> str:

@@ -37,6 +37,7 @@ from .store.index_state import IndexState
 from .store.indexing import IndexExtractor, SearchParameterRegistry
 from .store.marks import Marker
 from .store.repository import ResourceRepository
+from .store.search import aliases as search_aliases
 
 # Operation handlers by OperationDefinition id (the portal's are added by ``install_portal``); the
 # app refuses to start with a definition that has no handler.
@@ -189,6 +190,8 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
     ctx = build_context(settings)
+    app.before_request(search_aliases.begin)  # first: every statement of the request numbers its aliases
+    app.teardown_request(lambda _exc: search_aliases.end())
     if create_schema:
         _create_schema(app, ctx)
     app.extensions["fhirportal"] = ctx

@@ -28,6 +28,7 @@ from .marks import Marker
 from .records import HistoryPage, SearchPage, StoredResource
 from .schema import INDEX_TABLES, resource, resource_version
 from .search import Criterion, build_where
+from .search.aliases import alias
 from .search.includes import IncludeSpec, group_by_type, included_rows
 from .search.sorting import SortKey, after, decode_values, encode_values, order_by, sort_columns
 from .search.visibility import Visibility, rule_clause, shared_rule, visible_clause
@@ -386,7 +387,7 @@ class ResourceRepository:
             if self._visible_current_row(conn, resource_type, fhir_id, visibility) is None:
                 raise NotFound(f"{resource_type}/{fhir_id} is not known")
         elif visibility is not None:
-            current = resource.alias()
+            current = alias(resource)
             types = [resource_type] if resource_type else None
             conditions.append(exists(select(1).where(
                 current.c.pid == v.c.pid, visible_clause(visibility, current, types, self.extractor.base_url))))

@@ -16,6 +16,7 @@ from fhirportal.errors import BadRequest
 from ..indexing import dates, normalize, reference
 from ..schema import INDEX_TABLES, resource
 from . import visibility as _visibility
+from .aliases import alias
 from .criteria import Criterion
 from .per_pid import per_pid
 from .prefixes import number_range, range_condition, split_prefix
@@ -176,8 +177,8 @@ def _type_condition(column, types: Sequence[str] | None):
 
 def _chain(criterion: Criterion, res, base_url: str | None, visibility=None):
     """The reference points at a resource that meets ``criterion.chain`` (and that the request may see)."""
-    ref = INDEX_TABLES["reference"].alias()
-    target = resource.alias()
+    ref = alias(INDEX_TABLES["reference"])
+    target = alias(resource)
     target_types = [criterion.modifier] if criterion.modifier else list(criterion.parameter.targets)
     targets = select(target.c.resource_type, target.c.fhir_id).where(
         target.c.deleted == false(), _type_condition(target.c.resource_type, target_types),
@@ -195,8 +196,8 @@ def _has(criterion: Criterion, res, base_url: str | None, types: Sequence[str] |
     """Some resource of ``has[0]`` that the request may see refers here through ``has[1]`` and meets
     the criterion."""
     source_type, reference_param = criterion.has
-    ref = INDEX_TABLES["reference"].alias()
-    source = resource.alias()
+    ref = alias(INDEX_TABLES["reference"])
+    source = alias(resource)
     plain = dataclasses.replace(criterion, has=None)
     sources = select(source.c.pid).where(source.c.resource_type == source_type, source.c.deleted == false(),
                                          criterion_clause(plain, source, base_url, [source_type]),
@@ -251,7 +252,7 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
         if parameter.type not in _CLAUSES and not (parameter.type == "composite" and parameter.indexed):
             raise BadRequest(f"Search parameter '{parameter.code}' of type {parameter.type} is not supported",
                              expression=where)
-        table = INDEX_TABLES[parameter.type].alias()
+        table = alias(INDEX_TABLES[parameter.type])
         # A correlated check is a lookup of this row's index entries: through the pid index only.
         columns = table if drives else per_pid(table)
         param_name = parameter.code + (":of-type" if criterion.modifier == "of-type" else "")

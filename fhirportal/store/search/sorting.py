@@ -16,6 +16,7 @@ from sqlalchemy import and_, case, func, literal, or_, select
 
 from ..indexing.registry import SearchParameter
 from ..schema import INDEX_TABLES, resource
+from .aliases import alias
 
 _VALUE_COLUMN = {"string": "norm", "token": "code", "number": "value", "quantity": "value", "reference": "target_id",
                  "uri": "uri"}
@@ -33,7 +34,7 @@ def _value_expression(key: SortKey):
         return resource.c.last_updated
     if code == "_id":
         return resource.c.fhir_id
-    table = INDEX_TABLES[key.parameter.type].alias()
+    table = alias(INDEX_TABLES[key.parameter.type])
     if key.parameter.type == "date":
         column = table.c.high if key.descending else table.c.low
     else:

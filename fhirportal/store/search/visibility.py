@@ -35,6 +35,7 @@ from sqlalchemy import and_, bindparam, exists, false, or_, select, true
 
 from ..schema import INDEX_TABLES, resource
 from . import query as _query
+from .aliases import alias
 from .criteria import Criterion
 from .per_pid import per_pid
 
@@ -80,7 +81,7 @@ def _one_of(column, values: Sequence[str]):
 
 
 def _in_patient_compartment(res, resource_type: str, params: Sequence[str], patient: str, drives: bool):
-    ref = INDEX_TABLES["reference"].alias()
+    ref = alias(INDEX_TABLES["reference"])
     columns = ref if drives else per_pid(ref)  # correlated: a lookup of this row's entries (pid index)
     conditions = [columns.c.resource_type == resource_type, _one_of(ref.c.param, params),
                   columns.c.target_type == COMPARTMENT_OWNER, ref.c.target_id == patient]
@@ -92,8 +93,8 @@ def _in_patient_compartment(res, resource_type: str, params: Sequence[str], pati
 def _target_owned(link, rule: TypeRule, owner_condition, hidden_marks: int):
     """The record a reference row ``link`` points at is in the compartment of a patient matching
     ``owner_condition`` (on the owner reference row), and none of ``hidden_marks`` is set on it."""
-    target = resource.alias()
-    owner = INDEX_TABLES["reference"].alias()
+    target = alias(resource)
+    owner = alias(INDEX_TABLES["reference"])
     owned = or_(*(and_(owner.c.param == name, _one_of(owner.c.resource_type, types))
                   for name, types in rule.through_compartment))
     hidden = [target.c.marks.op("&")(hidden_marks) == 0] if hidden_marks else []
@@ -106,7 +107,7 @@ def _target_owned(link, rule: TypeRule, owner_condition, hidden_marks: int):
 def _through_targets(res, rule: TypeRule, patient):
     """Among its ``rule.through`` references, one points at a record of the patient's it may see, none
     at a Patient (then R4's compartment rule decides) nor at another patient's record."""
-    mine, other = INDEX_TABLES["reference"].alias(), INDEX_TABLES["reference"].alias()
+    mine, other = alias(INDEX_TABLES["reference"]), alias(INDEX_TABLES["reference"])
     theirs = exists(select(1).select_from(other).where(
         other.c.pid == res.c.pid, _one_of(other.c.param, rule.through),
         or_(other.c.target_type == COMPARTMENT_OWNER,
@@ -118,8 +119,8 @@ def _through_targets(res, rule: TypeRule, patient):
 
 def _managed_by(patient_id_column, organization: str):
     """The Patient with this id (a column) has ``organization`` as its managingOrganization."""
-    patient = resource.alias()
-    ref = INDEX_TABLES["reference"].alias()
+    patient = alias(resource)
+    ref = alias(INDEX_TABLES["reference"])
     return exists(select(1).select_from(patient).join(ref, ref.c.pid == patient.c.pid).where(
         patient.c.resource_type == COMPARTMENT_OWNER, patient.c.fhir_id == patient_id_column,
         ref.c.resource_type == COMPARTMENT_OWNER, ref.c.param == MANAGING_ORGANIZATION,
@@ -129,7 +130,7 @@ def _managed_by(patient_id_column, organization: str):
 def _in_organization(res, resource_type: str, params: Sequence[str], organization: str):
     if resource_type == COMPARTMENT_OWNER:
         return _managed_by(res.c.fhir_id, organization)
-    ref = INDEX_TABLES["reference"].alias()
+    ref = alias(INDEX_TABLES["reference"])
     columns = per_pid(ref)
     return exists(select(1).select_from(ref).where(
         ref.c.pid == res.c.pid, columns.c.resource_type == resource_type, _one_of(ref.c.param, params),
