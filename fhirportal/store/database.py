@@ -26,6 +26,7 @@ from . import (  # noqa: F401  (register their tables)
     index_schema,
     outbox_schema,
     portal_settings_schema,
+    web_schema,
 )
 from .schema import metadata
 
