@@ -23,6 +23,7 @@ from .fhir.resource_types import SUPPORTED_TYPES
 from .fhir.routes import build_blueprint
 from .fhir.validation import ResourceValidator
 from .settings import Settings
+from .smart import account_pages  # noqa: F401  (its routes join the SMART blueprint)
 from .smart import routes as smart_routes
 from .smart.server import SmartServer, build_authorization_server
 from .smart.tokens import TokenStore
@@ -77,7 +78,8 @@ CORS_PATHS = frozenset({"/auth/token", "/auth/revoke", "/auth/introspect", "/aut
 
 
 def build_smart(ctx: FhirContext) -> SmartServer:
-    return SmartServer(ctx.settings, ctx.database, ctx.tokens, frozenset(SUPPORTED_TYPES))
+    return SmartServer(ctx.settings, ctx.database, ctx.tokens, frozenset(SUPPORTED_TYPES),
+                       patient_types=ctx.access_policy.patient_types)
 
 
 def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
@@ -121,6 +123,29 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     auto_inviter = AutoInviter(ctx, enrollment, smart.accounts, phr_settings, notifier, registration_url)
     ctx.after_commit.append(auto_inviter.on_commit)
     app.extensions["portal_auto_invite"] = auto_inviter
+
+
+def install_web(app: Flask, ctx: FhirContext) -> None:
+    """The patient portal's pages (``fhirportal.web``): a first-party SMART app of this server, registered
+    here (and again whenever it is found missing), with its browser sessions in the store."""
+    from . import web
+    from .store.web_sessions import WebSessionStore
+
+    smart = app.extensions["smart"]
+    metadata = web.Portal.client_metadata(f"{ctx.settings.practice_name} (patient portal)", smart.origin)
+    smart.first_party = frozenset({web.CLIENT_ID})
+
+    def ensure_client() -> None:
+        smart.clients.ensure(web.CLIENT_ID, metadata)
+
+    web.install(app, origin=smart.origin, base_path=ctx.settings.base_path,
+                session_store=WebSessionStore(ctx.database), ensure_client=ensure_client)
+    app.context_processor(lambda: {"practice_name": ctx.settings.practice_name})
+    try:
+        ensure_client()
+    except Exception as exc:  # noqa: BLE001  (no schema yet, or the database is away: at the first sign-in)
+        logging.getLogger(__name__).info("the portal's client is registered at the first sign-in (%s)",
+                                         type(exc).__name__)
 
 
 def prepare_database(ctx: FhirContext) -> None:
@@ -185,6 +210,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     register_error_handlers(app, render_error)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)
+    install_web(app, ctx)
     app.register_blueprint(export_operation.build_blueprint(settings.base_path))
     openapi.install(api, settings.base_path)  # after every Blueprint: documents the whole HTTP surface
     if settings.benchmark_routes:
