@@ -95,11 +95,12 @@ def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
 
 
 def install_portal(app: Flask, ctx: FhirContext) -> None:
-    from .portal import pages
+    from .portal import pages, password_reset
     from .portal.auto_invite import AutoInviter
     from .portal.invitations import Enrollment
     from .portal.notify import Notifier
     from .portal.operations import PortalOperations
+    from .portal.password_reset import PasswordResets
     from .portal.pins import PinVault
     from .portal.settings_api import install as install_phr_settings
     from .portal.sharing import Sharing
@@ -118,6 +119,10 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
                         complete=True)
     app.extensions["portal"] = enrollment
     app.register_blueprint(pages.bp)
+    app.extensions["password_resets"] = PasswordResets(
+        ctx, smart.accounts, ctx.tokens, notifier, ctx.settings.practice_name,
+        lambda token: smart.url(f"/portal/reset-password?t={token}"))
+    app.register_blueprint(password_reset.bp)
     phr_settings = install_phr_settings(app, ctx, smart.accounts)
     # Signing a chart note may invite the patient: after the write commits, never failing it.
     auto_inviter = AutoInviter(ctx, enrollment, smart.accounts, phr_settings, notifier, registration_url)
