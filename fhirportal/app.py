@@ -137,7 +137,7 @@ def install_web(app: Flask, ctx: FhirContext) -> None:
     from .store.web_sessions import WebSessionStore
 
     smart = app.extensions["smart"]
-    metadata = web.Portal.client_metadata(f"{ctx.settings.practice_name} (patient portal)", smart.origin)
+    metadata = web.Portal.client_metadata("The patient portal", smart.origin)
     smart.first_party = frozenset({web.CLIENT_ID})
 
     def ensure_client() -> None:

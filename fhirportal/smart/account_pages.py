@@ -66,6 +66,8 @@ def _apps_page(session: Session, message: str | None = None, status: int = 200) 
         authorized = smart().tokens.authorized_apps(conn, session.account.id)
     rows = []
     for client_id, scope, issued in authorized:
+        if client_id in smart().first_party:
+            continue  # the portal itself: signing out ends it
         client = smart().clients.get(client_id)
         grant = parse_scopes(scope, smart().resource_types)
         rows.append({"client_id": client_id, "name": client.name if client else client_id, "scope": scope,

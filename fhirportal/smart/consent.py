@@ -60,6 +60,7 @@ class Choice:
     label: str
     ticked: bool
     detail: bool = False  # a narrower alternative shown under its resource scope
+    kind: bool = False  # a kind of record (several scopes): shown by its label alone
 
 
 # What a patient calls each kind of record (any other type: its name in words, "Care plan" style).
@@ -93,8 +94,8 @@ def _label(scope: ResourceScope) -> str:
 
 
 def _kind_choices(scope: ResourceScope, patient_types) -> list[Choice]:
-    return [Choice(" ".join(s.text for s in slice_scopes(kind, scope.context, scope.permissions)), kind.label, True)
-            for kind in catalogue(patient_types)]
+    return [Choice(" ".join(s.text for s in slice_scopes(kind, scope.context, scope.permissions)), kind.label, True,
+                   kind=True) for kind in catalogue(patient_types)]
 
 
 def choices(requested: ScopeSet, patient_types=()) -> list[Choice]:
@@ -130,7 +131,7 @@ def grant_choices(grant: ScopeSet, patient_types) -> list[Choice]:
     """The checkboxes of an app's grant on the connected-apps page, all ticked: each kind of record it
     reaches whole, then each remaining resource scope."""
     covered = kinds_covered(grant.resource_scopes, patient_types)
-    result = [Choice(" ".join(s.text for s in scopes), kind.label, True) for kind, scopes in covered]
+    result = [Choice(" ".join(s.text for s in scopes), kind.label, True, kind=True) for kind, scopes in covered]
     inside = [s for _, scopes in covered for s in scopes]
     for scope in grant.resource_scopes:
         if scope.resource_type == "*" and scope.context == "patient" and covered:

@@ -38,7 +38,7 @@ def _time(moment: str) -> float:
 
 
 def _nice(value: float) -> str:
-    return f"{value:.4g}"
+    return f"{value:.3g}"
 
 
 def line_chart(title: str, unit: str, series: list[Series], chart_id: str) -> Markup:
