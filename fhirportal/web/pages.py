@@ -42,9 +42,8 @@ def _today() -> date:
 @bp.route("/portal/", methods=["GET"])
 def summary():
     def render(session: WebSession, api: FhirApi) -> Response:
-        patient = session.patient
-        return page("web/summary.html", sections=health_summary(api, patient, _today()),
-                    **nav_values(session, "summary", patient_banner(api, patient)))
+        sections, banner = health_summary(api, session.patient, _today())
+        return page("web/summary.html", sections=sections, **nav_values(session, "summary", banner))
 
     return signed_in_page(render)
 
@@ -115,10 +114,9 @@ def record_json():
 @bp.route("/portal/print", methods=["GET"])
 def printable():
     def render(session: WebSession, api: FhirApi) -> Response:
-        patient = session.patient
-        return page("web/print.html", sections=health_summary(api, patient, _today()),
-                    labs=group(_observations(api, patient, LABS), charts=False),
-                    printed=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                    **nav_values(session, "record", patient_banner(api, patient)))
+        sections, banner = health_summary(api, session.patient, _today())
+        return page("web/print.html", sections=sections, labs=group(_observations(api, session.patient, LABS),
+                                                                    charts=False),
+                    printed=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), **nav_values(session, "record", banner))
 
     return signed_in_page(render)

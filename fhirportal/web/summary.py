@@ -5,12 +5,14 @@ the page then says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
 from .client import FhirApi
 from .results import latest_by_test
-from .words import concept, effective, first_concept, human_name, reference_text, when
+from .words import concept, effective, first_concept, human_name, reference_text, sort_key, when
 
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 US_CORE_CONDITION_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/condition-category"
@@ -18,6 +20,15 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
 LABS = f"{OBSERVATION_CATEGORY}|laboratory"
 VITALS = f"{OBSERVATION_CATEGORY}|vital-signs"
 RECENT = 5
+# The sections' searches run side by side (each a request of its own to the API, with its own database
+# read); a few threads, shared by every page, so a busy server does not multiply them without bound.
+_SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="portal-search")
+
+
+def gather(calls: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Run independent reads at once; their results by name (the first failure is raised)."""
+    futures = {name: _SEARCHES.submit(call) for name, call in calls.items()}
+    return {name: future.result() for name, future in futures.items()}
 
 
 @dataclass
@@ -35,17 +46,34 @@ class Section:
     lines: list[Line] = field(default_factory=list)
 
 
-def _medications(api: FhirApi, patient: str) -> list[Line]:
+OVERVIEW = ("MedicationRequest", "MedicationStatement", "AllergyIntolerance", "Condition", "Immunization", "CareTeam")
+
+
+def _overview(api: FhirApi, patient: str) -> dict[str, list[dict]]:
+    """The patient and the records of the few kinds a summary lists whole (their active ones), in one
+    search: ``Patient?_id=…&_revinclude=…`` (the care team's members included too). By type."""
+    query = [("_id", patient)] + [("_revinclude", f"{t}:patient") for t in OVERVIEW] + [
+        ("_include:iterate", "CareTeam:participant"), ("_include:iterate", "PractitionerRole:practitioner")]
+    found: dict[str, list[dict]] = {}
+    for resource in api.search("Patient", query, included=True):
+        found.setdefault(resource["resourceType"], []).append(resource)
+    return found
+
+
+def _status(resource: dict, element: str) -> str:
+    return next((c.get("code", "") for c in (resource.get(element) or {}).get("coding", [])), "")
+
+
+def _medications(found: dict[str, list[dict]]) -> list[Line]:
     lines = []
-    for request in api.search("MedicationRequest", [("patient", patient), ("status", "active"), ("_count", "100")]):
+    for request in (r for r in found.get("MedicationRequest", []) if r.get("status") == "active"):
         dosage = "; ".join(d.get("text", "") for d in request.get("dosageInstruction", []) if d.get("text"))
         prescriber = reference_text(request.get("requester"))
         detail = dosage + (f" — prescribed by {prescriber}" if prescriber else "")
         lines.append(Line(concept(request.get("medicationCodeableConcept"),
                                   reference_text(request.get("medicationReference")) or "A medication"),
                           detail, f"since {when(request.get('authoredOn'))}" if request.get("authoredOn") else ""))
-    for statement in api.search("MedicationStatement", [("patient", patient), ("status", "active"),
-                                                        ("_count", "100")]):
+    for statement in (r for r in found.get("MedicationStatement", []) if r.get("status") == "active"):
         dosage = "; ".join(d.get("text", "") for d in statement.get("dosage", []) if d.get("text"))
         lines.append(Line(concept(statement.get("medicationCodeableConcept"),
                                   reference_text(statement.get("medicationReference")) or "A medication"),
@@ -54,11 +82,10 @@ def _medications(api: FhirApi, patient: str) -> list[Line]:
     return lines
 
 
-def _allergies(api: FhirApi, patient: str) -> list[Line]:
+def _allergies(found: dict[str, list[dict]]) -> list[Line]:
     lines = []
-    for allergy in api.search("AllergyIntolerance", [("patient", patient), ("_count", "100")]):
-        status = concept(allergy.get("clinicalStatus"), "")
-        if status.lower() in ("inactive", "resolved"):
+    for allergy in found.get("AllergyIntolerance", []):
+        if _status(allergy, "clinicalStatus") in ("inactive", "resolved"):
             continue
         reactions = ", ".join(concept(m) for r in allergy.get("reaction", []) for m in r.get("manifestation", []))
         detail = f"reaction: {reactions}" if reactions else ""
@@ -69,18 +96,24 @@ def _allergies(api: FhirApi, patient: str) -> list[Line]:
     return lines
 
 
-def _immunizations(api: FhirApi, patient: str) -> list[Line]:
+def _immunizations(found: dict[str, list[dict]]) -> list[Line]:
+    given = sorted((i for i in found.get("Immunization", []) if i.get("status") != "entered-in-error"),
+                   key=lambda i: sort_key(effective(i)), reverse=True)
     return [Line(concept(i.get("vaccineCode"), "A vaccine"), "" if i.get("status") == "completed" else
-                 f"status: {i.get('status', '')}", when(effective(i)))
-            for i in api.search("Immunization", [("patient", patient), ("_sort", "-date"), ("_count", "50")])]
+                 f"status: {i.get('status', '')}", when(effective(i))) for i in given]
 
 
-def _problems(api: FhirApi, patient: str) -> list[Line]:
-    categories = f"{CONDITION_CATEGORY}|problem-list-item,{US_CORE_CONDITION_CATEGORY}|health-concern"
+PROBLEM_CATEGORIES = {(CONDITION_CATEGORY, "problem-list-item"), (US_CORE_CONDITION_CATEGORY, "health-concern")}
+
+
+def _problems(found: dict[str, list[dict]]) -> list[Line]:
+    problems = [c for c in found.get("Condition", []) if _status(c, "clinicalStatus") in (
+        "active", "recurrence", "relapse") and any((coding.get("system"), coding.get("code")) in PROBLEM_CATEGORIES
+                                                   for category in c.get("category", [])
+                                                   for coding in category.get("coding", []))]
+    problems.sort(key=lambda c: sort_key(effective(c)), reverse=True)
     return [Line(concept(c.get("code"), "A health problem"), concept(c.get("clinicalStatus"), "").lower(),
-                 f"since {when(effective(c))}" if effective(c) else "")
-            for c in api.search("Condition", [("patient", patient), ("category", categories),
-                                              ("clinical-status", "active,recurrence,relapse"), ("_count", "100")])]
+                 f"since {when(effective(c))}" if effective(c) else "") for c in problems]
 
 
 def _appointment(appointment: dict) -> Line:
@@ -118,12 +151,10 @@ def _notes(api: FhirApi, patient: str) -> list[Line]:
                                                       ("_count", str(RECENT))])]
 
 
-def _care_team(api: FhirApi, patient: str) -> list[Line]:
-    found = api.search("CareTeam", [("patient", patient), ("status", "active"), ("_include", "CareTeam:participant"),
-                                    ("_include:iterate", "PractitionerRole:practitioner")], included=True)
-    resources = {f"{r['resourceType']}/{r['id']}": r for r in found}
+def _care_team(found: dict[str, list[dict]]) -> list[Line]:
+    resources = {f"{r['resourceType']}/{r['id']}": r for kind in found.values() for r in kind}
     lines = []
-    for team in (r for r in found if r["resourceType"] == "CareTeam"):
+    for team in (r for r in found.get("CareTeam", []) if r.get("status") == "active"):
         for participant in team.get("participant", []):
             member = participant.get("member") or {}
             if member.get("reference", "").startswith(("Patient/", "RelatedPerson/")):
@@ -144,27 +175,36 @@ def _results(api: FhirApi, patient: str, category: str, count: int) -> list[Line
                  test.latest.when) for test in latest_by_test(observations)]
 
 
-def health_summary(api: FhirApi, patient: str, today: date) -> list[Section]:
-    upcoming, past = _appointments(api, patient, today)
+def health_summary(api: FhirApi, patient: str, today: date) -> tuple[list[Section], dict]:
+    """The sections, and whose record it is (``patient_banner``)."""
+    found = gather({
+        "overview": lambda: _overview(api, patient), "appointments": lambda: _appointments(api, patient, today),
+        "visits": lambda: _visits(api, patient), "notes": lambda: _notes(api, patient),
+        "results": lambda: _results(api, patient, LABS, RECENT * 2),
+        "vitals": lambda: _results(api, patient, VITALS, 12)})
+    overview = found["overview"]
+    upcoming, past = found["appointments"]
     sections = [
-        Section("medications", "Medications", "No active medications on file.", _medications(api, patient)),
-        Section("allergies", "Allergies", "No known allergies on file.", _allergies(api, patient)),
-        Section("problems", "Health problems", "No active health problems on file.", _problems(api, patient)),
-        Section("immunizations", "Immunizations", "No immunizations on file.", _immunizations(api, patient)),
+        Section("medications", "Medications", "No active medications on file.", _medications(overview)),
+        Section("allergies", "Allergies", "No known allergies on file.", _allergies(overview)),
+        Section("problems", "Health problems", "No active health problems on file.", _problems(overview)),
+        Section("immunizations", "Immunizations", "No immunizations on file.", _immunizations(overview)),
         Section("upcoming", "Upcoming appointments", "No upcoming appointments.", upcoming),
         Section("past", "Recent appointments", "No past appointments.", past),
-        Section("visits", "Recent visits", "No visits on file.", _visits(api, patient)),
-        Section("notes", "Visit notes", "No notes shared with you yet.", _notes(api, patient)),
-        Section("results", "Latest lab results", "No lab results shared with you yet.",
-                _results(api, patient, LABS, RECENT * 2)),
-        Section("vitals", "Latest vital signs", "No vital signs on file.", _results(api, patient, VITALS, 30)),
-        Section("care-team", "Your care team", "No care team on file.", _care_team(api, patient)),
+        Section("visits", "Recent visits", "No visits on file.", found["visits"]),
+        Section("notes", "Visit notes", "No notes shared with you yet.", found["notes"]),
+        Section("results", "Latest lab results", "No lab results shared with you yet.", found["results"]),
+        Section("vitals", "Latest vital signs", "No vital signs on file.", found["vitals"]),
+        Section("care-team", "Your care team", "No care team on file.", _care_team(overview)),
     ]
-    return sections
+    return sections, banner((overview.get("Patient") or [{}])[0])
+
+
+def banner(record: dict) -> dict:
+    """Whose record this is: name and date of birth (the banner every page shows)."""
+    return {"name": human_name(record, "this patient"), "born": when(record.get("birthDate"))
+            if record.get("birthDate") else ""}
 
 
 def patient_banner(api: FhirApi, patient: str) -> dict:
-    """Whose record this is: name and date of birth (the banner every page shows)."""
-    record = api.read("Patient", patient) or {}
-    return {"name": human_name(record, "this patient"), "born": when(record.get("birthDate"))
-            if record.get("birthDate") else ""}
+    return banner(api.read("Patient", patient) or {})

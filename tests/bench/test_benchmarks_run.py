@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
      "--duration", "0.3", "--warmup", "0.1", "--rounds", "2"],
     ["benchmarks/profile_read.py", "--requests", "50", "--top", "3"],
     ["benchmarks/smart_benchmark.py", "--exchanges", "10", "--concurrency", "2"],
+    ["benchmarks/portal_summary_benchmark.py", "--observations", "40", "--requests", "3"],
 ])
 def test_benchmark_script_runs(command):
     done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=300)
