@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from flask import Response, current_app, make_response, redirect, render_template, request
 
-from .client import FhirApi, InProcess, OAuth, TokenRejected
+from .client import ApiError, FhirApi, InProcess, OAuth, TokenRejected
 from .sessions import COOKIE, SessionEnded, Sessions, WebSession
 
 # No inline script or style: the stylesheet and the print button's script come from this origin.
@@ -110,6 +110,12 @@ def signed_in_page(render: Callable[[WebSession, FhirApi], Response]) -> Respons
     except (SessionEnded, TokenRejected):
         portal().sessions.forget(session)
         return ended()
+    except ApiError as error:  # the API could not answer (503: its database is away): say so, keep the session
+        response = page("web/problem.html", 503 if error.status == 503 else 502, title="Your record cannot be shown",
+                        message="Your record could not be read just now. Please try again in a moment.")
+        if error.status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
 
 
 def nav_values(session: WebSession, current: str, banner: dict) -> dict:

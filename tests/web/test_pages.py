@@ -216,3 +216,16 @@ def test_a_callback_without_its_sign_in_is_refused(client, practice):
     assert client.get("/portal/callback?code=x&state=y").status_code == 400
     client.get("/portal/signin")
     assert client.get("/portal/callback?code=x&state=forged").status_code == 400
+
+
+def test_an_api_that_cannot_answer_gives_a_page_that_says_so(client, app, practice, monkeypatch):
+    sign_in(client, "maria")
+    from fhirportal.web import client as web_client
+
+    def unavailable(self, path, query=None):
+        raise web_client.ApiError(503, "the database is unavailable")
+
+    monkeypatch.setattr(web_client.FhirApi, "get", unavailable)
+    page = client.get("/portal/labs")
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert "could not be read just now" in text(page) and _session(app, client) is not None
