@@ -208,8 +208,8 @@ def test_a_patient_sees_exactly_what_a_search_with_her_token_returns(live, tab):
     assert withheld, "the demo data changed: patient-001 should have labs the practice did not share"
     page.goto(live["origin"] + "/portal/labs")
     assert not withheld & _observation_ids(page)
-    with page.expect_download() as download:
-        page.goto(live["origin"] + "/portal/record")
+    page.goto(live["origin"] + "/portal/record")
+    with page.expect_download(timeout=120_000) as download:  # the whole record: the slowest page
         page.get_by_role("link", name="Download my record (JSON)").click()
     bundle = json.loads(Path(download.value.path()).read_text())
     ids = {e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"}
