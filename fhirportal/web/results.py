@@ -38,6 +38,7 @@ class Reading:
     flag: str | None
     range_text: str
     numbers: dict[str, float] = field(default_factory=dict)  # blood pressure: systolic and diastolic
+    measured: bool = True  # False: no value, only why (dataAbsentReason: not performed, …)
 
 
 @dataclass
@@ -50,7 +51,8 @@ class Test:
 
     @property
     def latest(self) -> Reading:
-        return self.readings[0]
+        """The newest reading with a value (a measurement not performed is listed, not shown as latest)."""
+        return next((r for r in self.readings if r.measured), self.readings[0])
 
 
 def _code(resource: dict) -> tuple[str, str]:
@@ -118,8 +120,10 @@ def reading(resource: dict) -> Reading:
         if len(numbers) == 2:
             shown = f"{numbers[SYSTOLIC]:g}/{numbers[DIASTOLIC]:g} mmHg"
     moment = effective(resource)
+    measured = any(k.startswith("value") for k in resource) or any(
+        k.startswith("value") for c in resource.get("component") or [] for k in c)
     return Reading(resource.get("id", ""), moment, when(moment, with_time=False), shown, number,
-                   _flag(resource, number, low, high), range_text, numbers)
+                   _flag(resource, number, low, high), range_text, numbers, measured)
 
 
 def group(observations: list[dict], *, vital_signs: bool = False, id_prefix: str = "chart",

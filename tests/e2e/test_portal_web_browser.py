@@ -256,7 +256,10 @@ def test_a_new_patient_goes_from_the_invitation_email_to_a_lab_chart(live, tab):
             headers={"Content-Type": "application/fhir+json"}, timeout=30)
         assert created.status_code == 201, created.text
     link, pin = _invite(live, f"Patient/{patient}")
+    tab.page.goto(link)
+    check_page(tab, "register")
     _register_in_browser(tab.page, link, birth_date="1972-11-05", pin=pin, username="minh")
+    check_page(tab, "registered")
     sign_in(tab, live, ("minh", "a long enough passphrase"))
     page = tab.page
     page.get_by_role("navigation").get_by_role("link", name="Lab results").click()

@@ -78,3 +78,12 @@ def test_a_chart_scales_its_points_and_shades_the_range():
     assert top < ys[1] < bottom  # 5.0 inside the band, 7.0 above it
     assert ys[0] < top and 'class="point out"' in svg and "January 1, 2026" in svg
     assert "<script" not in svg and "style=" not in svg
+
+
+def test_the_latest_reading_is_the_newest_with_a_value():
+    measured = {"id": "a", "code": {"text": "Pulse"}, "effectiveDateTime": "2026-01-01",
+                "valueQuantity": {"value": 70, "unit": "/min"}}
+    skipped = {"id": "b", "code": {"text": "Pulse"}, "effectiveDateTime": "2026-02-01",
+               "dataAbsentReason": {"text": "Not performed"}}
+    test = group([measured, skipped])[0]
+    assert [r.id for r in test.readings] == ["b", "a"] and test.latest.id == "a"
