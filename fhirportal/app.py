@@ -28,6 +28,7 @@ from .fhir.routes import build_blueprint
 from .fhir.terminology import routes as terminology_routes
 from .fhir.validation import ResourceValidator
 from .settings import Settings
+from .smart import account_pages  # noqa: F401  (its routes join the SMART blueprint)
 from .smart import routes as smart_routes
 from .smart.server import SmartServer, build_authorization_server
 from .smart.tokens import TokenStore
@@ -89,7 +90,8 @@ CORS_PATHS = frozenset({"/auth/token", "/auth/revoke", "/auth/introspect", "/aut
 
 
 def build_smart(ctx: FhirContext) -> SmartServer:
-    return SmartServer(ctx.settings, ctx.database, ctx.tokens, frozenset(SUPPORTED_TYPES))
+    return SmartServer(ctx.settings, ctx.database, ctx.tokens, frozenset(SUPPORTED_TYPES),
+                       patient_types=ctx.access_policy.patient_types)
 
 
 def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
@@ -105,11 +107,12 @@ def install_authorization_server(app: Flask, ctx: FhirContext) -> None:
 
 
 def install_portal(app: Flask, ctx: FhirContext) -> None:
-    from .portal import pages
+    from .portal import pages, password_reset
     from .portal.auto_invite import AutoInviter
     from .portal.invitations import Enrollment
     from .portal.notify import Notifier
     from .portal.operations import PortalOperations
+    from .portal.password_reset import PasswordResets
     from .portal.pins import PinVault
     from .portal.settings_api import install as install_phr_settings
     from .portal.sharing import Sharing
@@ -128,11 +131,38 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
                         complete=True)
     app.extensions["portal"] = enrollment
     app.register_blueprint(pages.bp)
+    app.extensions["password_resets"] = PasswordResets(
+        ctx, smart.accounts, ctx.tokens, notifier, ctx.settings.practice_name,
+        lambda token: smart.url(f"/portal/reset-password?t={token}"))
+    app.register_blueprint(password_reset.bp)
     phr_settings = install_phr_settings(app, ctx, smart.accounts)
     # Signing a chart note may invite the patient: after the write commits, never failing it.
     auto_inviter = AutoInviter(ctx, enrollment, smart.accounts, phr_settings, notifier, registration_url)
     ctx.after_commit.append(auto_inviter.on_commit)
     app.extensions["portal_auto_invite"] = auto_inviter
+
+
+def install_web(app: Flask, ctx: FhirContext) -> None:
+    """The patient portal's pages (``fhirportal.web``): a first-party SMART app of this server, registered
+    here (and again whenever it is found missing), with its browser sessions in the store."""
+    from . import web
+    from .store.web_sessions import WebSessionStore
+
+    smart = app.extensions["smart"]
+    metadata = web.Portal.client_metadata("The patient portal", smart.origin)
+    smart.first_party = frozenset({web.CLIENT_ID})
+
+    def ensure_client() -> None:
+        smart.clients.ensure(web.CLIENT_ID, metadata)
+
+    web.install(app, origin=smart.origin, base_path=ctx.settings.base_path,
+                session_store=WebSessionStore(ctx.database), ensure_client=ensure_client)
+    app.context_processor(lambda: {"practice_name": ctx.settings.practice_name})
+    try:
+        ensure_client()
+    except Exception as exc:  # noqa: BLE001  (no schema yet, or the database is away: at the first sign-in)
+        logging.getLogger(__name__).info("the portal's client is registered at the first sign-in (%s)",
+                                         type(exc).__name__)
 
 
 def prepare_database(ctx: FhirContext) -> None:
@@ -204,6 +234,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     register_error_handlers(app, render_error)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)
+    install_web(app, ctx)
     app.register_blueprint(export_operation.build_blueprint(settings.base_path))
     openapi.install(api, settings.base_path)  # after every Blueprint: documents the whole HTTP surface
     if settings.benchmark_routes:

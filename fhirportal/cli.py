@@ -156,6 +156,8 @@ def serve(click_ctx: click.Context, host: str, port: int, demo: bool) -> None:
 
     if "FHIRPORTAL_BASE_URL" not in os.environ:
         os.environ["FHIRPORTAL_BASE_URL"] = f"http://{host}:{port}/fhir"
+    if demo and "FHIRPORTAL_PRACTICE_NAME" not in os.environ:
+        os.environ["FHIRPORTAL_PRACTICE_NAME"] = "Desert Bloom Family Medicine"  # the demo practice's
     settings = Settings.from_env()
     if click_ctx.obj["database_url"]:
         settings = settings.with_overrides(database_url=click_ctx.obj["database_url"])

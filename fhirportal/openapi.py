@@ -658,8 +658,6 @@ def auth_paths() -> dict[str, dict]:
             "get": _auth_op("Who looked at the signed-in patient's records", ACCOUNT_PAGE, tag="account"),
             "post": _auth_op("Access log (sign-in form posts here)", ACCOUNT_PAGE, body=ACCOUNT_FORM,
                              tag="account")},
-        "/auth/logout": {"post": _auth_op("Sign out", {"303": _redirect("To /auth/apps")},
-                                          body=_form_body({"csrf_token": _string("CSRF token")}), tag="account")},
         "/portal/register": {
             "parameters": [query("t", "The invitation link's token", required=True),
                            query("step", "code: the security-code form", {"type": "string", "enum": ["code"]})],
@@ -690,7 +688,10 @@ def install(api: Api, base_path: str) -> None:
             spec.components.schema(name, component=schema)
     if SECURITY_SCHEME not in spec.components.security_schemes:
         spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer"})
+    from .openapi_pages import page_paths
+
     paths, discovery = auth_paths()
+    paths.update(page_paths())
     for prefix in ("", base_path):
         paths[f"{prefix}/.well-known/smart-configuration"] = {"get": _auth_op(
             "SMART configuration", discovery, tag="discovery")}

@@ -75,6 +75,8 @@ class Settings:
     sms_gateway_url: str | None = None
     sms_gateway_token: str | None = None
     sms_body_template: str = '{"to": "{to}", "message": "{message}"}'
+    # The practice's name, on the patient portal's pages and emails.
+    practice_name: str = "Patient portal"
     # Bulk Data $export files (one directory per export job).
     export_dir: str = str(DEFAULT_DATA_DIR / "exports")
 
@@ -110,6 +112,7 @@ class Settings:
             sms_gateway_token=env.get("FHIRPORTAL_SMS_GATEWAY_TOKEN") or defaults.sms_gateway_token,
             sms_body_template=env.get("FHIRPORTAL_SMS_BODY_TEMPLATE") or defaults.sms_body_template,
             export_dir=env.get("FHIRPORTAL_EXPORT_DIR") or defaults.export_dir,
+            practice_name=env.get("FHIRPORTAL_PRACTICE_NAME") or defaults.practice_name,
         )
 
     def with_overrides(self, **changes) -> Settings:

@@ -133,6 +133,12 @@ class AccessPolicy:
         self._labs_shared: tuple[bool, float] | None = None  # (value, time.monotonic() when read)
         self._cached_visibility = lru_cache(maxsize=4096)(self._visibility)
 
+    @property
+    def patient_types(self) -> frozenset[str]:
+        """The types a patient/ token can see anything of: its compartment and the practice's own."""
+        return frozenset(t for t in self.resource_types if t not in HIDDEN_FROM_PATIENTS and (
+            t == "Patient" or t in self.compartment or t in PRACTICE_TYPES))
+
     def labs_shared(self, conn: Connection | None = None) -> bool:
         """Do lab results reach patient tokens without the sharing tag (the practice's default)? Read
         again (through ``conn`` if given) once the last read is ``lab_sharing_refresh`` seconds old."""

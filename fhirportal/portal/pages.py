@@ -18,11 +18,11 @@ from flask import Blueprint, Response, current_app, make_response, render_templa
 
 from fhirportal.fhir.audit import Access
 from fhirportal.smart.accounts import LoginRefused
+from fhirportal.smart.passwords import problem
 from fhirportal.smart.routes import HTML_SECURITY_HEADERS
 from fhirportal.smart.secrets import new_secret
 
 from .invitations import MAX_CODE_REQUESTS, Enrollment, Invitation
-from .passwords import problem
 
 CSRF_COOKIE = "fhirportal_register_csrf"
 ENDED = {

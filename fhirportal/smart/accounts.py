@@ -8,7 +8,7 @@ are stored with the CSRF token of the forms shown in that session.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -49,6 +49,17 @@ class Session:
     account: Account
     csrf_token: str
     auth_time: int
+    sid: str = ""  # the session's handle (the digest of its id): tokens issued in it carry it
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A signed-in browser as the account page lists it."""
+
+    sid: str
+    auth_time: int
+    expires_at: datetime
+    user_agent: str | None
 
 
 class LoginRefused(Exception):
@@ -154,16 +165,43 @@ class AccountStore:
             raise LoginRefused()
         return self.get(row.id)
 
+    def set_password(self, conn: Connection, account_id: int, password: str) -> None:
+        """A new password (already checked against the rules), in the caller's write transaction; a
+        lockout ends with it."""
+        conn.execute(update(account).where(account.c.id == account_id).values(
+            password_hash=hash_password(password), failed_logins=0, locked_until=None))
+
     # ------------------------------------------------------------------ sessions
-    def start_session(self, account_id: int) -> str:
+    def start_session(self, account_id: int, user_agent: str | None = None) -> str:
         session_id = new_secret()
         now = clock.now()
         with self.database.write() as conn:
             conn.execute(delete(login_session).where(login_session.c.expires_at < now))
             conn.execute(insert(login_session).values(
                 session_hash=digest(session_id), account_id=account_id, csrf_token=new_secret(24),
-                auth_time=int(now.timestamp()), expires_at=now + SESSION_LIFETIME))
+                auth_time=int(now.timestamp()), expires_at=now + SESSION_LIFETIME,
+                user_agent=(user_agent or None) and user_agent[:300]))
         return session_id
+
+    def sessions_of(self, account_id: int) -> list[SessionInfo]:
+        """The account's live sessions, newest sign-in first."""
+        with self.database.read() as conn:
+            rows = conn.execute(select(login_session).where(
+                login_session.c.account_id == account_id, login_session.c.expires_at > clock.now(),
+            ).order_by(login_session.c.auth_time.desc())).all()
+        return [SessionInfo(row.session_hash, row.auth_time, clock.ensure_utc(row.expires_at), row.user_agent)
+                for row in rows]
+
+    def end_sessions(self, conn: Connection, account_id: int, sids: list[str] | None = None) -> list[str]:
+        """End some (``sids``) or all of an account's sessions in the caller's write transaction; the
+        sids ended."""
+        where = [login_session.c.account_id == account_id]
+        if sids is not None:
+            where.append(login_session.c.session_hash.in_(sids))
+        ended = list(conn.execute(select(login_session.c.session_hash).where(*where)).scalars())
+        if ended:
+            conn.execute(delete(login_session).where(login_session.c.session_hash.in_(ended)))
+        return ended
 
     def session(self, session_id: str | None) -> Session | None:
         if not session_id:
@@ -176,7 +214,7 @@ class AccountStore:
         found = self.get(row.account_id)
         if found is None or not found.active:
             return None
-        return Session(found, row.csrf_token, row.auth_time)
+        return Session(found, row.csrf_token, row.auth_time, row.session_hash)
 
     def end_session(self, session_id: str | None) -> None:
         if session_id:

@@ -7,6 +7,7 @@ asymmetric (``private_key_jwt`` with a JWKS or a ``jwks_uri``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ import requests
 from authlib.oauth2.rfc6749 import ClientMixin
 from flask import g, has_app_context
 from joserfc.jwk import KeySet
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from fhirportal.store.auth_schema import oauth_client
 from fhirportal.store.database import Database
@@ -155,3 +157,19 @@ class ClientStore:
                 client_id=client_id, client_secret_hash=digest(client_secret) if client_secret else None,
                 client_metadata=json.dumps(metadata, sort_keys=True), issued_at=int(time.time())))
         return Client(client_id, digest(client_secret) if client_secret else None, metadata), client_secret
+
+    def ensure(self, client_id: str, client_metadata: dict) -> None:
+        """The server's own app (the portal) registered with exactly this metadata: created when missing,
+        updated when the metadata changed (a new base URL); several workers may race to create it."""
+        found = self._load(client_id)
+        if found is not None and found.client_metadata == client_metadata:
+            return
+        if found is None:
+            with contextlib.suppress(IntegrityError):  # another worker registered it first
+                self.register(client_metadata, client_id=client_id)
+        else:
+            with self.database.write() as conn:
+                conn.execute(update(oauth_client).where(oauth_client.c.client_id == client_id).values(
+                    client_metadata=json.dumps(client_metadata, sort_keys=True)))
+        if has_app_context():
+            g.pop("smart_clients", None)

@@ -2,8 +2,11 @@
 
 The page shows one checkbox per requested scope (ticked), and for whole-type Observation and
 Condition read/search scopes also category-level choices (unticked): a patient may share only
-their labs, say, instead of every observation. A ticked box is granted only if it is one of the
+their labs, say, instead of every observation. A wildcard patient scope (``patient/*.rs``, v1
+``patient/*.read``) is offered as one checkbox per kind of record instead (``record_kinds``), whose
+value is the kind's scopes separated by spaces. A ticked box is granted only if it is one of the
 requested scopes or narrower than one (same context and type, fewer permissions, an added query).
+The connected-apps page offers a grant's kinds the same way, to narrow it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .record_kinds import catalogue, collapse, kinds_covered, slice_scopes
 from .scopes import ResourceScope, ScopeSet, parse_scope, parse_scopes
 
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -56,6 +60,7 @@ class Choice:
     label: str
     ticked: bool
     detail: bool = False  # a narrower alternative shown under its resource scope
+    kind: bool = False  # a kind of record (several scopes): shown by its label alone
 
 
 # What a patient calls each kind of record (any other type: its name in words, "Care plan" style).
@@ -88,10 +93,19 @@ def _label(scope: ResourceScope) -> str:
     return f"{'/'.join(verbs)} {what}{query}"
 
 
-def choices(requested: ScopeSet) -> list[Choice]:
-    """The checkboxes of the consent page, in the order the app asked."""
+def _kind_choices(scope: ResourceScope, patient_types) -> list[Choice]:
+    return [Choice(" ".join(s.text for s in slice_scopes(kind, scope.context, scope.permissions)), kind.label, True,
+                   kind=True) for kind in catalogue(patient_types)]
+
+
+def choices(requested: ScopeSet, patient_types=()) -> list[Choice]:
+    """The checkboxes of the consent page, in the order the app asked; a wildcard patient scope as one
+    per kind of record (when ``patient_types``, the types a patient token can see, are given)."""
     result = []
     for scope in requested.resource_scopes:
+        if patient_types and scope.context == "patient" and scope.resource_type == "*" and not scope.query:
+            result.extend(_kind_choices(scope, patient_types))
+            continue
         result.append(Choice(scope.text, _label(scope), True))
         if scope.query or scope.resource_type not in CATEGORY_CHOICES:
             continue
@@ -113,13 +127,29 @@ def _narrower(candidate: ResourceScope, requested: ResourceScope) -> bool:
             and (not requested.query or candidate.query == requested.query))
 
 
+def grant_choices(grant: ScopeSet, patient_types) -> list[Choice]:
+    """The checkboxes of an app's grant on the connected-apps page, all ticked: each kind of record it
+    reaches whole, then each remaining resource scope."""
+    covered = kinds_covered(grant.resource_scopes, patient_types)
+    result = [Choice(" ".join(s.text for s in scopes), kind.label, True, kind=True) for kind, scopes in covered]
+    inside = [s for _, scopes in covered for s in scopes]
+    for scope in grant.resource_scopes:
+        if scope.resource_type == "*" and scope.context == "patient" and covered:
+            continue  # shown as its kinds
+        if not any(s == scope for s in inside):
+            result.append(Choice(scope.text, _label(scope), True))
+    return result
+
+
 def granted(requested: ScopeSet, ticked: Iterable[str], resource_types, *, contexts: set[str],
-            allowed_other: set[str]) -> ScopeSet:
+            allowed_other: set[str], patient_types=()) -> ScopeSet:
     """The scopes a submitted consent grants: ticked, within what was requested, in an allowed
-    context (patient accounts: patient/; staff: user/, and patient/ with a patient in context)."""
+    context (patient accounts: patient/; staff: user/, and patient/ with a patient in context).
+    A ticked value may hold several scopes (a kind of record); with ``patient_types``, slices that
+    make up a requested whole type or wildcard are granted as that (``record_kinds.collapse``)."""
     kept: list[ResourceScope] = []
     other: set[str] = set()
-    for text in ticked:
+    for text in (part for value in ticked for part in value.split()):
         if text in requested.other and text in allowed_other:
             other.add(text)
             continue
@@ -131,6 +161,8 @@ def granted(requested: ScopeSet, ticked: Iterable[str], resource_types, *, conte
     # A narrower scope ticked alongside its whole-type scope adds nothing: keep the whole type.
     kept = [s for s in kept if not (s.query and any(_narrower(s, w) and not w.query and w.permissions
                                                     >= s.permissions for w in kept if w is not s))]
+    if patient_types:
+        kept = collapse(kept, requested.resource_scopes, patient_types)
     return ScopeSet(tuple(kept), frozenset(other))
 
 

@@ -74,6 +74,7 @@ def openid_configuration(smart: SmartServer) -> dict:
         "registration_endpoint": urls["registration_endpoint"],
         "introspection_endpoint": urls["introspection_endpoint"],
         "revocation_endpoint": urls["revocation_endpoint"],
+        "end_session_endpoint": smart.url("/auth/logout"),  # RP-initiated logout (the portal's sign-out)
         "scopes_supported": OTHER_SCOPES,
         "response_types_supported": ["code"],
         "grant_types_supported": GRANT_TYPES,

@@ -17,7 +17,7 @@ from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, request
 from markupsafe import Markup
 
 from .accounts import Account, LoginRefused, Session
@@ -35,7 +35,7 @@ STYLE = {"color_background": "#f7f8fb", "color_error": "#9b1c1c", "color_highlig
          "dim_border_radius": "6px", "dim_font_size": "16px", "dim_spacing_size": "16px",
          "font_family_body": "system-ui, sans-serif", "font_family_heading": "system-ui, sans-serif"}
 HTML_SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
                                "base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -122,27 +122,52 @@ def authorize():
         if launch is None:
             return _error_redirect(oauth_request, redirect_uri, InvalidRequestError("Unknown or expired launch"))
     action = Markup.escape(request.base_url + "?" + urlencode(params))
-    client = grant.client
+    flow = _Flow(action, grant, oauth_request, params, launch)
     step = request.form.get("step") if request.method == "POST" else None
 
     if step == "login":
-        return _sign_in(action, client.name, lambda session: _consent_page(action, client, session, params, launch))
+        return _sign_in(action, grant.client.name, flow.after_sign_in)
 
     session = _session()
     if session is None:
-        return _login_page(action, client.name)
+        return _login_page(action, grant.client.name)
     if step != "consent":
-        return _consent_page(action, client, session, params, launch)
+        return flow.after_sign_in(session)
     if not _csrf_ok(session.csrf_token):
         return _page("error.html", 400, message="The consent form expired; go back to the app and try again.")
     if request.form.get("decision") != "allow":
-        return _error_redirect(oauth_request, redirect_uri, AccessDeniedError("The user denied access"))
-    try:
-        decision = _decide(session, params, launch)
-    except ValueError as exc:
-        return _error_redirect(oauth_request, redirect_uri, InvalidRequestError(str(exc)))
-    grant.request.decision = decision
-    return server().create_authorization_response(oauth_request, grant_user=decision.account, grant=grant)
+        return _error_redirect(oauth_request, grant.redirect_uri, AccessDeniedError("The user denied access"))
+    ticked = None if flow.first_party else request.form.getlist("scope")
+    return flow.allow(session, request.form.get("patient"), ticked)
+
+
+class _Flow:
+    """One authorization request after its checks: what follows sign-in (the consent page, or for the
+    practice's own apps the patient choice or nothing at all) and the decision."""
+
+    def __init__(self, action, grant, oauth_request: OAuth2Request, params: dict, launch: dict | None):
+        self.action, self.grant, self.oauth_request, self.params, self.launch = action, grant, oauth_request, \
+            params, launch
+        self.first_party = grant.client.get_client_id() in smart().first_party
+
+    def after_sign_in(self, session: Session) -> Response:
+        if not self.first_party:
+            return _consent_page(self.action, self.grant.client, session, self.params, self.launch)
+        account = session.account
+        if account.kind == "patient" and len(account.patients) > 1 and not self.launch:
+            return _page("choose_patient.html", action=self.action, username=account.username,
+                         csrf_token=session.csrf_token, patients=_patient_choices(account))
+        return self.allow(session, None, None)
+
+    def allow(self, session: Session, patient: str | None, ticked: list[str] | None) -> Response:
+        """Grant what was ticked (``ticked`` None: everything asked, the practice's own apps)."""
+        try:
+            decision = _decide(session, self.params, self.launch, patient, ticked)
+        except ValueError as exc:
+            return _error_redirect(self.oauth_request, self.grant.redirect_uri, InvalidRequestError(str(exc)))
+        self.grant.request.decision = decision
+        return server().create_authorization_response(self.oauth_request, grant_user=decision.account,
+                                                      grant=self.grant)
 
 
 def _sign_in(action, client_name: str, next_page) -> Response:
@@ -153,7 +178,7 @@ def _sign_in(action, client_name: str, next_page) -> Response:
         account = smart().accounts.authenticate(request.form.get("username", ""), request.form.get("password", ""))
     except LoginRefused:
         return _login_page(action, client_name, "Wrong user name or password, or the account is locked.", 401)
-    session_id = smart().accounts.start_session(account.id)
+    session_id = smart().accounts.start_session(account.id, request.headers.get("User-Agent"))
     response = next_page(smart().accounts.session(session_id))
     _set_cookie(response, SESSION_COOKIE, session_id)
     return response
@@ -167,30 +192,34 @@ def _login_page(action, client_name: str, error: str | None = None, status: int 
 
 
 def _patient_choices(account: Account) -> list[dict]:
-    return [{"id": p, "label": f"Patient/{p}"} for p in account.patients]
+    names: dict[str, str] = {}
+    return [{"id": p, "label": display_name(f"Patient/{p}", names)} for p in account.patients]
 
 
 def _consent_page(action, client, session: Session, params: dict, launch: dict | None) -> Response:
     requested = requested_scopes(params.get("scope"), smart().resource_types)
     return _page("consent.html", action=action, client_name=client.name, username=session.account.username,
-                 csrf_token=session.csrf_token, choices=choices(requested),
+                 csrf_token=session.csrf_token, choices=choices(requested, smart().patient_types),
                  patients=_patient_choices(session.account) if not launch else [])
 
 
-def _decide(session: Session, params: dict, launch: dict | None) -> Decision:
-    """The granted scope and the launch context, from the ticked boxes and who signed in."""
+def _decide(session: Session, params: dict, launch: dict | None, patient: str | None,
+            ticked: list[str] | None) -> Decision:
+    """The granted scope and the launch context, from the ticked boxes (None: all asked) and who signed in."""
     account = session.account
     requested = requested_scopes(params.get("scope"), smart().resource_types)
-    context: dict = {}
+    context: dict = {"sid": session.sid}  # signing out of this session ends the grant (unless offline_access)
     if account.fhir_user:
         context["fhirUser"] = account.fhir_user
     if account.kind == "patient":
-        patient = request.form.get("patient") or (account.patients[0] if account.patients else None)
+        patient = patient or (account.patients[0] if account.patients else None)
         if patient not in account.patients:
             raise ValueError("This account cannot act for that patient")
         if launch and launch.get("patient") not in (None, patient):
             raise ValueError("The launch is for another patient")
         context.update(patient=patient, need_patient_banner=True)
+        if len(account.patients) > 1:
+            context["patient_choices"] = len(account.patients)
         contexts = {"patient"}
     else:
         if account.organization:
@@ -208,8 +237,10 @@ def _decide(session: Session, params: dict, launch: dict | None) -> Decision:
         allowed_other.add("launch")
         if launch.get("encounter"):
             allowed_other.add("launch/encounter")
-    scope = granted(requested, request.form.getlist("scope"), smart().resource_types, contexts=contexts,
-                    allowed_other=allowed_other)
+    if ticked is None:
+        ticked = [s.text for s in requested.resource_scopes] + sorted(requested.other)
+    scope = granted(requested, ticked, smart().resource_types, contexts=contexts, allowed_other=allowed_other,
+                    patient_types=smart().patient_types)
     if not ({"launch", "launch/patient"} & scope.other) and account.kind != "patient":
         context.pop("patient", None)
         context.pop("encounter", None)
@@ -290,117 +321,23 @@ def _oauth_error(status: int, error: str, description: str, headers: dict | None
     return response
 
 
-# ---------------------------------------------------------------------- the account's own pages
-def _account_page(render) -> Response:
-    """A page of the signed-in user's account: the sign-in form first when there is no session."""
-    if request.method == "POST" and request.form.get("step") == "login":
-        return _sign_in(request.base_url, "", render)
-    session = _session()
-    if session is None:
-        return _login_page(request.base_url, "")
-    return render(session)
-
-
-@bp.route("/auth/apps", methods=["GET", "POST"])
-def apps():
-    """The signed-in user's authorized apps, each with a Revoke button."""
-    return _account_page(_apps_page)
-
-
-def _apps_page(session: Session, message: str | None = None) -> Response:
-    with smart().database.read() as conn:
-        authorized = smart().tokens.authorized_apps(conn, session.account.id)
-    rows = []
-    for client_id, scope, issued in authorized:
-        client = smart().clients.get(client_id)
-        rows.append({"client_id": client_id, "name": client.name if client else client_id, "scope": scope,
-                     "issued": issued.strftime("%Y-%m-%d %H:%M")})
-    return _page("apps.html", username=session.account.username, apps=rows, csrf_token=session.csrf_token,
-                 message=message)
-
-
-ACTIONS = {"read": "opened", "vread": "opened", "search": "searched", "history": "looked at the history of",
-           "create": "added", "update": "changed", "patch": "changed", "delete": "deleted",
-           "operation": "ran an operation on", "transaction": "sent a batch of records about",
-           "export": "exported"}
-
-
-PORTAL_USERS = ("Patient/", "RelatedPerson/", "Person/")
-
-
-def _who(row, account, names: dict) -> str:
-    if (row.fhir_user and row.fhir_user == account.fhir_user) or (row.account_id == account.id):
-        person = "You"
-    elif row.fhir_user and row.fhir_user.startswith(PORTAL_USERS) and \
-            row.fhir_user.split("/", 1)[1] not in account.patients:
-        return "Another portal user"  # never another patient's or caregiver's name, nor their app
-    elif row.fhir_user:
-        if row.fhir_user not in names:
-            names[row.fhir_user] = _display_name(row.fhir_user)
-        person = names[row.fhir_user]
-    else:
-        person = None
-    app_name = None
-    if row.client_id:
-        client = smart().clients.get(row.client_id)
-        app_name = client.name if client else row.client_id
-    if person and app_name:
-        return f"{person}, with {app_name}"
-    return person or app_name or "the practice's system"
-
-
-def _display_name(reference: str) -> str:
+def display_name(reference: str, names: dict[str, str] | None = None) -> str:
+    """A person's name from their record (``names`` memoizes within a page), or the reference."""
+    if names is not None and reference in names:
+        return names[reference]
     kind, _, fhir_id = reference.partition("/")
     ctx = current_app.extensions["fhirportal"]
     try:
         with ctx.database.read() as conn:
             body = ctx.repository.read(conn, kind, fhir_id).body or {}
     except Exception:  # noqa: BLE001  (deleted or unknown: show the reference)
-        return reference
+        body = {}
     name = (body.get("name") or [{}])[0]
     text = name.get("text") or " ".join([*name.get("prefix", []), *name.get("given", []), name.get("family", "")])
-    return text.strip() or reference
-
-
-@bp.route("/auth/access-log", methods=["GET", "POST"])
-def access_log_page():
-    """Who looked at the signed-in patient's (or caregiver's patients') records: newest first."""
-    return _account_page(_access_log_page)
-
-
-def _access_log_page(session: Session) -> Response:
-    account = session.account
-    rows = current_app.extensions["fhirportal"].audit.for_patients(account.patients, account.id)
-    names: dict[str, str] = {}
-    entries = [{"when": row.recorded.strftime("%Y-%m-%d %H:%M"), "who": _who(row, account, names),
-                "what": f"{ACTIONS.get(row.action, row.action.replace('-', ' '))} "
-                        f"{(row.resource_type or 'records').lower()} data"
-                        + ("" if row.patient_id in account.patients else " of another patient's record"),
-                "outcome": "allowed" if row.outcome < 400 else "refused"} for row in rows]
-    return _page("access_log.html", username=account.username, entries=entries)
-
-
-@bp.route("/auth/apps/revoke", methods=["POST"])
-def revoke_app():
-    session = _session()
-    if session is None or not _csrf_ok(session.csrf_token):
-        return _page("error.html", 400, message="Sign in again to manage your apps.")
-    client_id = request.form.get("client_id", "")
-    with smart().database.write() as conn:
-        count = smart().tokens.revoke_app(conn, session.account.id, client_id)
-    client = smart().clients.get(client_id)
-    name = client.name if client else client_id
-    return _apps_page(session, f"{name}: access revoked ({count} token(s))." if count else "Nothing to revoke.")
-
-
-@bp.route("/auth/logout", methods=["POST"])
-def logout():
-    session = _session()
-    if session is not None and _csrf_ok(session.csrf_token):
-        smart().accounts.end_session(request.cookies.get(SESSION_COOKIE))
-    response = redirect("/auth/apps", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/auth")
-    return response
+    shown = text.strip() or reference
+    if names is not None:
+        names[reference] = shown
+    return shown
 
 
 def discovery_blueprint(name: str, prefix: str) -> Blueprint:

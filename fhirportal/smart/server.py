@@ -43,6 +43,8 @@ class SmartServer:
     database: Database
     tokens: TokenStore
     resource_types: frozenset[str]
+    patient_types: frozenset[str] = frozenset()  # what a patient/ token can see: consent offers these by kind
+    first_party: frozenset[str] = frozenset()  # the practice's own apps (the portal): no consent page
 
     @cached_property
     def accounts(self) -> AccountStore:
@@ -125,6 +127,8 @@ def _save_token(smart: SmartServer):
         for key in ("patient", "encounter"):
             if context.get(key):
                 token[key] = context[key]
+        if context.get("patient_choices") and request.client.get_client_id() in smart.first_party:
+            token["patient_choices"] = context["patient_choices"]  # the portal offers to switch records
         if grant_type != "client_credentials":
             token["need_patient_banner"] = bool(context.get("need_patient_banner", True))
             token["smart_style_url"] = smart.url("/auth/smart-style.json")

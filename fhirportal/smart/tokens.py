@@ -173,6 +173,25 @@ class TokenStore:
             oauth_token.c.account_id == account_id, oauth_token.c.revoked_at.is_(None)).values(
             revoked_at=clock.now())).rowcount
 
+    def revoke_session(self, conn: Connection, account_id: int, sids: list[str]) -> int:
+        """Sessions ended (signed out): every token issued in them ends too, but for ``offline_access``
+        grants, which are meant to outlive a sign-in. The grants ended."""
+        rows = conn.execute(select(oauth_token.c.grant_id, oauth_token.c.scope, oauth_token.c.context).where(
+            oauth_token.c.account_id == account_id, oauth_token.c.revoked_at.is_(None))).all()
+        wanted = set(sids)
+        grants = {row.grant_id for row in rows
+                  if json.loads(row.context).get("sid") in wanted and "offline_access" not in row.scope.split()}
+        for grant_id in grants:
+            self.revoke_grant(conn, grant_id)
+        return len(grants)
+
+    def narrow_app(self, conn: Connection, account_id: int, client_id: str, scope: str) -> int:
+        """A user narrows what an app may do: every live token of the app for that user gets ``scope``
+        (checked by the caller to be within what it had); a refresh can only shrink it further."""
+        return conn.execute(update(oauth_token).where(and_(
+            oauth_token.c.account_id == account_id, oauth_token.c.client_id == client_id,
+            oauth_token.c.revoked_at.is_(None))).values(scope=scope)).rowcount
+
     def authorized_apps(self, conn: Connection, account_id: int) -> list[tuple[str, str, datetime]]:
         """(client_id, scope, last issued) of the apps holding live tokens of an account."""
         now = clock.now()

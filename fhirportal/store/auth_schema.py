@@ -125,6 +125,8 @@ login_session = Table(
     Column("csrf_token", String(64), nullable=False),
     Column("auth_time", Integer, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("user_agent", String(300), nullable=True),  # the browser's, shown on the account page
+    Index("ix_login_session_account", "account_id"),
 )
 
 # The access log (``access_log``) is in journal_schema.py.
@@ -162,4 +164,23 @@ portal_invitation = Table(
     Column("code_requests", Integer, nullable=False, default=0),
     Column("consent_id", String(64), nullable=True),  # a caregiver's Consent (RelatedPerson), once registered
     Index("ix_portal_invitation_subject", "subject_type", "subject_id", "id"),
+)
+
+# "Forgot password": one row per request (the rate limit counts them by address and by client), with
+# the single-use link's digest when the address belonged to an account. Addresses and client
+# addresses are kept only as keyed hashes.
+password_reset = Table(
+    "password_reset",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address_hash", String(64), nullable=False),  # the email asked for
+    Column("client_hash", String(64), nullable=True),  # the requesting client's IP address
+    Column("account_id", Integer, nullable=True),  # null: no account has that address
+    Column("link_hash", String(64), nullable=True, unique=True),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("used_at", DateTime(timezone=True), nullable=True),  # the link was used (or superseded)
+    Index("ix_password_reset_address", "address_hash", "created"),
+    Index("ix_password_reset_client", "client_hash", "created"),
+    Index("ix_password_reset_account", "account_id"),
 )

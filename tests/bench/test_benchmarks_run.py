@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
     ["benchmarks/profile_read.py", "--requests", "50", "--top", "3"],
     ["benchmarks/smart_benchmark.py", "--exchanges", "10", "--concurrency", "2"],
     ["benchmarks/profile_validation.py", "--rounds", "1"],
+    ["benchmarks/portal_summary_benchmark.py", "--observations", "40", "--requests", "3"],
+    ["benchmarks/sustained_benchmark.py", "--backend", "sqlite", "--minutes", "0.05", "--round", "3",
+     "--patients", "20", "--obs-per-patient", "4", "--no-mixed"],
 ])
 def test_benchmark_script_runs(command):
     done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -1,0 +1,89 @@
+"""The OpenAPI paths of the pages people use (part of ``fhirportal.openapi``): the patient portal
+(``fhirportal.web``), forgetting a password, and the account pages of the authorization server. All
+answer HTML (the portal's download: a FHIR JSON Bundle); forms post ``application/x-www-form-urlencoded``
+with a ``csrf_token``.
+"""
+
+from __future__ import annotations
+
+from .openapi import ACCOUNT_FORM, ACCOUNT_PAGE, _auth_op, _form_body, _page, _redirect, _string, query
+
+SIGN_IN_FIRST = _redirect("Not signed in (to /portal/signin), or the session ended (to the home page)")
+CSRF = {"csrf_token": _string("The form's CSRF token")}
+
+
+def _portal_page(summary: str) -> dict:
+    return {"get": _auth_op(summary, {"200": _page("The page"), "303": SIGN_IN_FIRST}, tag="portal")}
+
+
+def page_paths() -> dict[str, dict]:
+    return {
+        "/": {"get": _auth_op("The portal's home page", {"200": _page("Sign in, invitations, forgot password, "
+                                                                      "links for developers")},
+                              parameters=[query("state", "signed-out or ended: says so")], tag="portal")},
+        "/portal/invitation": {"get": _auth_op("How to register from an invitation", {"200": _page("The page")},
+                                               tag="portal")},
+        "/portal/signin": {"get": _auth_op("Sign in: a standalone SMART launch of the portal (PKCE)", {
+            "303": _redirect("To the authorization endpoint")}, tag="portal")},
+        "/portal/callback": {"get": _auth_op("The portal's redirect URI: the code is exchanged for tokens", {
+            "303": _redirect("Signed in: to the health summary"),
+            "400": _page("Unknown or used state, an OAuth error, or a code that could not be exchanged"),
+            "403": _page("The account has no patient record")},
+            parameters=[query("code", "Authorization code"), query("state", "The sign-in's state"),
+                        query("error", "OAuth error"), query("error_description", "OAuth error description")],
+            tag="portal")},
+        "/portal/signout": {"post": _auth_op("Sign out: tokens revoked, the session ended", {
+            "303": _redirect("To the authorization server's end-session endpoint, then home"),
+            "400": _page("The form expired (CSRF)")}, body=_form_body(CSRF), tag="portal")},
+        "/portal/": _portal_page("The health summary"),
+        "/portal/labs": _portal_page("Lab results by test, with charts"),
+        "/portal/vitals": _portal_page("Vital signs by measurement, with charts"),
+        "/portal/record": _portal_page("Download my record"),
+        "/portal/print": _portal_page("A printable summary"),
+        "/portal/record.json": {"get": _auth_op("The record ($everything) as one FHIR Bundle, as a download", {
+            "200": {"description": "A collection Bundle", "content": {"application/fhir+json": {"schema": {
+                "type": "object"}}}}, "303": SIGN_IN_FIRST}, tag="portal")},
+        "/portal/forgot-password": {
+            "get": _auth_op("Forgot password: the form", {"200": _page("The form")}, tag="portal"),
+            "post": _auth_op("Forgot password: email a single-use link (the same answer for any address)", {
+                "200": _page("Sent, if an account has the address"), "400": _page("Form expired or no address"),
+                "429": _page("Too many requests for the address or from the network")},
+                body=_form_body({**CSRF, "email": _string("Email address")}), tag="portal")},
+        "/portal/reset-password": {
+            "parameters": [query("t", "The emailed link's token", required=True)],
+            "get": _auth_op("Choose a new password", {"200": _page("The form"), "410": _page("Link expired or used")},
+                            tag="portal"),
+            "post": _auth_op("Set the new password: every session and token of the account ends", {
+                "200": _page("Changed"), "400": _page("Refused password or form expired"),
+                "410": _page("Link expired or used")},
+                body=_form_body({**CSRF, "password": _string("New password"),
+                                 "password_again": _string("Again")}), tag="portal")},
+        "/auth/apps/narrow": {"post": _auth_op("Keep only the ticked kinds of record of an app's access", {
+            "200": _page("The apps page"), "400": _page("Not signed in, form expired, or no such app")},
+            body=_form_body({**CSRF, "client_id": _string("The app"), "scope": {
+                "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                "description": "Ticked scopes (a kind of record: several, separated by spaces)"}}), tag="account")},
+        "/auth/account": {
+            "get": _auth_op("The account: change password, signed-in browsers", ACCOUNT_PAGE, tag="account"),
+            "post": _auth_op("The account (sign-in form posts here)", ACCOUNT_PAGE, body=ACCOUNT_FORM,
+                             tag="account")},
+        "/auth/account/password": {"post": _auth_op("Change the password (the other browsers are signed out)", {
+            "200": _page("Changed"), "400": _page("Not signed in, form expired, wrong or refused password")},
+            body=_form_body({**CSRF, "current_password": _string("Current password"),
+                             "new_password": _string("New password"), "new_password_again": _string("Again")}),
+            tag="account")},
+        "/auth/account/sessions/end": {"post": _auth_op("Sign out a browser, or every other one", {
+            "200": _page("The account page, or signed out (this browser)"),
+            "400": _page("Not signed in or form expired")},
+            body=_form_body({**CSRF, "sid": _string("The browser's session"),
+                             "others": _string("1: every other browser")}), tag="account")},
+        "/auth/logout": {
+            "get": _auth_op("OpenID Connect RP-initiated logout (the practice's own apps)", {
+                "200": _page("Signed out"), "303": _redirect("To the app's registered post_logout_redirect_uri"),
+                "400": _page("No valid id_token_hint")},
+                parameters=[query("id_token_hint", "An id_token this server issued"),
+                            query("post_logout_redirect_uri", "Where to go afterwards (registered)"),
+                            query("state", "Echoed back")], tag="account"),
+            "post": _auth_op("Sign out (the session's grants end, offline_access ones excepted)", {
+                "200": _page("Signed out")}, body=_form_body(CSRF), tag="account")},
+    }
