@@ -87,9 +87,11 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
     entry["searchInclude"] = ["*"] + sorted(f"{resource_type}:{p.code}" for p in references)
     entry["searchRevInclude"] = [r for r in revincludes(ctx, resource_type, all_references)
                                  if not r.startswith("AuditEvent:") or r in AUDIT_REVINCLUDES]
+    if not entry["searchRevInclude"]:
+        del entry["searchRevInclude"]
     if resource_type == "AuditEvent":  # the access log: what its view answers (fhir/audit_view.py)
         entry["searchInclude"] = ["*", *(f"AuditEvent:{code}" for code in sorted(audit_view.INCLUDES))]
-        entry["searchRevInclude"] = []
+        del entry["searchRevInclude"]  # none (an empty array is not valid FHIR)
         entry["documentation"] = ("The access log: AuditEvents rendered from the journal of every access, with the "
                                   "ones other systems sent; newest first (_sort=date or -date only)")
     profiles = us_core.profiles(resource_type)

@@ -29,6 +29,21 @@ def test_statement_basics(statement):
     assert statement["software"]["name"] == "fhirportal"
 
 
+def test_statement_has_no_empty_array_object_or_string(statement):
+    """FHIR JSON forbids them (an element is left out instead), and XML cannot say them at all."""
+    def empty(value, path):
+        if value in ([], {}, ""):
+            yield path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield from empty(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for n, item in enumerate(value):
+                yield from empty(item, f"{path}[{n}]")
+
+    assert list(empty(statement, "CapabilityStatement")) == []
+
+
 def test_statement_parses_with_the_fhirclient_r4_models(statement):
     parsed = CapabilityStatement(statement)  # strict: raises on anything not R4
     assert parsed.fhirVersion == "4.0.1"
