@@ -81,7 +81,7 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
         "searchParam": [
             {"name": p.code, "definition": p.url, "type": p.type}
             for p in sorted(searchable(ctx, resource_type), key=lambda p: p.code)
-        ],
+        ] + ([] if resource_type == "AuditEvent" else [LIST_SEARCH_PARAM]),
     }
     references = [p for p in searchable(ctx, resource_type) if p.type == "reference"]
     entry["searchInclude"] = ["*"] + sorted(f"{resource_type}:{p.code}" for p in references)
@@ -109,6 +109,9 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
 
 
 CONFORMANCE_TYPES = ("OperationDefinition", "SearchParameter", "StructureDefinition")
+LIST_SEARCH_PARAM = {"name": "_list", "type": "special",
+                     "documentation": "_list=id: the resources of this type that are entries of List/id (a List the "
+                                      "token may see; functional lists such as $current-problems are not supported)"}
 AUDIT_REVINCLUDES = frozenset({"AuditEvent:patient", "AuditEvent:agent", "AuditEvent:entity"})
 
 

@@ -16,9 +16,11 @@ from fhirportal.errors import BadRequest, Issue
 from fhirportal.store.indexing import SearchParameter, SearchParameterRegistry
 from fhirportal.store.search import Criterion
 from fhirportal.store.search.includes import IncludeSpec
+from fhirportal.store.search.lists import LIST_PARAMETER
 from fhirportal.store.search.sorting import SortKey
 
 from .terminology import search as terminology_search
+from .validation import ID_PATTERN
 
 # Parameters that shape the result rather than select resources.
 RESULT_PARAMETERS = frozenset({
@@ -139,10 +141,39 @@ def _reverse_chained(registry, resource_type: str, name: str, value: str) -> Cri
     return dataclasses.replace(criterion, has=(source_type, reference_code))
 
 
+def _listed(name: str, value: str) -> Criterion:
+    """``_list=id[,id]``: the resources a List (that the request may see) has as entries."""
+    if name != LIST_PARAMETER.code:
+        raise _Unsupported(f"Modifier ':{name.partition(':')[2]}' is not supported for _list")
+    ids = tuple(split_or(value))
+    if not ids:
+        raise _Unsupported("Search parameter '_list' has no value")
+    for list_id in ids:
+        if list_id.startswith("$"):
+            raise _Unsupported(f"_list={list_id}: functional lists ($current-problems, ...) are not supported; "
+                               f"name a List by its id")
+        if not ID_PATTERN.fullmatch(list_id):
+            raise _Unsupported(f"_list={list_id}: not a List id")
+    return Criterion(LIST_PARAMETER, ids)
+
+
+def _contained(name: str, value: str) -> None:
+    """``_contained`` and ``_containedType``: only what they mean by default (contained resources are not
+    searched into here), so a client is never answered as if they applied."""
+    allowed = {"_contained": ("false",), "_containedType": ("container",)}[name]
+    known = {"_contained": ("true", "false", "both"), "_containedType": ("container", "contained")}[name]
+    if value not in known:
+        raise _Unsupported(f"{name} must be one of {', '.join(known)}")
+    if value not in allowed:
+        raise _Unsupported(f"{name}={value}: this server does not search inside contained resources")
+
+
 def parse_criterion(registry: SearchParameterRegistry, resource_type: str, name: str, value: str) -> Criterion:
     if "\x00" in name or "\x00" in value:
         raise BadRequest(f"Search parameter '{name.replace(chr(0), '')}' contains a NUL character",
                          expression=name.replace("\x00", ""))
+    if name.partition(":")[0] == LIST_PARAMETER.code:
+        return _listed(name, value)
     if name.startswith("_has:"):
         return _reverse_chained(registry, resource_type, name, value)
     if "." in name.partition(":")[2] or "." in name.partition(":")[0]:
@@ -234,6 +265,8 @@ def parse_search(registry: SearchParameterRegistry, resource_types: list[str],
                 if value not in TOTAL_MODES:
                     raise _Unsupported(f"_total must be one of {', '.join(TOTAL_MODES)}")
                 request.total = value
+            elif name in ("_contained", "_containedType"):
+                _contained(name, value)
             elif name in RESULT_PARAMETERS:
                 continue
             else:

@@ -18,6 +18,7 @@ from ..schema import INDEX_TABLES, resource
 from . import visibility as _visibility
 from .aliases import alias
 from .criteria import Criterion
+from .lists import LIST_PARAMETER, listed
 from .per_pid import per_pid
 from .prefixes import number_range, range_condition, split_prefix
 
@@ -247,6 +248,8 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
             return _has(criterion, res, base_url, types, visibility)
         if criterion.chain is not None:
             return _chain(criterion, res, base_url, visibility)
+        if parameter is LIST_PARAMETER:
+            return listed(criterion, res, visibility)
         if parameter.code in ("_id", "_lastUpdated"):
             return _table_param(criterion, res)
         if parameter.type not in _CLAUSES and not (parameter.type == "composite" and parameter.indexed):
