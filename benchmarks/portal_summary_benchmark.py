@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='fhirportal-portal-bench-')}/bench.db"
-    app = create_app(Settings(database_url=url, base_url="http://localhost/fhir", audit_background_after=0),
+    app = create_app(Settings(database_url=url, base_url="http://localhost/fhir"),
                      create_schema=False)
     ctx = app.extensions["fhirportal"]
     ctx.database.drop_schema()

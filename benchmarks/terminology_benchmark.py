@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -151,5 +150,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("FHIRPORTAL_AUDIT_BACKGROUND_AFTER", "0")
     sys.exit(main())
