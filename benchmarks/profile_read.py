@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(args.sort).print_stats(args.top)
         print(f"\n===== cProfile: {label} x {n} (sorted by {args.sort}) =====")
         print(out.getvalue())
+    app.extensions["fhirportal"].audit.flush()  # the access log's last rows, before the database goes
     app.extensions["fhirportal"].database.dispose()
     workdir.cleanup()
     return 0

@@ -101,14 +101,17 @@ class Writer:
     def may_change(self, resource_type: str, fhir_id: str, interaction: str) -> None:
         """403 if the resource exists but ``interaction`` may not see it."""
         visibility = self.auth.visibility(interaction)
-        if visibility is not None and self.repository.visible(self.conn, resource_type, fhir_id, visibility) is False:
+        if visibility is None or visibility.sees_every(resource_type):
+            return
+        if self.repository.visible(self.conn, resource_type, fhir_id, visibility) is False:
             self.auth.refuse_write(f"{resource_type}/{fhir_id}", interaction)
 
     def may_produce(self, record: StoredResource, interaction: str) -> None:
         """403 (rolling the write back) if what was written is outside what ``interaction`` may see."""
         visibility = self.auth.visibility(interaction)
-        if visibility is not None and not self.repository.visible(self.conn, record.resource_type, record.fhir_id,
-                                                                  visibility):
+        if visibility is None or visibility.sees_every(record.resource_type):
+            return
+        if not self.repository.visible(self.conn, record.resource_type, record.fhir_id, visibility):
             self.auth.refuse_write(record.reference, interaction)
 
     # ---------------------------------------------------------------- interactions

@@ -128,14 +128,14 @@ class ResourceRepository:
     def _visible_current_row(self, conn: Connection, resource_type: str, fhir_id: str,
                              visibility: Visibility | None):
         """The current row, or None if there is none or ``visibility`` hides it."""
-        if visibility is None:
+        if visibility is None or visibility.sees_every(resource_type):
             return self._current_row(conn, resource_type, fhir_id)
         row = self._row_with_visibility(conn, resource_type, fhir_id, visibility)
         return row if row is not None and row.visible else None
 
     def visible(self, conn: Connection, resource_type: str, fhir_id: str, visibility: Visibility | None) -> bool | None:
         """Whether ``visibility`` shows the current resource (deleted or not); None if it has no row."""
-        if visibility is None:
+        if visibility is None or visibility.sees_every(resource_type):
             return None if self._current_row(conn, resource_type, fhir_id) is None else True
         row = self._row_with_visibility(conn, resource_type, fhir_id, visibility)
         return None if row is None else bool(row.visible)

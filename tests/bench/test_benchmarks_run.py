@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
     ["benchmarks/rest_benchmark.py", "--backend", "sqlite", "--patients", "20", "--obs-per-patient", "2",
      "--duration", "0.3", "--warmup", "0.1", "--rounds", "2"],
     ["benchmarks/profile_read.py", "--requests", "50", "--top", "3"],
+    ["benchmarks/profile_write.py", "--requests", "20", "--top", "3"],
     ["benchmarks/smart_benchmark.py", "--exchanges", "10", "--concurrency", "2"],
     ["benchmarks/profile_validation.py", "--rounds", "1"],
     ["benchmarks/portal_summary_benchmark.py", "--observations", "40", "--requests", "3"],

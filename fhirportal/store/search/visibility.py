@@ -66,6 +66,15 @@ class Visibility:
     def sees_type(self, resource_type: str) -> bool:
         return resource_type in self.rules
 
+    def sees_every(self, resource_type: str) -> bool:
+        """Whether every resource of the type is visible (its rule adds no condition: ``rule_clause``)."""
+        rule = self.rules.get(resource_type)
+        if rule is None or rule.without_marks or rule.require:
+            return False
+        owned = resource_type == COMPARTMENT_OWNER or bool(rule.compartment)
+        patient_bound = rule.patient is not None and (owned or bool(rule.through))
+        return not patient_bound and not (rule.organization is not None and owned)
+
 
 def _restricted(rule: TypeRule, resource_type: str) -> bool:
     owned = resource_type == COMPARTMENT_OWNER or bool(rule.compartment)
