@@ -86,7 +86,9 @@ class ResourceValidator:
                           expression=_location(resource_type, error["loc"]))
                     for error in exc.errors(include_url=False)]
         except Exception as exc:  # noqa: BLE001  (anything else the model library raises on hostile JSON)
-            return [Issue(f"{type(exc).__name__}: {exc}"[:300], code="structure", expression=resource_type)]
+            # the structure table says where; the library's own message is the fallback
+            return self.structure_check.issues(body) or [
+                Issue(f"{type(exc).__name__}: {exc}"[:300], code="structure", expression=resource_type)]
         return []
 
     @staticmethod

@@ -66,11 +66,14 @@ def sends_no_500(ctx, send):
 
 @pytest.fixture
 def seeded(fhir):
-    """A patient, a practitioner and an observation to point at, search and update."""
+    """A patient, a practitioner, an observation and a List of them to point at, search and update."""
     assert fhir.put("Patient/p1", patient(id="p1")).status_code == 201
     assert fhir.put("Practitioner/dr", {"resourceType": "Practitioner", "id": "dr",
                                         "name": [{"family": "Doc"}]}).status_code == 201
     assert fhir.put("Observation/o1", observation("p1", id="o1")).status_code == 201
+    assert fhir.put("List/l1", {"resourceType": "List", "id": "l1", "status": "current", "mode": "working",
+                                "entry": [{"item": {"reference": r}} for r in ("Patient/p1", "Observation/o1")]}
+                    ).status_code == 201
     return fhir
 
 
@@ -402,7 +405,8 @@ PARAMETER_NAMES = [
     "_summary", "_elements", "_total", "_cursor", "_type", "_format", "_pretty", "_since",
     "_has:Observation:subject:code", "_has:Observation:patient:_id", "_has:Nope:x:y",
     "_has:Observation:subject:_has:x:y:z", "_text", "_content",
-    "_filter", "_query", "_list", "identifier", "name", "family", "given", "birthdate", "gender", "link", "address",
+    "_filter", "_query", "_list", "_contained", "_containedType", "identifier", "name", "family", "given",
+    "birthdate", "gender", "link", "address",
     "telecom", "phone", "email", "general-practitioner", "general-practitioner.name",
     "general-practitioner:Practitioner.family", "general-practitioner.name.family", "organization", "subject",
     "subject:Patient", "patient", "code", "value-quantity", "date", "status", "performer", "category",
@@ -415,7 +419,8 @@ ATOMS = st.one_of(st.sampled_from(HOSTILE_STRINGS), TEXT, NUMBERS.map(str),
                   st.sampled_from(["p1", "dr", "Patient/p1", "male", "Lovelace", "4548-4", "http://loinc.org|4548-4",
                                    "urn:t|1", "2024", "2024-03-05", "2024-03-05T10:00:00Z", "6.1|http://unitsofmeasure.org|%",
                                    "Patient:link", "Observation:subject", "Observation:subject:Patient", "*", "family",
-                                   "-birthdate", "true", "count", "accurate", "id,name", "Patient,Observation"]))
+                                   "-birthdate", "true", "count", "accurate", "id,name", "Patient,Observation",
+                                   "both", "false", "container", "contained", "$current-problems", "l1"]))
 
 
 @st.composite
