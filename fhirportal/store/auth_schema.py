@@ -45,6 +45,7 @@ oauth_client = Table(
     Column("client_secret_hash", String(128), nullable=True),
     Column("client_metadata", Text, nullable=False),
     Column("issued_at", Integer, nullable=False),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),  # an operator disabled it (no tokens)
 )
 
 authorization_code = Table(
