@@ -1,4 +1,5 @@
-"""The ``fhirportal`` command: init-db, db, load, export, serve, accounts, clients, portal."""
+"""The ``fhirportal`` command: init-db, db, load, export, serve, portal; accounts, clients, tokens, audit,
+reindex (``commands/``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from .commands.admin import accounts_group, clients_group, load_accounts, tokens_group
 from .commands.audit import audit_group
 from .commands.db import db_group
 from .commands.reindex import reindex
@@ -27,19 +29,6 @@ def _context(database_url: str | None):
     ctx = build_context(settings)
     prepare_database(ctx)
     return ctx
-
-
-def _smart(database_url: str | None):
-    from .app import build_smart
-
-    return build_smart(_context(database_url))
-
-
-def _load_accounts(smart, path: Path) -> None:
-    from .smart.seeding import load_accounts_file
-
-    accounts, clients = load_accounts_file(smart, path)
-    click.echo(f"accounts: {accounts} created; apps: {clients} registered ({path.name})", err=True)
 
 
 def _load(ctx, paths: list[str], quiet: bool = False) -> int:
@@ -168,82 +157,9 @@ def serve(click_ctx: click.Context, host: str, port: int, demo: bool) -> None:
             empty = ctx.repository.history(conn, count=1).entries == []
         if empty:
             _load(ctx, [str(DEMO_FIXTURES)])
-        _load_accounts(app.extensions["smart"], DEMO_ACCOUNTS)
+        load_accounts(app.extensions["smart"], DEMO_ACCOUNTS)
     click.echo(f"fhirportal FHIR R4 server: {settings.base_url}  (CapabilityStatement: {settings.base_url}/metadata)")
     app.run(host=host, port=port, threaded=True)
-
-
-@main.group("accounts")
-def accounts_group() -> None:
-    """Staff and portal accounts."""
-
-
-@accounts_group.command("add")
-@click.argument("username")
-@click.option("--kind", type=click.Choice(["staff", "patient"]), required=True)
-@click.option("--fhir-user", help="Practitioner/…, Patient/… or RelatedPerson/…")
-@click.option("--organization", help="Organization/… (staff: whose patients they may see)")
-@click.option("--role", "roles", multiple=True, help="admin, staff, invite (repeatable)")
-@click.option("--patient", "patients", multiple=True, help="Patient id the account acts for (repeatable)")
-@click.password_option(help="Asked for when not given")
-@click.pass_context
-def accounts_add(click_ctx, username, kind, fhir_user, organization, roles, patients, password) -> None:
-    """Create an account (the password is stored as an Argon2id hash)."""
-    smart = _smart(click_ctx.obj["database_url"])
-    if smart.accounts.by_username(username) is not None:
-        raise click.ClickException(f"username {username!r} is taken")
-    created = smart.accounts.create(username, password, kind=kind, fhir_user=fhir_user, organization=organization,
-                                    roles=roles, patients=patients)
-    click.echo(f"account {created.id} {created.username} ({created.kind})")
-
-
-@accounts_group.command("load")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.pass_context
-def accounts_load(click_ctx, path: Path) -> None:
-    """Create the accounts and apps of a JSON file (e.g. fixtures/demo-accounts.json); existing ones are kept."""
-    _load_accounts(_smart(click_ctx.obj["database_url"]), path)
-
-
-@main.group("clients")
-def clients_group() -> None:
-    """Registered SMART apps."""
-
-
-@clients_group.command("add")
-@click.option("--name", required=True)
-@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeatable)")
-@click.option("--auth", "auth_method", default="client_secret_basic", show_default=True,
-              type=click.Choice(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]),
-              help="none = public app (PKCE only)")
-@click.option("--backend", is_flag=True, help="Backend services: client_credentials only (needs --jwks-uri/--jwks)")
-@click.option("--jwks-uri", help="Where the app publishes its public keys (private_key_jwt)")
-@click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False), help="A JWKS file (public keys)")
-@click.option("--scope", help="Scopes the app may ask for (default: any)")
-@click.option("--client-id", help="Choose the client id (default: random)")
-@click.pass_context
-def clients_add(click_ctx, name, redirect_uris, auth_method, backend, jwks_uri, jwks_file, scope, client_id) -> None:
-    """Register an app; prints its client_id (and its secret once, for confidential symmetric apps)."""
-    import json
-
-    metadata: dict = {"client_name": name, "token_endpoint_auth_method": auth_method}
-    if redirect_uris:
-        metadata["redirect_uris"] = list(redirect_uris)
-    if backend:
-        metadata.update(grant_types=["client_credentials"], token_endpoint_auth_method="private_key_jwt")
-    if jwks_uri:
-        metadata["jwks_uri"] = jwks_uri
-    if jwks_file:
-        metadata["jwks"] = json.loads(Path(jwks_file).read_text())
-    if scope:
-        metadata["scope"] = scope
-    try:
-        client, secret = _smart(click_ctx.obj["database_url"]).clients.register(metadata, client_id=client_id)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"client_id: {client.client_id}")
-    if secret:
-        click.echo(f"client_secret: {secret}  (shown once; stored hashed)")
 
 
 @main.group("portal")
@@ -284,6 +200,9 @@ def portal_auto_invite(click_ctx, max_age_days: int) -> None:
                + (f" ({skipped})" if skipped else ""))
 
 
+main.add_command(accounts_group)
+main.add_command(clients_group)
+main.add_command(tokens_group)
 main.add_command(db_group)
 main.add_command(audit_group)
 main.add_command(reindex)

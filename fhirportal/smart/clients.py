@@ -122,7 +122,8 @@ class ClientStore:
 
     def _load(self, client_id: str) -> Client | None:
         with self.database.read() as conn:
-            row = conn.execute(select(oauth_client).where(oauth_client.c.client_id == client_id)).first()
+            row = conn.execute(select(oauth_client).where(  # a disabled app is not known to the server
+                oauth_client.c.client_id == client_id, oauth_client.c.disabled_at.is_(None))).first()
         if row is None:
             return None
         return Client(row.client_id, row.client_secret_hash, json.loads(row.client_metadata))
