@@ -12,6 +12,7 @@ from tqdm import tqdm
 from .commands.admin import accounts_group, clients_group, load_accounts, tokens_group
 from .commands.audit import audit_group
 from .commands.db import db_group
+from .commands.keys import keys_group
 from .commands.reindex import reindex
 from .settings import Settings
 
@@ -203,6 +204,7 @@ def portal_auto_invite(click_ctx, max_age_days: int) -> None:
 main.add_command(accounts_group)
 main.add_command(clients_group)
 main.add_command(tokens_group)
+main.add_command(keys_group)
 main.add_command(db_group)
 main.add_command(audit_group)
 main.add_command(reindex)

@@ -17,7 +17,7 @@ from ..settings import Settings
 
 
 @contextlib.contextmanager
-def _services(click_ctx: click.Context) -> Iterator:
+def services(click_ctx: click.Context) -> Iterator:
     """(FHIR context, SMART server) on the prepared database; the connections closed afterwards."""
     from ..app import build_context, build_smart, prepare_database
 
@@ -37,7 +37,7 @@ def _services(click_ctx: click.Context) -> Iterator:
 def _admin(click_ctx: click.Context) -> Iterator:
     from ..smart.admin import Admin, UnknownTarget
 
-    with _services(click_ctx) as (ctx, smart):
+    with services(click_ctx) as (ctx, smart):
         try:
             yield Admin(smart, ctx.audit)
         except UnknownTarget as exc:
@@ -51,7 +51,7 @@ def load_accounts(smart, path: Path) -> None:
     click.echo(f"accounts: {accounts} created; apps: {clients} registered ({path.name})", err=True)
 
 
-def _when(moment) -> str:
+def when(moment) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
@@ -72,7 +72,7 @@ def accounts_group() -> None:
 @click.pass_context
 def accounts_add(click_ctx, username, kind, fhir_user, organization, roles, patients, password) -> None:
     """Create an account (the password is stored as an Argon2id hash)."""
-    with _services(click_ctx) as (_ctx, smart):
+    with services(click_ctx) as (_ctx, smart):
         if smart.accounts.by_username(username) is not None:
             raise click.ClickException(f"username {username!r} is taken")
         created = smart.accounts.create(username, password, kind=kind, fhir_user=fhir_user,
@@ -85,7 +85,7 @@ def accounts_add(click_ctx, username, kind, fhir_user, organization, roles, pati
 @click.pass_context
 def accounts_load(click_ctx, path: Path) -> None:
     """Create the accounts and apps of a JSON file (e.g. fixtures/demo-accounts.json); existing ones are kept."""
-    with _services(click_ctx) as (_ctx, smart):
+    with services(click_ctx) as (_ctx, smart):
         load_accounts(smart, path)
 
 
@@ -116,7 +116,7 @@ def accounts_show(click_ctx, username: str) -> None:
     for label, value in (("id", entry.id), ("username", entry.username), ("kind", entry.kind),
                          ("fhir user", entry.fhir_user or "-"), ("roles", " ".join(entry.roles) or "-"),
                          ("patients", " ".join(entry.patients) or "-"), ("active", "yes" if entry.active else "no"),
-                         ("locked until", _when(entry.locked_until)), ("sign-in sessions", entry.sessions),
+                         ("locked until", when(entry.locked_until)), ("sign-in sessions", entry.sessions),
                          ("live tokens", entry.live_tokens)):
         click.echo(f"{label + ':':<18}{value}")
 
@@ -182,7 +182,7 @@ def clients_add(click_ctx, name, redirect_uris, auth_method, backend, jwks_uri, 
         metadata["jwks"] = json.loads(Path(jwks_file).read_text())
     if scope:
         metadata["scope"] = scope
-    with _services(click_ctx) as (_ctx, smart):
+    with services(click_ctx) as (_ctx, smart):
         try:
             client, secret = smart.clients.register(metadata, client_id=client_id)
         except ValueError as exc:
@@ -218,7 +218,7 @@ def clients_show(click_ctx, client_id: str) -> None:
     for label, value in (("client_id", entry.client_id), ("name", entry.name), ("auth method", entry.auth_method),
                          ("grant types", " ".join(entry.grant_types) or "-"),
                          ("redirect uris", " ".join(entry.redirect_uris) or "-"), ("scope", entry.scope or "(any)"),
-                         ("disabled", _when(entry.disabled_at)), ("live tokens", entry.live_tokens)):
+                         ("disabled", when(entry.disabled_at)), ("live tokens", entry.live_tokens)):
         click.echo(f"{label + ':':<15}{value}")
 
 

@@ -30,6 +30,7 @@ from fhirportal.store.auth_schema import authorization_code, client_assertion
 
 from .accounts import Account
 from .exchange import end_token_transaction, token_transaction
+from .keys import ID_TOKEN_LIFETIME
 from .scopes import parse_scopes
 from .secrets import digest
 from .tokens import TokenRecord
@@ -275,7 +276,8 @@ class SmartOpenIDCode(OpenIDCode):
         return {"alg": "RS256", "kid": self.keys.current.kid, "typ": "JWT"}
 
     def get_client_claims(self, client):
-        return {"iss": self.issuer, "aud": client.get_client_id(), "exp": int(time.time()) + 3600}
+        exp = int(time.time() + ID_TOKEN_LIFETIME.total_seconds())  # the key rotation keeps a key this long
+        return {"iss": self.issuer, "aud": client.get_client_id(), "exp": exp}
 
     def generate_user_info(self, user: Account, scope):
         info = {"sub": user.subject}

@@ -108,13 +108,26 @@ client_assertion = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
-# The server's signing keys (id_tokens). The oldest active key signs; all are published.
+# The server's signing keys (id_tokens). The newest key whose time has come signs; a key is published
+# from its creation until it retires (every id_token it signed has expired).
 signing_key = Table(
     "signing_key",
     metadata,
     Column("kid", String(64), primary_key=True),
     Column("private_jwk", Text, nullable=False),
     Column("created", DateTime(timezone=True), nullable=False),
+    Column("activates_at", DateTime(timezone=True), nullable=True),  # signs from then (null: from created)
+    Column("retires_at", DateTime(timezone=True), nullable=True),  # leaves the JWKS then (null: never)
+)
+
+# Requests counted per bucket ("token:client:…", "login:address:…") and fixed window, for every worker.
+rate_limit = Table(
+    "rate_limit",
+    metadata,
+    Column("bucket", String(200), primary_key=True),
+    Column("window_start", DateTime(timezone=True), primary_key=True),
+    Column("hits", Integer, nullable=False),
+    Index("ix_rate_limit_window", "window_start"),
 )
 
 # A browser session on the login / consent / portal pages.
