@@ -54,6 +54,7 @@ defaults
     option http-buffer-request
     retry-on conn-failure empty-response junk-response response-timeout 0rtt-rejected
     option httplog
+    option forwardfor
     log stdout format raw local0 info
 
 frontend fhir
@@ -155,6 +156,7 @@ class Cluster:
 
     def node_env(self, state: dict) -> dict:
         return dict(os.environ, FHIRPORTAL_DATABASE_URL=state["pooled_url"], FHIRPORTAL_DATABASE_POOLER="transaction",
+                    FHIRPORTAL_PROXY_HOPS="1",  # HAProxy's X-Forwarded-For: the client's address for rate limits
                     FHIRPORTAL_BASE_URL=f"http://127.0.0.1:{state['port']}/fhir",
                     FHIRPORTAL_EXPORT_DIR=str(self.dir / "exports"), **state.get("env", {}))
 

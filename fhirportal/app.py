@@ -7,6 +7,7 @@ import threading
 
 from flask import Flask, request
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import health, openapi
 from .bulk import export as export_operation
@@ -219,6 +220,8 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
         OPENAPI_SWAGGER_UI_PATH="/",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
+    if settings.proxy_hops > 0:  # the client's address from X-Forwarded-For, as many hops back as are trusted
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)
     ctx = build_context(settings)
     app.before_request(search_aliases.begin)  # first: every statement of the request numbers its aliases
     app.teardown_request(lambda _exc: search_aliases.end())

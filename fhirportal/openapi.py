@@ -583,7 +583,8 @@ def auth_paths() -> dict[str, dict]:
     authorize_responses = {"200": _page("The sign-in or consent page"),
                            "302": _redirect("Back to the app with code and state, or with an OAuth error"),
                            "400": _page("Unknown client or redirect URI, or the form expired: an error page"),
-                           "401": _page("Wrong user name or password: the sign-in page again")}
+                           "401": _page("Wrong user name or password: the sign-in page again"),
+                           "429": _page("Too many sign-in attempts from this address or for this app (Retry-After)")}
     consent_form = {**AUTHORIZE_PARAMS, "step": _string("login or consent", enum=["login", "consent"]),
                     "username": _string("Sign-in form"), "password": _string("Sign-in form"),
                     "csrf_token": _string("The form's CSRF token"),
@@ -605,7 +606,8 @@ def auth_paths() -> dict[str, dict]:
         "/auth/token": {"post": _auth_op("Token endpoint", {
             "200": {"description": "Access token", "content": _json(_ref("TokenResponse"), "application/json")},
             "400": _oauth_error("invalid_request, invalid_grant, unsupported_grant_type …"),
-            "401": _oauth_error("invalid_client"), "403": _oauth_error("Not allowed for this client")},
+            "401": _oauth_error("invalid_client"), "403": _oauth_error("Not allowed for this client"),
+            "429": _oauth_error("Too many requests from this app or address (Retry-After)")},
             body=_form_body({"grant_type": _string("Grant", enum=["authorization_code", "refresh_token",
                                                                   "client_credentials"]),
                              "code": _string("authorization_code"), "redirect_uri": _string("authorization_code"),
@@ -627,7 +629,8 @@ def auth_paths() -> dict[str, dict]:
                 ("token",)))},
         "/auth/register": {"post": _auth_op("Dynamic client registration (RFC 7591)", {
             "201": {"description": "Registered", "content": _json(_ref("ClientInformation"), "application/json")},
-            "400": _oauth_error("invalid_client_metadata, invalid_redirect_uri …")},
+            "400": _oauth_error("invalid_client_metadata, invalid_redirect_uri …"),
+            "429": _oauth_error("Too many registrations from this address (Retry-After)")},
             body={"required": True, "content": _json(_ref("ClientMetadata"), "application/json")})},
         "/healthz": {"get": _auth_op("Liveness: the process answers", {
             "200": {"description": "Alive", "content": _json({"type": "object"}, "application/json")}},

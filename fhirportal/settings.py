@@ -56,6 +56,14 @@ class Settings:
     max_query_bytes: int = 7 * 1024
     max_includes: int = 10  # _include/_revinclude parameters in one search (400)
     max_include_iterations: int = 3  # rounds of _include:iterate/_revinclude:iterate after the first
+    # Requests per minute to the authorization server, per app and per source address (0: no limit);
+    # over it a 429 with Retry-After (smart/rate_limits.py).
+    rate_limit_token: int = 1200
+    rate_limit_register: int = 60
+    rate_limit_login: int = 120
+    # Proxies in front of the server that append X-Forwarded-For (HAProxy's ``option forwardfor``): the
+    # client's address is taken that many hops back. 0: the connection's address (no proxy trusted).
+    proxy_hops: int = 0
     # Unknown or unsupported search parameters: a 400 naming them (strict), or ignored and left out of the
     # self link (lenient). A client's ``Prefer: handling=…`` wins.
     search_handling: str = "strict"
@@ -96,6 +104,10 @@ class Settings:
             max_query_bytes=_int(env, "FHIRPORTAL_MAX_QUERY_BYTES", defaults.max_query_bytes),
             max_includes=_int(env, "FHIRPORTAL_MAX_INCLUDES", defaults.max_includes),
             max_include_iterations=_int(env, "FHIRPORTAL_MAX_INCLUDE_ITERATIONS", defaults.max_include_iterations),
+            rate_limit_token=_int(env, "FHIRPORTAL_RATE_LIMIT_TOKEN", defaults.rate_limit_token),
+            rate_limit_register=_int(env, "FHIRPORTAL_RATE_LIMIT_REGISTER", defaults.rate_limit_register),
+            rate_limit_login=_int(env, "FHIRPORTAL_RATE_LIMIT_LOGIN", defaults.rate_limit_login),
+            proxy_hops=_int(env, "FHIRPORTAL_PROXY_HOPS", defaults.proxy_hops),
             search_handling=_choice(env, "FHIRPORTAL_SEARCH_HANDLING", defaults.search_handling,
                                     ("strict", "lenient")),
             validate_references=_bool(env, "FHIRPORTAL_VALIDATE_REFERENCES", defaults.validate_references),

@@ -126,6 +126,13 @@ def authorize():
     step = request.form.get("step") if request.method == "POST" else None
 
     if step == "login":
+        over = smart().rate_limits.check("login", client_id=grant.client.get_client_id(),
+                                         address=request.remote_addr)
+        if over is not None:
+            response = _login_page(action, grant.client.name, "Too many sign-in attempts; try again in "
+                                   f"{over.retry_after} seconds.", 429)
+            response.headers["Retry-After"] = str(over.retry_after)
+            return response
         return _sign_in(action, grant.client.name, flow.after_sign_in)
 
     session = _session()
@@ -249,9 +256,26 @@ def _decide(session: Session, params: dict, launch: dict | None, patient: str | 
     return Decision(account, scope.text, context, session.auth_time)
 
 
+def _throttled(endpoint: str, client_id: str | None) -> Response | None:
+    """Count the request against the endpoint's rate limits (smart/rate_limits.py); a 429 when over."""
+    over = smart().rate_limits.check(endpoint, client_id=client_id, address=request.remote_addr)
+    if over is None:
+        return None
+    return _oauth_error(429, "temporarily_unavailable", f"Too many requests; try again in {over.retry_after} "
+                        "seconds", {"Retry-After": str(over.retry_after)})
+
+
+def _claimed_client_id() -> str | None:
+    """The client_id a request names (HTTP Basic or the form), before it is authenticated."""
+    basic = request.authorization
+    if basic is not None and basic.type == "basic" and basic.username:
+        return basic.username
+    return request.form.get("client_id") or None
+
+
 @bp.route("/auth/token", methods=["POST"])
 def token():
-    return server().create_token_response()
+    return _throttled("token", _claimed_client_id()) or server().create_token_response()
 
 
 @bp.teardown_request
@@ -274,7 +298,7 @@ def register():
     if not isinstance(request.get_json(silent=True), dict):  # authlib would raise (a FHIR OperationOutcome, or 500)
         return _oauth_error(400, "invalid_client_metadata", "The body must be a JSON object of client metadata "
                             "(RFC 7591), sent as application/json")
-    return server().create_endpoint_response("client_registration")
+    return _throttled("register", None) or server().create_endpoint_response("client_registration")
 
 
 @bp.route("/auth/jwks", methods=["GET"])

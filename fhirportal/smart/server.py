@@ -31,6 +31,7 @@ from .grants import (
 )
 from .keys import SigningKeys
 from .launches import LaunchStore
+from .rate_limits import RateLimits
 from .secrets import new_secret
 from .tokens import ACCESS_TOKEN_LIFETIME, TokenStore
 
@@ -53,6 +54,12 @@ class SmartServer:
     @cached_property
     def clients(self) -> ClientStore:
         return ClientStore(self.database)
+
+    @cached_property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(self.database, {"token": self.settings.rate_limit_token,
+                                          "register": self.settings.rate_limit_register,
+                                          "login": self.settings.rate_limit_login})
 
     @cached_property
     def keys(self) -> SigningKeys:
