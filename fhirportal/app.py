@@ -120,8 +120,8 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
 
     smart = app.extensions["smart"]
     notifier = Notifier(ctx.settings, ctx.database)
-    enrollment = Enrollment(ctx.database, ctx.repository, smart.accounts, ctx.tokens, PinVault(ctx.settings.secret_key),
-                            ctx.settings.invitation_days, notifier=notifier)
+    enrollment = Enrollment(ctx.database, ctx.repository, smart.accounts, ctx.tokens,
+                            PinVault(ctx.settings.secret_keys), ctx.settings.invitation_days, notifier=notifier)
 
     def registration_url(token: str) -> str:
         return smart.url(f"/portal/register?t={token}")

@@ -14,6 +14,7 @@ from .commands.audit import audit_group
 from .commands.db import db_group
 from .commands.keys import keys_group
 from .commands.reindex import reindex
+from .commands.secrets import secrets_group
 from .settings import Settings
 
 DEMO_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
@@ -205,6 +206,7 @@ main.add_command(accounts_group)
 main.add_command(clients_group)
 main.add_command(tokens_group)
 main.add_command(keys_group)
+main.add_command(secrets_group)
 main.add_command(db_group)
 main.add_command(audit_group)
 main.add_command(reindex)

@@ -88,6 +88,13 @@ class Settings:
     # Bulk Data $export files (one directory per export job).
     export_dir: str = str(DEFAULT_DATA_DIR / "exports")
 
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """``FHIRPORTAL_SECRET_KEY`` as a comma-separated list, newest first: the newest encrypts and keys
+        new values; the others still open and verify what they did (``fhirportal secrets reencrypt``)."""
+        keys = tuple(key.strip() for key in self.secret_key.split(",") if key.strip())
+        return keys or (DEVELOPMENT_SECRET_KEY,)
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)

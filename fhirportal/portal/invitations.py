@@ -328,7 +328,7 @@ class Enrollment:
             live = (invitation.code_hash is not None and invitation.code_expires_at is not None
                     and clock.ensure_utc(invitation.code_expires_at) > clock.now())
             right = (live and len(entered) == CODE_DIGITS
-                     and hmac.compare_digest(self._code_hash(entered), invitation.code_hash))
+                     and self.vault.matches(f"SMS{entered}", invitation.code_hash))
             if right and self._birth_matches(conn, invitation, birth_date):
                 return invitation
             self._count_failure(conn, invitation)

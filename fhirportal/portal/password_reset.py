@@ -57,7 +57,7 @@ class PasswordResets:
         self.notifier = notifier
         self.practice_name = practice_name
         self.link_url = link_url  # token -> the absolute URL of the reset page
-        self._key = hashlib.sha256(b"fhirportal-password-reset:" + ctx.settings.secret_key.encode()).digest()
+        self._key = hashlib.sha256(b"fhirportal-password-reset:" + ctx.settings.secret_keys[0].encode()).digest()
 
     def keyed(self, value: str) -> str:
         return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
