@@ -79,6 +79,8 @@ class Settings:
     practice_name: str = "Patient portal"
     # Bulk Data $export files (one directory per export job).
     export_dir: str = str(DEFAULT_DATA_DIR / "exports")
+    # Operations: a proxy in front sets X-Request-ID (kept when valid, else a new id).
+    trust_request_id: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -113,6 +115,7 @@ class Settings:
             sms_body_template=env.get("FHIRPORTAL_SMS_BODY_TEMPLATE") or defaults.sms_body_template,
             export_dir=env.get("FHIRPORTAL_EXPORT_DIR") or defaults.export_dir,
             practice_name=env.get("FHIRPORTAL_PRACTICE_NAME") or defaults.practice_name,
+            trust_request_id=_bool(env, "FHIRPORTAL_TRUST_REQUEST_ID", defaults.trust_request_id),
         )
 
     def with_overrides(self, **changes) -> Settings:
