@@ -79,8 +79,10 @@ class Settings:
     practice_name: str = "Patient portal"
     # Bulk Data $export files (one directory per export job).
     export_dir: str = str(DEFAULT_DATA_DIR / "exports")
-    # Operations: a proxy in front sets X-Request-ID (kept when valid, else a new id).
+    # Operations: a proxy in front sets X-Request-ID (kept when valid, else a new id); log lines as text or
+    # JSON.
     trust_request_id: bool = False
+    log_format: str = "text"  # text | json
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -116,6 +118,7 @@ class Settings:
             export_dir=env.get("FHIRPORTAL_EXPORT_DIR") or defaults.export_dir,
             practice_name=env.get("FHIRPORTAL_PRACTICE_NAME") or defaults.practice_name,
             trust_request_id=_bool(env, "FHIRPORTAL_TRUST_REQUEST_ID", defaults.trust_request_id),
+            log_format=_choice(env, "FHIRPORTAL_LOG_FORMAT", defaults.log_format, ("text", "json")),
         )
 
     def with_overrides(self, **changes) -> Settings:
