@@ -1,9 +1,9 @@
 """Log lines as plain text (the default) or one JSON object each (``FHIRPORTAL_LOG_FORMAT=json``), with
 the id of the request being answered (``-`` / null outside a request).
 
-gunicorn.conf.py hands ``logging_config`` to gunicorn (``logconfig_dict``): the root logger and gunicorn's
-own loggers then write through one stderr handler. ``install`` (called by ``create_app``) does the same
-for the root logger when nothing configured logging yet (``fhirportal serve``), and otherwise only adds the
+Under gunicorn, ``gunicorn_logging.Logger`` puts these formats on gunicorn's handlers and sends the
+application's lines there. ``install`` (called by ``create_app``) configures the root logger itself when
+nothing configured logging yet (``fhirportal serve``), and otherwise only adds the
 request-id filter to the root logger's handlers; ``install_request_lines`` logs each request at DEBUG.
 No secret is in a log line: nothing here logs request headers, bodies, paths or query strings (and the
 tokens' library logs at INFO at most, see ``app.py``).
@@ -77,8 +77,8 @@ def formatter(log_format: str) -> logging.Formatter:
 
 
 def logging_config(log_format: str = "text", level: str = "INFO") -> dict:
-    """A ``logging.config.dictConfig`` dictionary (gunicorn's ``logconfig_dict``): the root logger and
-    gunicorn's error and access loggers write to stderr in ``log_format``."""
+    """A ``logging.config.dictConfig`` dictionary (usable as gunicorn's ``logconfig_dict``): the root logger
+    and gunicorn's error and access loggers write to stderr in ``log_format``."""
     formatter(log_format)  # refuses an unknown format
     handler = ["stderr"]
     return {

@@ -3,7 +3,6 @@ the request it was written in, and none holds a token, code, password or client 
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
@@ -14,8 +13,7 @@ import pytest
 
 from fhirportal.observability import logs
 from fhirportal.settings import Settings
-from tests.smart import flows
-from tests.support import Fhir, patient
+from tests.observability.sign_in import sign_in_and_use_an_app
 
 
 @pytest.fixture
@@ -86,53 +84,8 @@ def test_a_line_written_in_a_request_has_its_id(app):
     assert "[WARNING] [-] fhirportal.test.text: outside" in outside
 
 
-def _sign_in_and_use_an_app(app, client, fhir) -> tuple[dict[str, str], set[str]]:
-    """A patient's account, a confidential app's authorization code flow, its token used and refreshed, a
-    wrong password: every secret used, and the request ids answered."""
-    smart = app.extensions["smart"]
-    fhir.put("Patient/p1", patient(id="p1"))
-    smart.accounts.create("ada", flows.PASSWORD, kind="patient", fhir_user="Patient/p1", patients=("p1",))
-    registered, secret = smart.clients.register({"client_name": "Log App", "redirect_uris": [flows.REDIRECT_URI]})
-    client_id = registered.client_id
-    used = {"password": flows.PASSWORD, "client-secret": secret}
-    ids = set()
-    wrong = "Wrong-password-0123456789"
-    used["wrong-password"] = wrong
-    auth = flows.authorization_params(client_id, "launch/patient openid fhirUser offline_access patient/*.rs")
-    page = client.get("/auth/authorize", query_string=auth.params)
-    ids.add(page.headers["X-Request-ID"])
-    refused = flows.login(client, auth, "ada", wrong)
-    assert refused.status_code == 401
-    callback, auth = flows.authorize(client, client_id, "launch/patient openid fhirUser offline_access patient/*.rs",
-                                     "ada")
-    used["code"] = callback["code"]
-    issued = flows.exchange(client, callback["code"], auth, client_id, secret)
-    assert issued.status_code == 200, issued.get_data(as_text=True)
-    ids.add(issued.headers["X-Request-ID"])
-    tokens = issued.get_json()
-    used |= {"access": tokens["access_token"], "refresh": tokens["refresh_token"], "id_token": tokens["id_token"]}
-    app_fhir = Fhir(client, tokens["access_token"])
-    for answer in (app_fhir.get("Patient/p1"), app_fhir.get("Observation?patient=p1"), app_fhir.get("Patient/p2")):
-        ids.add(answer.headers["X-Request-ID"])
-    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    refreshed = client.post("/auth/token", headers={"Authorization": f"Basic {basic}"},
-                            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
-    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
-    used |= {"access-2": refreshed.get_json()["access_token"], "refresh-2": refreshed.get_json()["refresh_token"]}
-    smart.accounts.create("eve", flows.PASSWORD, kind="patient", fhir_user="Patient/p1", patients=("p1",))
-    stranger = app.test_client()  # not signed in as ada
-    for attempt in range(5):  # locked at the fifth
-        wrong_again = f"Wrong-password-{attempt}-abcdef"
-        used[f"wrong-{attempt}"] = wrong_again
-        refused = flows.login(stranger, flows.authorization_params(client_id, "openid patient/*.rs"), "eve",
-                              wrong_again)
-        assert refused.status_code == 401
-        ids.add(refused.headers["X-Request-ID"])
-    return used, ids
-
-
 def test_json_lines_parse_carry_the_request_id_and_hold_no_secret(app, client, fhir, json_log):
-    used, ids = _sign_in_and_use_an_app(app, client, fhir)
+    used, ids = sign_in_and_use_an_app(app, client, fhir)
     app.extensions["fhirportal"].audit.flush()
     lines = json_log.getvalue().splitlines()
     assert len(lines) > 10, "nothing was logged: the check would prove nothing"
@@ -144,3 +97,40 @@ def test_json_lines_parse_carry_the_request_id_and_hold_no_secret(app, client, f
     text = json_log.getvalue()
     found = sorted(name for name, value in used.items() if re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", text))
     assert not found, f"secrets in the JSON log: {found}"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_gunicorn_writes_the_application_lines_in_the_format(restored_root, tmp_path, monkeypatch, app, log_format):
+    from gunicorn.config import Config
+
+    from fhirportal.observability.gunicorn_logging import Logger
+
+    monkeypatch.setenv("FHIRPORTAL_LOG_FORMAT", log_format)
+    error_log = tmp_path / "error.log"
+    config = Config()
+    config.set("errorlog", str(error_log))
+    gunicorn = Logger(config)
+    try:
+        gunicorn.info("gunicorn says %s", "hi")
+        with app.test_request_context("/healthz"):
+            app.preprocess_request()
+            logging.getLogger("fhirportal.test.gunicorn").warning("the app says hi")
+            request_id = logs.request_id.current()
+        logging.getLogger("fhirportal.test.gunicorn").debug("not at INFO")
+        gunicorn.setup(config)  # a reload: no second copy of each line
+        logging.getLogger("fhirportal.test.gunicorn").warning("after the reload")
+    finally:
+        for log in (gunicorn.error_log, gunicorn.access_log):
+            for handler in log.handlers[:]:
+                log.removeHandler(handler)
+                handler.close()
+    lines = error_log.read_text().splitlines()
+    assert len(lines) == 3
+    if log_format == "json":
+        entries = [json.loads(line) for line in lines]
+        assert [(e["logger"], e["message"], e["request_id"]) for e in entries] == [
+            ("gunicorn.error", "gunicorn says hi", None), ("fhirportal.test.gunicorn", "the app says hi", request_id),
+            ("fhirportal.test.gunicorn", "after the reload", None)]
+    else:
+        assert lines[0].endswith("[INFO] [-] gunicorn.error: gunicorn says hi")
+        assert lines[1].endswith(f"[WARNING] [{request_id}] fhirportal.test.gunicorn: the app says hi")
