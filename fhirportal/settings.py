@@ -80,9 +80,12 @@ class Settings:
     # Bulk Data $export files (one directory per export job).
     export_dir: str = str(DEFAULT_DATA_DIR / "exports")
     # Operations: a proxy in front sets X-Request-ID (kept when valid, else a new id); log lines as text or
-    # JSON.
+    # JSON; /metrics answers only a Bearer of this token (unset: 404); gunicorn workers' metrics are added
+    # up through PROMETHEUS_MULTIPROC_DIR when it is set.
     trust_request_id: bool = False
     log_format: str = "text"  # text | json
+    metrics_token: str | None = None
+    metrics_multiprocess_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -119,6 +122,8 @@ class Settings:
             practice_name=env.get("FHIRPORTAL_PRACTICE_NAME") or defaults.practice_name,
             trust_request_id=_bool(env, "FHIRPORTAL_TRUST_REQUEST_ID", defaults.trust_request_id),
             log_format=_choice(env, "FHIRPORTAL_LOG_FORMAT", defaults.log_format, ("text", "json")),
+            metrics_token=env.get("FHIRPORTAL_METRICS_TOKEN") or defaults.metrics_token,
+            metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or defaults.metrics_multiprocess_dir,
         )
 
     def with_overrides(self, **changes) -> Settings:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from fhirportal.observability import metrics
 from fhirportal.store import clock
 from fhirportal.store.auth_schema import account, account_patient, login_session
 from fhirportal.store.database import Database
@@ -168,6 +169,7 @@ class AccountStore:
         if locks:
             log.warning("account %s is locked for %d minutes after %d wrong passwords", row.id,
                         int(LOCKOUT.total_seconds() // 60), MAX_FAILED_LOGINS)
+            metrics.lockout()
         if refused:
             raise LoginRefused()
         return self.get(row.id)

@@ -1,4 +1,4 @@
-"""A second app over the test database, as behind a trusted proxy."""
+"""A second app over the test database, as behind a trusted proxy and with metrics on."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import pytest
 
 from fhirportal.app import create_app
 
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
 
 @pytest.fixture(scope="session")
 def ops_app(app, settings):
-    """Shares the session app's database (``app`` prepared it); trusts X-Request-ID."""
-    application = create_app(settings.with_overrides(trust_request_id=True), create_schema=False)
+    """Shares the session app's database (``app`` prepared it); trusts X-Request-ID, serves /metrics."""
+    application = create_app(settings.with_overrides(trust_request_id=True, metrics_token=METRICS_TOKEN),
+                             create_schema=False)
     yield application
     application.extensions["fhirportal"].database.dispose()
 
