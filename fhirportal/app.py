@@ -28,6 +28,8 @@ from .fhir.resource_types import SUPPORTED_TYPES
 from .fhir.routes import build_blueprint
 from .fhir.terminology import routes as terminology_routes
 from .fhir.validation import ResourceValidator
+from .observability import logs, metrics
+from .observability import request_id as request_ids
 from .settings import Settings
 from .smart import account_pages  # noqa: F401  (its routes join the SMART blueprint)
 from .smart import routes as smart_routes
@@ -222,6 +224,10 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     )
     if settings.proxy_hops > 0:  # the client's address from X-Forwarded-For, as many hops back as are trusted
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)
+    logs.install(settings.log_format)
+    request_ids.install(app, settings.trust_request_id)  # first: every hook after it (and its log lines) has the id
+    logs.install_request_lines(app)
+    metrics.install(app, settings.metrics_token, settings.metrics_multiprocess_dir)
     ctx = build_context(settings)
     app.before_request(search_aliases.begin)  # first: every statement of the request numbers its aliases
     app.teardown_request(lambda _exc: search_aliases.end())

@@ -639,6 +639,11 @@ def auth_paths() -> dict[str, dict]:
             "200": {"description": "Ready", "content": _json({"type": "object"}, "application/json")},
             "503": {"description": "The database does not answer",
                     "content": _json({"type": "object"}, "application/json")}}, tag="health")},
+        "/metrics": {"get": _auth_op("Prometheus metrics (text exposition format)", {
+            "200": {"description": "The metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "401": {"description": "Not the metrics token (FHIRPORTAL_METRICS_TOKEN)"},
+            "404": outcome("Metrics are off (FHIRPORTAL_METRICS_TOKEN is not set)")}, security=BEARER,
+            tag="health")},
         "/auth/jwks": {"get": _auth_op("The server's public signing keys", {
             "200": {"description": "JWK Set", "content": _json(_ref("Jwks"), "application/json")}})},
         "/auth/smart-style.json": {"get": _auth_op("SMART styling", {

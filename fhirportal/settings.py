@@ -87,6 +87,13 @@ class Settings:
     practice_name: str = "Patient portal"
     # Bulk Data $export files (one directory per export job).
     export_dir: str = str(DEFAULT_DATA_DIR / "exports")
+    # Operations: a proxy in front sets X-Request-ID (kept when valid, else a new id); log lines as text or
+    # JSON; /metrics answers only a Bearer of this token (unset: 404); gunicorn workers' metrics are added
+    # up through PROMETHEUS_MULTIPROC_DIR when it is set.
+    trust_request_id: bool = False
+    log_format: str = "text"  # text | json
+    metrics_token: str | None = None
+    metrics_multiprocess_dir: str | None = None
 
     @property
     def secret_keys(self) -> tuple[str, ...]:
@@ -132,6 +139,10 @@ class Settings:
             sms_body_template=env.get("FHIRPORTAL_SMS_BODY_TEMPLATE") or defaults.sms_body_template,
             export_dir=env.get("FHIRPORTAL_EXPORT_DIR") or defaults.export_dir,
             practice_name=env.get("FHIRPORTAL_PRACTICE_NAME") or defaults.practice_name,
+            trust_request_id=_bool(env, "FHIRPORTAL_TRUST_REQUEST_ID", defaults.trust_request_id),
+            log_format=_choice(env, "FHIRPORTAL_LOG_FORMAT", defaults.log_format, ("text", "json")),
+            metrics_token=env.get("FHIRPORTAL_METRICS_TOKEN") or defaults.metrics_token,
+            metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or defaults.metrics_multiprocess_dir,
         )
 
     def with_overrides(self, **changes) -> Settings:

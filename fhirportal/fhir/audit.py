@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import parse_qsl
 
+from fhirportal.observability import request_id as request_ids
 from fhirportal.store import clock, journal
 from fhirportal.store.database import Database, unavailable
 
@@ -44,6 +45,7 @@ class Access:
     recorded: datetime = field(default_factory=clock.now)
     actor_patient: str | None = None  # the acting token's patient, when it is not ``patient_id``
     record: tuple[str, str] | None = None  # (type, id) an instance-level access touched: its patient is looked up
+    request_id: str | None = field(default_factory=request_ids.current)  # the HTTP request's (X-Request-ID)
 
 
 INSTANCE_ACTIONS = {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -91,6 +93,7 @@ class RequestSeen:
     status: int
     access: object  # the AccessContext
     recorded: datetime = field(default_factory=clock.now)
+    request_id: str | None = field(default_factory=request_ids.current)
 
 
 def access_of(seen: RequestSeen) -> Access:
@@ -111,7 +114,8 @@ def access_of(seen: RequestSeen) -> Access:
         action=_action(seen.endpoint, seen.method, view_args), resource_type=_clip(resource_type, 64),
         query=query, outcome=seen.status, client_id=_clip(access.client_id, 128), account_id=access.account_id,
         fhir_user=_clip(access.fhir_user, 200), patient_id=_clip(_patient_of(view_args, args), 64),
-        recorded=seen.recorded, actor_patient=_clip(access.patient, 64), record=record)
+        recorded=seen.recorded, actor_patient=_clip(access.patient, 64), record=record,
+        request_id=_clip(seen.request_id, 64))
 
 
 def _references_in(body: dict) -> list[dict]:
@@ -139,7 +143,7 @@ class AccessLog:
         marker = "?" if database.dialect == "sqlite" else "%s"
         self._insert_sql = (
             "INSERT INTO access_log (recorded, account_id, fhir_user, client_id, patient_id, actor_patient, action, "
-            f"resource_type, query, outcome) VALUES ({', '.join([marker] * 10)})")
+            f"resource_type, query, outcome, request_id) VALUES ({', '.join([marker] * 11)})")
         atexit.register(self._flush_at_exit)
 
     def record(self, access: Access | RequestSeen) -> None:
@@ -235,7 +239,7 @@ class AccessLog:
     def _rows(self, accesses: list[Access]) -> list[tuple]:
         return [(self._instant(a.recorded), a.account_id, _clip(a.fhir_user, 200), _clip(a.client_id, 128),
                  _clip(a.patient_id, 64), _clip(a.actor_patient, 64), a.action[:32], _clip(a.resource_type, 64),
-                 (a.query or "")[:2000] or None, a.outcome) for a in accesses]
+                 (a.query or "")[:2000] or None, a.outcome, _clip(a.request_id, 64)) for a in accesses]
 
     def _insert(self, rows: list[tuple]) -> None:
         with self.database.write(durable=False) as conn:

@@ -34,6 +34,9 @@ QUERY_ROLE = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "co
 APPLICATION = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}
 HUMAN_USER = {"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser",
               "display": "human user"}
+# IHE BALP's "transaction" entity: the HTTP request's X-Request-ID (staff and systems only: an internal detail)
+REQUEST_ID_TYPE = {"system": "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType", "code": "XrequestId",
+                   "display": "transport specific unique identifier where http X-Request-Id is used"}
 ANOTHER_USER = "another portal user"
 JOURNAL_PREFIX = "access-"
 PORTAL_USERS = ("Patient/", "RelatedPerson/", "Person/")
@@ -104,6 +107,15 @@ def _agents(row, viewer: Viewer) -> list[dict]:
 
 
 def _entities(row, viewer: Viewer) -> list[dict]:
+    """What the access was about; for staff and systems, last, the request's id (BALP's "transaction")."""
+    entities = _about(row, viewer)
+    request_id = getattr(row, "request_id", None)
+    if request_id and not viewer.is_patient:
+        entities.append({"what": {"identifier": {"value": request_id}}, "type": REQUEST_ID_TYPE})
+    return entities
+
+
+def _about(row, viewer: Viewer) -> list[dict]:
     mine = viewer.patients
     patients = [p for p in (row.patient_id, row.actor_patient) if p]
     if viewer.is_patient:

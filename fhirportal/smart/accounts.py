@@ -7,11 +7,13 @@ are stored with the CSRF token of the forms shown in that session.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from fhirportal.observability import metrics
 from fhirportal.store import clock
 from fhirportal.store.auth_schema import account, account_patient, login_session
 from fhirportal.store.database import Database
@@ -19,6 +21,7 @@ from fhirportal.store.database import Database
 from .secrets import digest, hash_password, new_secret, verify_password
 
 MAX_FAILED_LOGINS = 5
+log = logging.getLogger(__name__)
 LOCKOUT = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=8)
 KINDS = ("staff", "patient")
@@ -146,6 +149,7 @@ class AccountStore:
     def authenticate(self, username: str, password: str) -> Account:
         """The account, or LoginRefused. Failures count towards the lockout, successes reset it."""
         now = clock.now()
+        locks = False
         with self.database.write() as conn:  # the failure count must commit: decide, then raise outside
             # the row locked until the count is written: concurrent attempts (any worker) wait, then see
             # the latest count and lock, so none is lost (SQLite already serialises write transactions)
@@ -158,9 +162,14 @@ class AccountStore:
                 values = {"failed_logins": failures}
                 if failures >= MAX_FAILED_LOGINS:
                     values = {"failed_logins": 0, "locked_until": now + LOCKOUT}
+                    locks = True
                 conn.execute(update(account).where(account.c.id == row.id).values(**values))
             elif not refused:
                 conn.execute(update(account).where(account.c.id == row.id).values(failed_logins=0, locked_until=None))
+        if locks:
+            log.warning("account %s is locked for %d minutes after %d wrong passwords", row.id,
+                        int(LOCKOUT.total_seconds() // 60), MAX_FAILED_LOGINS)
+            metrics.lockout()
         if refused:
             raise LoginRefused()
         return self.get(row.id)

@@ -34,6 +34,7 @@ access_log = Table(
     Column("query", Text, nullable=True),  # the id read, or the search string
     Column("outcome", SmallInteger, nullable=False),  # HTTP status
     Column("stored_pid", Integer, nullable=True),  # the stored AuditEvent this row indexes
+    Column("request_id", String(64), nullable=True),  # the HTTP request's id (X-Request-ID)
     Index("ix_access_log_patient", "patient_id", "recorded"),
     Index("ix_access_log_actor", "actor_patient", "recorded", sqlite_where=text("actor_patient IS NOT NULL"),
           postgresql_where=text("actor_patient IS NOT NULL")),
@@ -55,7 +56,8 @@ CREATE TABLE access_log (
     resource_type VARCHAR(64),
     query TEXT,
     outcome SMALLINT NOT NULL,
-    stored_pid INTEGER
+    stored_pid INTEGER,
+    request_id VARCHAR(64)
 ) PARTITION BY RANGE (recorded)
 """
 ID_INDEX_DDL = "CREATE INDEX IF NOT EXISTS ix_access_log_id ON access_log (id)"

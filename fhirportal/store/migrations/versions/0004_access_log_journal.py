@@ -102,9 +102,26 @@ def _months(oldest: datetime, ahead: int = 3) -> list[datetime]:
     return months
 
 
-def _partitioned_journal() -> None:
-    from fhirportal.store.journal_schema import PARTITIONED_DDL
+# The partitioned journal as of this revision (later ones add columns: 0007 ``request_id``).
+PARTITIONED_DDL = """
+CREATE TABLE access_log (
+    id BIGSERIAL NOT NULL,
+    recorded TIMESTAMP WITH TIME ZONE NOT NULL,
+    account_id INTEGER,
+    fhir_user VARCHAR(200),
+    client_id VARCHAR(128),
+    patient_id VARCHAR(64),
+    actor_patient VARCHAR(64),
+    action VARCHAR(32) NOT NULL,
+    resource_type VARCHAR(64),
+    query TEXT,
+    outcome SMALLINT NOT NULL,
+    stored_pid INTEGER
+) PARTITION BY RANGE (recorded)
+"""
 
+
+def _partitioned_journal() -> None:
     bind = op.get_bind()
     context = op.get_context()
     with context.autocommit_block():
