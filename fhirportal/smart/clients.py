@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 
@@ -97,14 +98,36 @@ class Client(ClientMixin):
                 origins.add(f"{parts.scheme}://{parts.netloc}")
         return origins
 
-    def public_keys(self) -> KeySet:
-        """The app's signature keys for ``private_key_jwt``: registered JWKS or fetched from ``jwks_uri``."""
+    def public_keys(self, *, fresh: bool = False) -> KeySet:
+        """The app's signature keys for ``private_key_jwt``: registered JWKS or fetched from ``jwks_uri``
+        (kept for ``JWKS_MAX_AGE`` seconds; ``fresh``: fetched again unless that was moments ago — an
+        assertion that does not verify may be signed with a key the app has just rotated in)."""
         jwks = self.client_metadata.get("jwks")
         if not jwks and self.client_metadata.get("jwks_uri"):
-            response = requests.get(self.client_metadata["jwks_uri"], timeout=JWKS_FETCH_TIMEOUT)
-            response.raise_for_status()
-            jwks = response.json()
+            jwks = fetched_jwks(self.client_metadata["jwks_uri"], JWKS_MIN_REFETCH if fresh else JWKS_MAX_AGE)
         return KeySet.import_key_set(jwks or {"keys": []})
+
+
+JWKS_MAX_AGE = 300.0  # seconds a fetched JWKS is used without asking again
+JWKS_MIN_REFETCH = 30.0  # at most one fetch per jwks_uri this often, however many assertions fail
+_jwks_cache: dict[str, tuple[dict, float]] = {}  # jwks_uri -> (JWKS, when fetched); per process
+_jwks_lock = threading.Lock()
+
+
+def fetched_jwks(uri: str, max_age: float) -> dict:
+    now = time.monotonic()
+    with _jwks_lock:
+        cached = _jwks_cache.get(uri)
+    if cached is not None and now - cached[1] < max_age:
+        return cached[0]
+    response = requests.get(uri, timeout=JWKS_FETCH_TIMEOUT)
+    response.raise_for_status()
+    jwks = response.json()
+    if not isinstance(jwks, dict):
+        raise ValueError("the JWKS is not a JSON object")
+    with _jwks_lock:
+        _jwks_cache[uri] = (jwks, now)
+    return jwks
 
 
 class ClientStore:

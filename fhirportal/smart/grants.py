@@ -10,6 +10,7 @@ Each grant reaches the stores through ``self.server.smart`` (the ``SmartServer``
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -213,20 +214,37 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         super().__init__(validate_jti=True, leeway=30)
         self._token_url = token_url
         self.database = database
+        self._fresh = threading.local()  # this request's assertion failed with the cached keys
 
     def get_audiences(self):
         return [self._token_url]
 
+    def __call__(self, query_client, request):
+        try:
+            return super().__call__(query_client, request)
+        except InvalidClientError:
+            if not getattr(self._fresh, "unverified", False):
+                raise
+        # the signature did not verify: the app may have rotated its keys since its jwks_uri was fetched;
+        # once more with them fetched again (at most every JWKS_MIN_REFETCH seconds per URI)
+        self._fresh.keys = True
+        try:
+            return super().__call__(query_client, request)
+        finally:
+            self._fresh.keys = self._fresh.unverified = False
+
     def resolve_client_public_key(self, client):
         try:
-            return client.public_keys()
+            return client.public_keys(fresh=getattr(self._fresh, "keys", False))
         except Exception as exc:  # unreachable jwks_uri, malformed JWKS
             raise InvalidClientError(description=f"The client's keys could not be loaded: {exc}") from exc
 
     def process_assertion_claims(self, assertion, resolve_key):
+        self._fresh.unverified = False
         try:
             token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
         except (JoseError, ValueError) as exc:
+            self._fresh.unverified = True
             raise InvalidClientError(description=f"The client assertion is not valid: {exc}") from exc
         self.verify_claims(token.claims)
         return token.claims
