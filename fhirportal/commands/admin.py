@@ -242,6 +242,24 @@ def clients_enable(click_ctx, client_id: str) -> None:
     click.echo(f"app {client_id} enabled")
 
 
+@clients_group.command("rotate-secret")
+@click.argument("client_id")
+@click.option("--grace", default="1d", show_default=True,
+              help="How long the old secret keeps working (e.g. 0s, 90m, 12h, 7d) while the app is reconfigured")
+@click.pass_context
+def clients_rotate_secret(click_ctx, client_id: str, grace: str) -> None:
+    """A new client secret (shown once, stored hashed); the old one stops after the grace period."""
+    from .keys import duration
+
+    with _admin(click_ctx) as admin:
+        try:
+            secret = admin.rotate_client_secret(client_id, duration(grace))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"client_secret: {secret}  (shown once; stored hashed)")
+    click.echo(f"the old secret works for {grace} more")
+
+
 # ---------------------------------------------------------------------- tokens
 @click.group("tokens")
 def tokens_group() -> None:

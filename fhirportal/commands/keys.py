@@ -12,7 +12,7 @@ from .admin import services, when
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _duration(text: str) -> timedelta:
+def duration(text: str) -> timedelta:
     number, unit = text[:-1], text[-1:]
     if unit not in UNITS or not number.isdigit():
         raise click.BadParameter(f"{text!r}: a whole number and a unit (s, m, h or d), e.g. 90m")
@@ -46,5 +46,5 @@ def keys_rotate(click_ctx, grace: str) -> None:
     """Add a signing key: in the JWKS now, signing after the grace period; the keys it supersedes stay
     published until every id_token they signed has expired, then retire."""
     with services(click_ctx) as (_ctx, smart):
-        key = smart.keys.rotate(_duration(grace))
+        key = smart.keys.rotate(duration(grace))
     click.echo(f"key {key.kid} published; signs from {when(key.activates_at)}")

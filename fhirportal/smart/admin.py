@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
@@ -98,6 +98,15 @@ class Admin:
             revoked = 0 if enabled else self._revoke(conn, oauth_token.c.client_id == client_id)
         self._journal("client-enable" if enabled else "client-disable", f"client {client_id}")
         return revoked
+
+    def rotate_client_secret(self, client_id: str, grace: timedelta) -> str:
+        """A new secret (returned once); the old one works for ``grace`` more."""
+        try:
+            secret = self.smart.clients.rotate_secret(client_id, grace)
+        except LookupError as exc:
+            raise UnknownTarget(f"no app with client_id {client_id!r}") from exc
+        self._journal("client-rotate-secret", f"client {client_id}")
+        return secret
 
     # ------------------------------------------------------------------ accounts
     def accounts(self, username: str | None = None, kind: str | None = None) -> list[AccountEntry]:

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import requests
 from authlib.oauth2.rfc6749 import ClientMixin
@@ -20,6 +21,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from fhirportal.store import clock
 from fhirportal.store.auth_schema import oauth_client
 from fhirportal.store.database import Database
 
@@ -35,6 +37,8 @@ class Client(ClientMixin):
     client_id: str
     client_secret_hash: str | None
     client_metadata: dict
+    previous_secret_hash: str | None = None  # accepted until ``previous_secret_expires_at`` (a rotation)
+    previous_secret_expires_at: datetime | None = None
 
     # ------------------------------------------------------------------ authlib's ClientMixin
     def get_client_id(self) -> str:
@@ -54,7 +58,12 @@ class Client(ClientMixin):
         return redirect_uri in self.redirect_uris  # exact match, no prefixes or patterns
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return bool(self.client_secret_hash) and same(self.client_secret_hash, digest(client_secret))
+        offered = digest(client_secret)
+        current = bool(self.client_secret_hash) and same(self.client_secret_hash, offered)
+        previous = (bool(self.previous_secret_hash) and self.previous_secret_expires_at is not None
+                    and clock.ensure_utc(self.previous_secret_expires_at) > clock.now()
+                    and same(self.previous_secret_hash, offered))
+        return current or previous
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.auth_method  # the same method at the token, revocation and introspection endpoints
@@ -149,7 +158,25 @@ class ClientStore:
                 oauth_client.c.client_id == client_id, oauth_client.c.disabled_at.is_(None))).first()
         if row is None:
             return None
-        return Client(row.client_id, row.client_secret_hash, json.loads(row.client_metadata))
+        return Client(row.client_id, row.client_secret_hash, json.loads(row.client_metadata),
+                      row.previous_secret_hash, row.previous_secret_expires_at)
+
+    def rotate_secret(self, client_id: str, grace: timedelta) -> str:
+        """A new secret for a confidential symmetric app (returned once, stored hashed); the one it had
+        keeps working for ``grace`` (zero: stops now). LookupError for an unknown app, ValueError for an
+        app without a secret."""
+        secret = new_secret(32)
+        with self.database.write() as conn:
+            row = conn.execute(select(oauth_client.c.client_secret_hash).where(
+                oauth_client.c.client_id == client_id).with_for_update()).first()
+            if row is None:
+                raise LookupError(f"no app with client_id {client_id!r}")
+            if not row.client_secret_hash:
+                raise ValueError(f"app {client_id!r} has no client secret (public, or private_key_jwt)")
+            conn.execute(update(oauth_client).where(oauth_client.c.client_id == client_id).values(
+                client_secret_hash=digest(secret), previous_secret_hash=row.client_secret_hash,
+                previous_secret_expires_at=clock.now() + grace))
+        return secret
 
     def register(self, client_metadata: dict, *, client_id: str | None = None,
                  client_secret: str | None = None) -> tuple[Client, str | None]:

@@ -46,6 +46,9 @@ oauth_client = Table(
     Column("client_metadata", Text, nullable=False),
     Column("issued_at", Integer, nullable=False),
     Column("disabled_at", DateTime(timezone=True), nullable=True),  # an operator disabled it (no tokens)
+    # the secret before the last rotation, accepted until it expires (fhirportal clients rotate-secret)
+    Column("previous_secret_hash", String(128), nullable=True),
+    Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
 )
 
 authorization_code = Table(

@@ -117,3 +117,34 @@ def test_every_change_is_in_the_access_log(ctx, settings, fhir, public_app, pati
                   for e in events.get("entry", [])]
     for action in ("client-disable", "account-disable", "account-unlock", "tokens-revoke"):
         assert (action, "app fhirportal-admin") in journalled, journalled
+
+
+def _authenticated(client, client_id: str, secret: str) -> bool:
+    """Whether the app authenticates with ``secret`` (introspecting a token that does not exist)."""
+    import base64
+
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    answer = client.post("/auth/introspect", data={"token": "no-such-token"},
+                         headers={"Authorization": f"Basic {basic}"})
+    assert answer.status_code in (200, 401), answer.get_data(as_text=True)
+    return answer.status_code == 200
+
+
+def test_a_client_secret_rotates_with_a_grace_period(client, settings, confidential_app):
+    app, old = confidential_app
+    assert _authenticated(client, app.client_id, old)
+    output = _run(settings, "clients", "rotate-secret", app.client_id, "--grace", "1h").output
+    new = output.split("client_secret: ")[1].split()[0]
+    assert _authenticated(client, app.client_id, new)
+    assert _authenticated(client, app.client_id, old)  # within the grace
+    newer = _run(settings, "clients", "rotate-secret", app.client_id, "--grace", "0s").output
+    newer = newer.split("client_secret: ")[1].split()[0]
+    assert _authenticated(client, app.client_id, newer)
+    assert not _authenticated(client, app.client_id, new)  # a grace of 0s: the secret before stops at once
+    assert not _authenticated(client, app.client_id, old)  # and the one before that was replaced
+    assert "no app" in _run(settings, "clients", "rotate-secret", "nope", ok=False).output
+
+
+def test_a_public_app_has_no_secret_to_rotate(settings, public_app):
+    result = _run(settings, "clients", "rotate-secret", public_app.client_id, ok=False)
+    assert result.exit_code == 1 and "has no client secret" in result.output

@@ -1,13 +1,15 @@
-"""Signing-key rotation and rate limits kept in the database.
+"""Signing-key and client-secret rotation, and rate limits kept in the database.
 
 ``signing_key.activates_at`` (null: since ``created``): a rotated-in key is published first and signs
 from then on; ``signing_key.retires_at`` (null: published for good): when a superseded key leaves the
-JWKS, once every id_token it signed has expired. ``rate_limit`` counts requests per bucket (an endpoint
+JWKS, once every id_token it signed has expired. ``oauth_client.previous_secret_hash`` (with
+``previous_secret_expires_at``): after ``fhirportal clients rotate-secret`` the old secret keeps working
+until then. ``rate_limit`` counts requests per bucket (an endpoint
 and a client or a source address) and fixed window, shared by every worker and node.
 
-Locks (PostgreSQL): on ``signing_key`` (a handful of rows) adds two nullable columns without defaults
-(an ACCESS EXCLUSIVE lock for the instant of the catalog change, no rewrite); creates one new, empty
-table.
+Locks (PostgreSQL): on ``signing_key`` (a handful of rows) and ``oauth_client`` (one row per app) adds
+nullable columns without defaults (an ACCESS EXCLUSIVE lock for the instant of the catalog change, no
+rewrite); creates one new, empty table.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def upgrade() -> None:
     with op.batch_alter_table("signing_key") as batch_op:
         batch_op.add_column(sa.Column("activates_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("retires_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("oauth_client") as batch_op:
+        batch_op.add_column(sa.Column("previous_secret_hash", sa.String(length=128), nullable=True))
+        batch_op.add_column(sa.Column("previous_secret_expires_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "rate_limit",
         sa.Column("bucket", sa.String(length=200), nullable=False),
@@ -38,6 +43,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_rate_limit_window", table_name="rate_limit")
     op.drop_table("rate_limit")
+    with op.batch_alter_table("oauth_client") as batch_op:
+        batch_op.drop_column("previous_secret_expires_at")
+        batch_op.drop_column("previous_secret_hash")
     with op.batch_alter_table("signing_key") as batch_op:
         batch_op.drop_column("retires_at")
         batch_op.drop_column("activates_at")
