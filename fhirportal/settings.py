@@ -30,6 +30,14 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(env: dict[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list given as text separated by commas or whitespace."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(item for item in raw.replace(",", " ").split() if item)
+
+
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -79,6 +87,12 @@ class Settings:
     practice_name: str = "Patient portal"
     # Bulk Data $export files (one directory per export job).
     export_dir: str = str(DEFAULT_DATA_DIR / "exports")
+    # Subscriptions (rest-hook, fhirportal.subscriptions): the URL prefixes a Subscription's channel.endpoint
+    # must start with (none: no Subscription can be created), and the delivery thread of each process.
+    subscription_endpoints: tuple[str, ...] = ()
+    subscription_worker: bool = True
+    subscription_max_attempts: int = 8
+    subscription_timeout: float = 5.0  # seconds to wait for the endpoint's answer
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -113,6 +127,10 @@ class Settings:
             sms_body_template=env.get("FHIRPORTAL_SMS_BODY_TEMPLATE") or defaults.sms_body_template,
             export_dir=env.get("FHIRPORTAL_EXPORT_DIR") or defaults.export_dir,
             practice_name=env.get("FHIRPORTAL_PRACTICE_NAME") or defaults.practice_name,
+            subscription_endpoints=_list(env, "FHIRPORTAL_SUBSCRIPTION_ENDPOINTS", defaults.subscription_endpoints),
+            subscription_worker=_bool(env, "FHIRPORTAL_SUBSCRIPTION_WORKER", defaults.subscription_worker),
+            subscription_max_attempts=_int(env, "FHIRPORTAL_SUBSCRIPTION_MAX_ATTEMPTS",
+                                           defaults.subscription_max_attempts),
         )
 
     def with_overrides(self, **changes) -> Settings:
