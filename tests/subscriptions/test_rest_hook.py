@@ -293,3 +293,9 @@ def test_a_staff_token_may_and_its_subscriptions_see_only_what_it_may(client, ct
     assert deliveries.run_due() == 1
     [post] = receiver.received
     assert post.body == b""
+
+
+def test_the_capability_statement_says_what_subscriptions_are(fhir):
+    statement = fhir.get("metadata").get_json()
+    [entry] = [r for r in statement["rest"][0]["resource"] if r["type"] == "Subscription"]
+    assert "rest-hook" in entry["documentation"]
