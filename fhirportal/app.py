@@ -144,10 +144,13 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
 
 def install_subscriptions(app: Flask, ctx: FhirContext) -> None:
     """Subscriptions (rest-hook): matched after each committed write, delivered by this process's thread
-    unless ``FHIRPORTAL_SUBSCRIPTION_WORKER`` is off (then by another process's)."""
+    unless ``FHIRPORTAL_SUBSCRIPTION_WORKER`` is off (then by other processes')."""
     from . import subscriptions
 
-    app.extensions["subscriptions"] = subscriptions.install(ctx, start=ctx.settings.subscription_worker)
+    installed = subscriptions.install(ctx, start=ctx.settings.subscription_worker)
+    app.extensions["subscriptions"] = installed
+    if ctx.settings.subscription_worker:
+        app.before_request(installed.worker.check)  # rows a restart left: delivered once the node serves
 
 
 def install_web(app: Flask, ctx: FhirContext) -> None:

@@ -25,17 +25,9 @@ class Subscriptions:
 
 def install(ctx, *, start: bool) -> Subscriptions:
     """Match after every committed write (an ``after_commit`` hook) and, if ``start``, deliver in this
-    process's thread."""
+    process's thread (started when there is something to deliver: ``DeliveryWorker``)."""
     queue = DeliveryQueue(ctx.database)
-    worker = DeliveryWorker(ctx, queue)
-
-    def wake() -> None:
-        if start:
-            worker.start()  # again in a forked process
-        worker.wake()
-
-    matcher = Matcher(ctx, queue, wake)
+    worker = DeliveryWorker(ctx, queue, enabled=start)
+    matcher = Matcher(ctx, queue, worker.wake)
     ctx.after_commit.append(matcher.on_commit)
-    if start:
-        worker.start()
     return Subscriptions(queue, matcher, worker)

@@ -2,9 +2,11 @@
 Subscription's ``status`` telling how it goes: ``error`` with the reason once a delivery fails, ``active``
 again once one succeeds.
 
-One daemon thread per process (started lazily, again in a forked worker), woken by the matcher after a
-commit and polling every ``POLL_SECONDS`` for rows other processes enqueued or whose retry came due.
-``run_due`` is one synchronous pass (what tests and operators call); ``stop`` ends the thread.
+One daemon thread per process, only while there is something to deliver: started when the matcher
+enqueues (woken if it runs), and by requests at most every ``RECHECK_SECONDS`` (rows a restart or another
+node left behind); it sleeps until the next retry is due and ends once no row is due any more (or the
+database is away). ``run_due`` is one synchronous pass (what tests and operators call); ``stop`` ends the
+thread. ``enabled`` False (``FHIRPORTAL_SUBSCRIPTION_WORKER=false``): no thread in this process.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from fhirportal.errors import Conflict, FhirError, PreconditionFailed
+from fhirportal.store import clock
 from fhirportal.store.database import unavailable
 from fhirportal.store.subscription_schema import subscription_rule
 
@@ -26,13 +30,14 @@ from .queue import Delivery, DeliveryQueue
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 2.0
+RECHECK_SECONDS = 30.0
 CLAIM = 5  # rows one claim takes (each may take up to the timeout)
 
 
 class DeliveryWorker:
-    def __init__(self, ctx, queue: DeliveryQueue):
+    def __init__(self, ctx, queue: DeliveryQueue, enabled: bool = True):
         self.ctx = ctx
+        self.enabled = enabled  # this process runs a thread (``FHIRPORTAL_SUBSCRIPTION_WORKER``)
         self.queue = queue
         self.timeout = ctx.settings.subscription_timeout
         self.max_attempts = max(1, ctx.settings.subscription_max_attempts)
@@ -41,11 +46,13 @@ class DeliveryWorker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
+        self._checked: float | None = None  # time.monotonic() of the last ``check`` that started the thread
 
     # ------------------------------------------------------------------ the thread
     def start(self) -> None:
+        """Run the thread (if it is not running in this process)."""
         with self._lock:
-            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            if self.running:
                 return
             self._pid = os.getpid()
             self._stop.clear()
@@ -66,22 +73,54 @@ class DeliveryWorker:
         return thread is None or not thread.is_alive()
 
     def wake(self) -> None:
+        """Something was enqueued: deliver it now (starting the thread if this process runs one)."""
         self._wake.set()
+        if self.enabled:
+            self.start()
+
+    def check(self) -> None:
+        """Called on requests: at most every ``RECHECK_SECONDS``, start the thread if it is not running, to
+        deliver what is due (rows left by a restart, or by another node that went away)."""
+        if not self.enabled or self.running:
+            return
+        now = time.monotonic()
+        if self._checked is not None and now - self._checked < RECHECK_SECONDS:
+            return
+        self._checked = now
+        self.start()
+
+    def _idle(self) -> bool:
+        """Stop the thread unless woken meanwhile (so that a wake is never lost): whether it stopped."""
+        with self._lock:
+            if self._wake.is_set() and not self._stop.is_set():
+                return False
+            self._thread = None
+            return True
 
     def _run_forever(self) -> None:
+        """Deliver while anything is due; sleep until the next retry; end when nothing is left (or the
+        database is away): the next wake or ``check`` starts it again."""
         while not self._stop.is_set():
-            try:
-                handled = self.run_due()
-            except Exception as exc:  # noqa: BLE001  (the rows stay in the database: next round)
-                handled = 0
-                if unavailable(exc):
-                    log.warning("subscriptions: the database is unavailable (%s); retrying", type(exc).__name__)
-                else:
-                    log.exception("subscriptions: a delivery round failed; retrying")
-            if handled and not self._stop.is_set():
-                continue
-            self._wake.wait(POLL_SECONDS)
             self._wake.clear()
+            try:
+                if self.run_due():
+                    continue
+                next_due = self.queue.next_due()
+            except Exception as exc:  # noqa: BLE001  (the rows stay in the database)
+                if unavailable(exc):
+                    log.warning("subscriptions: the database is unavailable (%s); delivery resumes later",
+                                type(exc).__name__)
+                else:
+                    log.exception("subscriptions: a delivery round failed; delivery resumes later")
+                next_due = None
+            if next_due is None:
+                if self._idle():
+                    return
+                continue
+            wait = (next_due - clock.now()).total_seconds()
+            self._wake.wait(min(max(wait, 0.05), RECHECK_SECONDS))
+        with self._lock:
+            self._thread = None
 
     # ------------------------------------------------------------------ one pass
     def run_due(self, limit: int | None = None) -> int:

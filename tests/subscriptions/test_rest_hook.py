@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from fhirportal import subscriptions
-from fhirportal.app import build_context
+from fhirportal.app import build_context, create_app
 from fhirportal.store import clock
 from fhirportal.store.subscription_schema import subscription_delivery
 from tests.subscriptions.receiver import Receiver
@@ -183,6 +183,20 @@ def test_pending_notifications_survive_a_restart(fhir, practice, receiver, setti
     assert json.loads(post.body)["id"] == message["id"]
 
 
+def test_a_restarted_server_delivers_pending_notifications_once_it_serves(fhir, practice, receiver, settings):
+    fhir.create(subscription(receiver.url()))
+    fhir.create(communication())
+    restarted = create_app(settings.with_overrides(subscription_worker=True), create_schema=False)
+    worker = restarted.extensions["subscriptions"].worker
+    try:
+        assert not worker.running  # nothing runs before the node serves
+        assert restarted.test_client().get("/fhir/metadata").status_code == 200
+        assert len(receiver.wait_for(1, timeout=10)) == 1
+    finally:
+        assert worker.stop(10)
+        restarted.extensions["fhirportal"].database.dispose()
+
+
 def test_one_due_row_is_posted_once_by_two_concurrent_passes(fhir, practice, deliveries):
     receiver = Receiver(delay=0.5)  # slow: both passes run while the first POST is in flight
     try:
@@ -206,16 +220,22 @@ def test_one_due_row_is_posted_once_by_two_concurrent_passes(fhir, practice, del
         receiver.stop()
 
 
-def test_the_worker_thread_delivers_within_seconds_of_the_commit(fhir, practice, receiver, deliveries):
-    deliveries.worker.start()
+def test_the_worker_thread_delivers_within_seconds_of_the_commit_and_then_ends(fhir, practice, receiver, deliveries,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(deliveries.worker, "enabled", True)  # as in production (the tests' settings: off)
     try:
         fhir.create(subscription(receiver.url()))
-        fhir.create(communication())
+        fhir.create(communication())  # the commit starts the thread
         assert len(receiver.wait_for(1, timeout=10)) == 1
+        deadline = time.monotonic() + 10
+        while deliveries.worker.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not deliveries.worker.running  # nothing left to deliver: the thread ended
+        fhir.create(communication())  # started again
+        assert len(receiver.wait_for(2, timeout=10)) == 2
     finally:
         assert deliveries.worker.stop(10)
-    time.sleep(0.1)
-    assert len(receiver.received) == 1
+    assert deliveries.queue.pending() == []
 
 
 # ---------------------------------------------------------------------- what is accepted
