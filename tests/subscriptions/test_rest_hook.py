@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
 from fhirportal import subscriptions
 from fhirportal.app import build_context, create_app
+from fhirportal.settings import Settings
 from fhirportal.store import clock
 from fhirportal.store.subscription_schema import subscription_delivery
+from fhirportal.subscriptions import rules
 from tests.subscriptions.receiver import Receiver
 from tests.support import Fhir
 
@@ -319,3 +322,26 @@ def test_the_capability_statement_says_what_subscriptions_are(fhir):
     statement = fhir.get("metadata").get_json()
     [entry] = [r for r in statement["rest"][0]["resource"] if r["type"] == "Subscription"]
     assert "rest-hook" in entry["documentation"]
+
+
+def test_a_claim_whose_lease_ran_out_is_taken_over_and_the_old_claim_changes_nothing(fhir, practice, ctx, deliveries):
+    fhir.create(subscription("http://127.0.0.1:9/hooks"))
+    fhir.create(communication())
+    queue = deliveries.queue
+    [first] = queue.claim(now=clock.now())
+    assert queue.claim() == []  # held
+    [second] = queue.claim(now=clock.now() + timedelta(minutes=5))  # the first worker hung past its lease
+    assert second.id == first.id and second.claim != first.claim
+    assert not queue.delivered(first)  # the hung worker's bookkeeping no longer applies
+    assert queue.delivered(second)
+    assert queue.pending() == []
+
+
+def test_the_allowed_endpoints_are_a_list_in_the_environment():
+    settings = Settings.from_env({"FHIRPORTAL_SUBSCRIPTION_ENDPOINTS": "https://ehr.example.org/hooks/, "
+                                                                      "https://backup.example.org/hooks/"})
+    assert settings.subscription_endpoints == ("https://ehr.example.org/hooks/", "https://backup.example.org/hooks/")
+    assert Settings.from_env({}).subscription_endpoints == ()
+    assert not rules.endpoint_allowed("https://ehr.example.org.evil.example/hooks/", settings.subscription_endpoints)
+    assert rules.endpoint_allowed("https://ehr.example.org/hooks/north", settings.subscription_endpoints)
+    assert not rules.endpoint_allowed("http://ehr.example.org/hooks/north", settings.subscription_endpoints)
