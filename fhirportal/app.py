@@ -145,6 +145,17 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     app.extensions["portal_auto_invite"] = auto_inviter
 
 
+def install_subscriptions(app: Flask, ctx: FhirContext) -> None:
+    """Subscriptions (rest-hook): matched after each committed write, delivered by this process's thread
+    unless ``FHIRPORTAL_SUBSCRIPTION_WORKER`` is off (then by other processes')."""
+    from . import subscriptions
+
+    installed = subscriptions.install(ctx, start=ctx.settings.subscription_worker)
+    app.extensions["subscriptions"] = installed
+    if ctx.settings.subscription_worker:
+        app.before_request(installed.worker.check)  # rows a restart left: delivered once the node serves
+
+
 def install_web(app: Flask, ctx: FhirContext) -> None:
     """The patient portal's pages (``fhirportal.web``): a first-party SMART app of this server, registered
     here (and again whenever it is found missing), with its browser sessions in the store."""
@@ -243,6 +254,7 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     register_error_handlers(app, render_error)
     install_authorization_server(app, ctx)
     install_portal(app, ctx)
+    install_subscriptions(app, ctx)
     install_web(app, ctx)
     app.register_blueprint(export_operation.build_blueprint(settings.base_path))
     openapi.install(api, settings.base_path)  # after every Blueprint: documents the whole HTTP surface

@@ -30,6 +30,14 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(env: dict[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list given as text separated by commas or whitespace."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(item for item in raw.replace(",", " ").split() if item)
+
+
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -94,6 +102,12 @@ class Settings:
     log_format: str = "text"  # text | json
     metrics_token: str | None = None
     metrics_multiprocess_dir: str | None = None
+    # Subscriptions (rest-hook, fhirportal.subscriptions): the URL prefixes a Subscription's channel.endpoint
+    # must start with (none: no Subscription can be created), and the delivery thread of each process.
+    subscription_endpoints: tuple[str, ...] = ()
+    subscription_worker: bool = True
+    subscription_max_attempts: int = 8
+    subscription_timeout: float = 5.0  # seconds to wait for the endpoint's answer
 
     @property
     def secret_keys(self) -> tuple[str, ...]:
@@ -143,6 +157,10 @@ class Settings:
             log_format=_choice(env, "FHIRPORTAL_LOG_FORMAT", defaults.log_format, ("text", "json")),
             metrics_token=env.get("FHIRPORTAL_METRICS_TOKEN") or defaults.metrics_token,
             metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or defaults.metrics_multiprocess_dir,
+            subscription_endpoints=_list(env, "FHIRPORTAL_SUBSCRIPTION_ENDPOINTS", defaults.subscription_endpoints),
+            subscription_worker=_bool(env, "FHIRPORTAL_SUBSCRIPTION_WORKER", defaults.subscription_worker),
+            subscription_max_attempts=_int(env, "FHIRPORTAL_SUBSCRIPTION_MAX_ATTEMPTS",
+                                           defaults.subscription_max_attempts),
         )
 
     def with_overrides(self, **changes) -> Settings:

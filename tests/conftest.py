@@ -26,7 +26,10 @@ def database_url(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory) -> Settings:
-    return Settings(database_url=database_url(tmp_path_factory), base_url=BASE_URL, max_body_bytes=256 * 1024)
+    # Subscriptions may notify loopback receivers (tests/subscriptions); their deliveries run when a test
+    # calls ``run_due`` (no background thread).
+    return Settings(database_url=database_url(tmp_path_factory), base_url=BASE_URL, max_body_bytes=256 * 1024,
+                    subscription_endpoints=("http://127.0.0.1:",), subscription_worker=False)
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,9 @@ PRACTICE_TYPES = frozenset({
 })
 # Never shown to patient/ tokens: a Group lists every member (the practice's whole roster).
 HIDDEN_FROM_PATIENTS = frozenset({"Group"})
+# Managed by the practice's staff and systems only (user/ or system/ scopes): a patient/ scope never grants
+# anything on them, whatever it names (a Subscription makes the server call out to an endpoint).
+STAFF_ONLY_TYPES = frozenset({"Subscription"})
 # How long the practice's lab-sharing default is trusted before it is read again (seconds).
 LAB_SHARING_REFRESH = 30.0
 
@@ -236,7 +239,15 @@ class Authorization:
 
     def require(self, resource_type: str, interaction: str) -> None:
         """403 unless a scope grants ``interaction`` on ``resource_type``."""
-        if self.access is None or self.access.permits(resource_type, interaction):
+        if self.access is None:
+            return
+        if resource_type in STAFF_ONLY_TYPES:
+            if any(self.access.scopes.permits(c, resource_type, interaction) for c in ("system", "user")):
+                return
+            raise Forbidden(f"{resource_type} is managed by the practice's staff and systems only: {interaction} "
+                            f"needs a user/ or system/ scope (e.g. system/{resource_type}.cruds)",
+                            expression=resource_type)
+        if self.access.permits(resource_type, interaction):
             return
         letter = INTERACTION_PERMISSION[interaction]
         raise Forbidden(f"The access token does not allow {interaction} on {resource_type}: it needs a scope with "

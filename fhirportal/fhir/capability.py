@@ -94,6 +94,10 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
         del entry["searchRevInclude"]  # none (an empty array is not valid FHIR)
         entry["documentation"] = ("The access log: AuditEvents rendered from the journal of every access, with the "
                                   "ones other systems sent; newest first (_sort=date or -date only)")
+    if resource_type == "Subscription":  # fhirportal/subscriptions
+        entry["documentation"] = ("R4 criteria-based Subscriptions, rest-hook channel only (payload none or "
+                                  "application/fhir+json), to endpoints the server's administrator allows; "
+                                  "user/ and system/ tokens only")
     profiles = us_core.profiles(resource_type)
     if profiles:
         entry["supportedProfile"] = profiles

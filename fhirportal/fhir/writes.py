@@ -13,6 +13,7 @@ import jsonpatch
 
 from fhirportal.errors import BadRequest, Conflict, Issue, MethodNotAllowed, PreconditionFailed, Unprocessable
 from fhirportal.store.records import StoredResource
+from fhirportal.subscriptions import rules as subscription_rules
 
 from .authorization import UNRESTRICTED, Authorization
 from .context import FhirContext
@@ -114,6 +115,19 @@ class Writer:
         if not self.repository.visible(self.conn, record.resource_type, record.fhir_id, visibility):
             self.auth.refuse_write(record.reference, interaction)
 
+    def accept(self, resource_type: str, body: dict) -> dict:
+        """A Subscription as stored (its criteria and channel checked, ``requested`` made ``active``)."""
+        if resource_type == subscription_rules.SUBSCRIPTION:
+            return subscription_rules.accept(self.ctx, body, self.auth)
+        return body
+
+    def keep(self, record: StoredResource) -> StoredResource:
+        """After a write: a Subscription's rule follows it (in the same transaction)."""
+        if record.resource_type == subscription_rules.SUBSCRIPTION:
+            subscription_rules.remember(self.conn, record, self.auth)
+        self.written.append(record)
+        return record
+
     # ---------------------------------------------------------------- interactions
     def create(self, resource_type: str, body: dict, if_none_exist: str | None = None,
                fhir_id: str | None = None) -> WriteResult:
@@ -125,12 +139,13 @@ class Writer:
             if matches:
                 existing = self.repository.read(self.conn, resource_type, matches[0])
                 return WriteResult(existing, 200, f"{existing.reference} already exists (If-None-Exist)")
+        body = self.accept(resource_type, body)
         self.validate(body)
         record = self.repository.create(self.conn, body, fhir_id=fhir_id)
         self.may_produce(record, "create")
         if resource_type == "AuditEvent":  # searched through the access log, in its time order
             self.ctx.audit.index_stored(self.conn, record)
-        self.written.append(record)
+        self.keep(record)
         return WriteResult(record, 201, f"Created {record.reference}")
 
     def update(self, resource_type: str, fhir_id: str, body: dict, if_match: int | None = None, *,
@@ -142,6 +157,7 @@ class Writer:
         if body.get("id") != fhir_id:
             raise BadRequest(f"The id in the body ({body.get('id')}) does not match the URL ({fhir_id})",
                              expression=f"{resource_type}.id")
+        body = self.accept(resource_type, body)
         self.validate(body, (resource_type, fhir_id))
         self.may_change(resource_type, fhir_id, "update")
         record, created = self.repository.update(self.conn, resource_type, fhir_id, body, expected_version=if_match,
@@ -149,7 +165,7 @@ class Writer:
         if created:
             self.auth.require(resource_type, "create")  # update as create
         self.may_produce(record, "update")
-        self.written.append(record)
+        self.keep(record)
         return WriteResult(record, 201 if created else 200,
                            f"{'Created' if created else 'Updated'} {record.reference} version {record.version_id}")
 
@@ -184,13 +200,14 @@ class Writer:
             if not isinstance(result, dict) or result.get("resourceType") != resource_type \
                     or result.get("id") != fhir_id:
                 raise Unprocessable("The patch may not change resourceType or id")
+            result = self.accept(resource_type, result)
             self.validate(result, (resource_type, fhir_id))
             return result
 
         self.may_change(resource_type, fhir_id, "patch")
         record = self.repository.patch(self.conn, resource_type, fhir_id, apply, expected_version=if_match)
         self.may_produce(record, "patch")
-        self.written.append(record)
+        self.keep(record)
         return WriteResult(record, 200, f"Patched {record.reference} to version {record.version_id}")
 
     def delete(self, resource_type: str, fhir_id: str, if_match: int | None = None,
@@ -202,6 +219,8 @@ class Writer:
                                         check_referrers=self.deferred is None)
         if record is None:
             return WriteResult(None, 200, f"{resource_type}/{fhir_id}: nothing to delete")
+        if resource_type == subscription_rules.SUBSCRIPTION:
+            subscription_rules.forget(self.conn, fhir_id)
         if self.deferred is not None:
             self.deferred.deleted.append((resource_type, fhir_id, where))
         return WriteResult(record, 200, f"Deleted {record.reference}")

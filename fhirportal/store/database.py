@@ -27,6 +27,7 @@ from . import (  # noqa: F401  (register their tables)
     journal_schema,
     outbox_schema,
     portal_settings_schema,
+    subscription_schema,
     web_schema,
 )
 from .schema import metadata
