@@ -105,11 +105,12 @@ def _differences(connection: Connection, expected: dict[str, set[str]]) -> list[
     inspector = inspect(connection)
     present = set(inspector.get_table_names())
     problems = [f"table {name} missing" for name in sorted(set(expected) - present)]
+    unexpected = []
     for name in sorted(set(expected) & present):
         columns = {column["name"] for column in inspector.get_columns(name)}
         problems += [f"{name}.{column} missing" for column in sorted(expected[name] - columns)]
-        problems += [f"{name}.{column} unexpected" for column in sorted(columns - expected[name])]
-    return problems
+        unexpected += [f"{name}.{column} unexpected" for column in sorted(columns - expected[name])]
+    return problems + unexpected  # what is missing first: the message shows the first few
 
 
 def status(connection: Connection) -> SchemaStatus:
