@@ -245,6 +245,8 @@ def create_app(settings: Settings | None = None, *, create_schema: bool = True) 
     if create_schema:
         _create_schema(app, ctx)
     app.extensions["fhirportal"] = ctx
+    if settings.metrics_token:
+        metrics.watch(app, ctx)
     api = Api(app)
     api.DEFAULT_ERROR_RESPONSE_NAME = None  # no generic error schema: fhirportal.openapi documents each error
     conformance_resources = conformance.ConformanceResources(ctx.search_parameters, conformance.operation_definitions())

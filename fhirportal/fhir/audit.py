@@ -19,6 +19,7 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import parse_qsl
@@ -140,6 +141,8 @@ class AccessLog:
         self._writer: threading.Thread | None = None
         self._writer_pid: int | None = None
         self._flushing = threading.Lock()  # one flush at a time: a batch is written before the next is taken
+        self.on_flush: Callable[[int, int], None] = lambda written, pending: None  # metrics (observability)
+        self.on_failure: Callable[[], None] = lambda: None
         marker = "?" if database.dialect == "sqlite" else "%s"
         self._insert_sql = (
             "INSERT INTO access_log (recorded, account_id, fhir_user, client_id, patient_id, actor_patient, action, "
@@ -192,9 +195,11 @@ class AccessLog:
             except Exception as exc:
                 if unavailable(exc):
                     self._requeue(batch)
+                    self.on_failure()
                     raise
                 log.exception("access log: a batch was refused; writing its rows one by one")
                 self._one_by_one(batch)
+            self.on_flush(len(batch), len(self._pending))
             return len(batch)
 
     @staticmethod

@@ -71,13 +71,21 @@ def lockout() -> None:
     LOGIN_LOCKOUTS.inc()
 
 
-def exposition(multiprocess_dir: str | None) -> bytes:
-    """The metrics in the text format: every worker's (multiprocess mode), or this process's."""
+def exposition(multiprocess_dir: str | None, extra: list | None = None) -> bytes:
+    """The metrics in the text format: every worker's (multiprocess mode), or this process's; then the
+    ``extra`` collectors' (read at scrape time)."""
     if multiprocess_dir:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=multiprocess_dir)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+    else:
+        registry = REGISTRY
+    text = generate_latest(registry)
+    if extra:
+        scraped = CollectorRegistry()
+        for collector in extra:
+            scraped.register(collector)
+        text += generate_latest(scraped)
+    return text
 
 
 def authorized(configured: str, header: str | None) -> bool:
@@ -109,7 +117,21 @@ def install(app: Flask, token: str | None, multiprocess_dir: str | None) -> None
         if not authorized(token, request.headers.get("Authorization")):
             return Response("A valid bearer token is required\n", status=401, mimetype="text/plain",
                             headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        return Response(exposition(multiprocess_dir), mimetype=None, content_type=CONTENT_TYPE_LATEST,
-                        headers={"Cache-Control": "no-store"})
+        return Response(exposition(multiprocess_dir, app.extensions.get("metrics_collectors")), mimetype=None,
+                        content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
     app.register_blueprint(bp)
+
+
+def watch(app: Flask, ctx) -> None:
+    """The server's state (observability/state.py): the pool after each request, the journal's writes,
+    export jobs and Subscription deliveries at each scrape."""
+    from . import state
+
+    state.watch(ctx)
+    app.extensions["metrics_collectors"] = [state.DatabaseState(ctx.database)]
+
+    @app.after_request
+    def _sample_pool(response):
+        state.sample_pool(ctx.database)
+        return response

@@ -122,3 +122,30 @@ def test_interactions_come_from_a_small_set():
     assert metrics.interaction("fhir.metadata", "GET", {}) == "capabilities"
     assert metrics.interaction("smart.token", "POST", {}) == "smart.token"
     assert metrics.interaction(None, "GET", None) == "unmatched"
+
+
+def test_the_server_state_is_in_the_metrics(ops_app, ops_client, token):
+    """The journal's writes (this process), export jobs by status and Subscription deliveries (the
+    database), the pool (after each request)."""
+    from sqlalchemy import insert
+
+    from fhirportal.store import clock
+    from fhirportal.store.export_schema import export_job
+
+    ctx = ops_app.extensions["fhirportal"]
+    before = _scrape(ops_client)
+    reader = Fhir(ops_client, token)
+    assert reader.put("Patient/m1", patient(id="m1")).status_code in (200, 201)
+    for _ in range(3):
+        assert reader.get("Patient/m1").status_code == 200
+    ctx.audit.flush()
+    with ctx.database.write() as conn:
+        conn.execute(insert(export_job).values(
+            id="metrics-job", status="in-progress", kind="system", request="http://localhost/fhir/$export",
+            types="[]", transaction_time=clock.now(), created=clock.now(), client_id="c"))
+    after = _scrape(ops_client)
+    assert _value(after, "fhirportal_access_log_written_total") >= _value(
+        before, "fhirportal_access_log_written_total") + 4
+    assert _value(after, "fhirportal_export_jobs", status="in-progress") == 1
+    assert ("fhirportal_db_pool_checked_out", ()) in after
+    assert ("fhirportal_access_log_pending", ()) in after
