@@ -55,6 +55,31 @@ def when(moment) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
+def _field(label: str, value, width: int) -> None:
+    click.echo(f"{label + ':':<{width}}{value}")
+
+
+def _switches(group: click.Group, argument: str, noun: str, switch: str, disabling: str, enabling: str) -> None:
+    """``disable`` and ``enable`` commands of ``group``: ``Admin.<switch>(name, enabled)`` on the named
+    account or app; disabling revokes its tokens."""
+
+    @group.command("disable", help=disabling)
+    @click.argument(argument)
+    @click.pass_context
+    def disable(click_ctx, **named) -> None:
+        with _admin(click_ctx) as admin:
+            revoked = getattr(admin, switch)(named[argument], False)
+        click.echo(f"{noun} {named[argument]} disabled; {revoked} tokens revoked")
+
+    @group.command("enable", help=enabling)
+    @click.argument(argument)
+    @click.pass_context
+    def enable(click_ctx, **named) -> None:
+        with _admin(click_ctx) as admin:
+            getattr(admin, switch)(named[argument], True)
+        click.echo(f"{noun} {named[argument]} enabled")
+
+
 # ---------------------------------------------------------------------- accounts
 @click.group("accounts")
 def accounts_group() -> None:
@@ -118,27 +143,12 @@ def accounts_show(click_ctx, username: str) -> None:
                          ("patients", " ".join(entry.patients) or "-"), ("active", "yes" if entry.active else "no"),
                          ("locked until", when(entry.locked_until)), ("sign-in sessions", entry.sessions),
                          ("live tokens", entry.live_tokens)):
-        click.echo(f"{label + ':':<18}{value}")
+        _field(label, value, 18)
 
 
-@accounts_group.command("disable")
-@click.argument("username")
-@click.pass_context
-def accounts_disable(click_ctx, username: str) -> None:
-    """Disable an account: it cannot sign in; its sessions end and every token it holds is revoked now."""
-    with _admin(click_ctx) as admin:
-        revoked = admin.set_account_enabled(username, False)
-    click.echo(f"account {username} disabled; {revoked} tokens revoked")
-
-
-@accounts_group.command("enable")
-@click.argument("username")
-@click.pass_context
-def accounts_enable(click_ctx, username: str) -> None:
-    """Enable a disabled account (it signs in again; revoked tokens stay revoked)."""
-    with _admin(click_ctx) as admin:
-        admin.set_account_enabled(username, True)
-    click.echo(f"account {username} enabled")
+_switches(accounts_group, "username", "account", "set_account_enabled",
+          "Disable an account: it cannot sign in; its sessions end and every token it holds is revoked now.",
+          "Enable a disabled account (it signs in again; revoked tokens stay revoked).")
 
 
 @accounts_group.command("unlock")
@@ -219,27 +229,12 @@ def clients_show(click_ctx, client_id: str) -> None:
                          ("grant types", " ".join(entry.grant_types) or "-"),
                          ("redirect uris", " ".join(entry.redirect_uris) or "-"), ("scope", entry.scope or "(any)"),
                          ("disabled", when(entry.disabled_at)), ("live tokens", entry.live_tokens)):
-        click.echo(f"{label + ':':<15}{value}")
+        _field(label, value, 15)
 
 
-@clients_group.command("disable")
-@click.argument("client_id")
-@click.pass_context
-def clients_disable(click_ctx, client_id: str) -> None:
-    """Disable an app: no more authorizations, tokens or refreshes; every token it holds is revoked now."""
-    with _admin(click_ctx) as admin:
-        revoked = admin.set_app_enabled(client_id, False)
-    click.echo(f"app {client_id} disabled; {revoked} tokens revoked")
-
-
-@clients_group.command("enable")
-@click.argument("client_id")
-@click.pass_context
-def clients_enable(click_ctx, client_id: str) -> None:
-    """Enable a disabled app (its users authorize it again; revoked tokens stay revoked)."""
-    with _admin(click_ctx) as admin:
-        admin.set_app_enabled(client_id, True)
-    click.echo(f"app {client_id} enabled")
+_switches(clients_group, "client_id", "app", "set_app_enabled",
+          "Disable an app: no more authorizations, tokens or refreshes; every token it holds is revoked now.",
+          "Enable a disabled app (its users authorize it again; revoked tokens stay revoked).")
 
 
 @clients_group.command("rotate-secret")
