@@ -15,6 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from fhirportal.store import clock
+from fhirportal.store.auth_schema import account, oauth_client
 from fhirportal.store.records import StoredResource
 from fhirportal.store.subscription_schema import subscription_rule
 
@@ -48,6 +49,7 @@ class Matcher:
             candidates = [rule for rule in conn.execute(select(subscription_rule).where(
                 subscription_rule.c.enabled.is_(True), subscription_rule.c.resource_type.in_(types))).all()
                 if rule.end_at is None or clock.ensure_utc(rule.end_at) > now]
+            candidates = self._owners_allowed(conn, candidates)
             if not candidates:
                 return []
             found = []
@@ -56,6 +58,21 @@ class Matcher:
                     if rule.resource_type == record.resource_type and self._matches(conn, rule, record):
                         found.append((rule.subscription_id, record.resource_type, record.fhir_id, record.version_id))
         return found
+
+    @staticmethod
+    def _owners_allowed(conn, candidates: list) -> list:
+        """The rules whose owner may still act: not those of an app or an account an operator disabled
+        (``fhirportal clients|accounts disable``); they notify again once it is enabled."""
+        if not candidates:
+            return []
+        clients = {rule.client_id for rule in candidates if rule.client_id}
+        accounts = {rule.account_id for rule in candidates if rule.account_id is not None}
+        disabled = set(conn.execute(select(oauth_client.c.client_id).where(
+            oauth_client.c.client_id.in_(clients), oauth_client.c.disabled_at.is_not(None))).scalars()) \
+            if clients else set()
+        inactive = set(conn.execute(select(account.c.id).where(
+            account.c.id.in_(accounts), account.c.active.is_(False))).scalars()) if accounts else set()
+        return [rule for rule in candidates if rule.client_id not in disabled and rule.account_id not in inactive]
 
     def _matches(self, conn, rule, record: StoredResource) -> bool:
         try:

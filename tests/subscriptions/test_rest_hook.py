@@ -345,3 +345,23 @@ def test_the_allowed_endpoints_are_a_list_in_the_environment():
     assert not rules.endpoint_allowed("https://ehr.example.org.evil.example/hooks/", settings.subscription_endpoints)
     assert rules.endpoint_allowed("https://ehr.example.org/hooks/north", settings.subscription_endpoints)
     assert not rules.endpoint_allowed("http://ehr.example.org/hooks/north", settings.subscription_endpoints)
+
+
+def test_the_subscription_of_a_disabled_app_notifies_nothing_until_it_is_enabled(client, ctx, app, practice,
+                                                                                 receiver, deliveries):
+    from fhirportal.smart.admin import Admin
+
+    smart = app.extensions["smart"]
+    ehr, _ = smart.clients.register({"client_name": "EHR", "grant_types": ["client_credentials"],
+                                     "token_endpoint_auth_method": "private_key_jwt",
+                                     "jwks_uri": "https://ehr.example.org/jwks.json"})
+    owner = Fhir(client, ctx.tokens.mint(client_id=ehr.client_id, scope="system/*.cruds"))
+    owner.create(subscription(receiver.url()))
+    admin = Admin(smart, ctx.audit)
+    admin.set_app_enabled(ehr.client_id, False)
+    writer = Fhir(client, ctx.tokens.mint(client_id="another-app", scope="system/*.cruds"))
+    writer.create(communication())
+    assert deliveries.run_due() == 0 and receiver.received == []
+    admin.set_app_enabled(ehr.client_id, True)
+    writer.create(communication())
+    assert deliveries.run_due() == 1 and len(receiver.received) == 1
