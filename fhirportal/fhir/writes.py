@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 import jsonpatch
 
 from fhirportal.errors import BadRequest, Conflict, Issue, MethodNotAllowed, PreconditionFailed, Unprocessable
+from fhirportal.forms import responses as form_responses
 from fhirportal.store.records import StoredResource
 from fhirportal.subscriptions import rules as subscription_rules
 
@@ -116,9 +117,12 @@ class Writer:
             self.auth.refuse_write(record.reference, interaction)
 
     def accept(self, resource_type: str, body: dict) -> dict:
-        """A Subscription as stored (its criteria and channel checked, ``requested`` made ``active``)."""
+        """A Subscription as stored (its criteria and channel checked, ``requested`` made ``active``); a
+        QuestionnaireResponse checked against the Questionnaire it names."""
         if resource_type == subscription_rules.SUBSCRIPTION:
             return subscription_rules.accept(self.ctx, body, self.auth)
+        if resource_type == "QuestionnaireResponse":
+            form_responses.accept(self.ctx, self.conn, body)
         return body
 
     def keep(self, record: StoredResource) -> StoredResource:

@@ -1,0 +1,1 @@
+"""Intake forms: Questionnaires the practice publishes and the QuestionnaireResponses patients send."""
