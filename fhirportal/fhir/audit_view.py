@@ -205,7 +205,7 @@ def read(ctx: FhirContext, conn, auth: Authorization, fhir_id: str, interaction:
     return audit_events.as_stored(row, ctx.base_url, viewer)
 
 
-NOTHING = "\x00"  # a value no entry has
+NOTHING = "!none"  # a value no entry has ("!" is in no id or reference; a NUL PostgreSQL text refuses)
 MAX_CHAINED = 1000  # resources a chained AuditEvent criterion may stand for
 
 
