@@ -234,3 +234,17 @@ def test_the_capability_statement_lists_communication_searches(client):
     params = {p["name"] for p in resources["Communication"]["searchParam"]}
     assert {"recipient", "sender", "subject", "patient", "sent", "received", "status", "part-of"} <= params
     assert "security-context" in {p["name"] for p in resources["Binary"]["searchParam"]}
+
+
+def test_the_consent_page_offers_messages_to_apps(ctx):
+    from fhirportal.smart.consent import choices, granted, requested_scopes
+
+    asked = requested_scopes("launch/patient patient/Communication.crs", ctx.resource_types)
+    offered = {c.scope: c.label for c in choices(asked, ctx.access_policy.patient_types)}
+    assert offered["patient/Communication.crs"] == "read/search/create messages (Communication)"
+    grant = granted(asked, ["patient/Communication.crs"], ctx.resource_types, contexts={"patient"},
+                    allowed_other=set(), patient_types=ctx.access_policy.patient_types)
+    assert [s.text for s in grant.resource_scopes] == ["patient/Communication.crs"]
+    wildcard = choices(requested_scopes("patient/*.rs", ctx.resource_types), ctx.access_policy.patient_types)
+    messages = next(c for c in wildcard if c.label == "Messages and their attachments")
+    assert "patient/Binary.rs" in messages.scope.split() and "patient/Communication.rs" in messages.scope.split()
