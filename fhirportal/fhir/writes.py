@@ -123,6 +123,8 @@ class Writer:
             return subscription_rules.accept(self.ctx, body, self.auth)
         if resource_type == message_rules.COMMUNICATION:
             return message_rules.accept(self, body, interaction, fhir_id)
+        if resource_type == message_rules.BINARY:
+            message_rules.refuse_patient_binary(self.auth)
         return body
 
     def keep(self, record: StoredResource) -> StoredResource:

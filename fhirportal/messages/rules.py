@@ -16,7 +16,8 @@ Everyone: a message the writer leaves without ``sent`` is stamped with the serve
 ``FHIRPORTAL_MESSAGE_ATTACHMENT_MAX_BYTES``; sent inline (``data``), it is stored once as a ``Binary``
 whose ``securityContext`` is the message (a patient reads it exactly while they may read the message)
 and the attachment keeps ``url`` = ``Binary/<id>``, ``size`` and ``hash`` (SHA-1) instead of the data. A
-patient's token may not point an attachment at any other Binary (only at those of this very message).
+patient's token may not point an attachment at any other Binary (only at those of this very message), nor
+write a Binary itself.
 """
 
 from __future__ import annotations
@@ -208,6 +209,13 @@ def _check_link(writer, attachment: dict, fhir_id: str, where: str, limit: int) 
     if owner != f"{COMMUNICATION}/{fhir_id}":
         raise Forbidden(f"{where}.url: send the file itself (data); a message from the patient's side may not point "
                         "at other files", expression=f"{where}.url")
+
+
+def refuse_patient_binary(auth) -> None:
+    """A patient's token never writes a Binary itself: its files go inside a message (checked, stored)."""
+    if patient_acting(auth):
+        raise Forbidden("A file from the patient's side is sent inside its message "
+                        "(Communication.payload.contentAttachment.data)", expression=BINARY)
 
 
 def assign_id(fhir_id: str | None) -> str:

@@ -185,7 +185,7 @@ def _with_file(sender: str, recipient: str, data: str = PDF, content_type: str =
     return body
 
 
-def test_an_attachment_is_stored_once_as_a_binary_of_the_thread(ctx, maria, james, nurse, fhir):
+def test_an_attachment_is_stored_once_as_a_binary_of_the_thread(ctx, people, maria, james, nurse, fhir):
     sent = maria.post("Communication", _with_file("Patient/p1", "Organization/practice"))
     assert sent.status_code == 201, sent.get_json()
     attachment = sent.get_json()["payload"][1]["contentAttachment"]
@@ -202,6 +202,11 @@ def test_an_attachment_is_stored_once_as_a_binary_of_the_thread(ctx, maria, jame
     stolen = message("Patient/p2", "Organization/practice", subject="Patient/p2")
     stolen["payload"].append({"contentAttachment": {"contentType": "application/pdf", "url": f"Binary/{binary_id}"}})
     _refused(james.post("Communication", stolen), "Communication.payload[1].contentAttachment.url")
+    # nor write a file of its own outside a message
+    own = Fhir(james.client, _token(ctx, people["maria"], "p1", scope="patient/Binary.crs"))
+    _refused(own.post("Binary", {"resourceType": "Binary", "contentType": "application/x-msdownload", "data": PDF,
+                                 "securityContext": {"reference": f"Communication/{sent.get_json()['id']}"}}),
+             "Binary")
 
 
 def test_a_nopat_messages_attachment_is_withheld_too(maria, nurse):
