@@ -36,8 +36,17 @@ ALLOWED_CONTENT_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg",
 PRACTICE_RECIPIENTS = frozenset({"Organization", "Practitioner", "PractitionerRole"})
 PATIENT_SENDERS = frozenset({"Patient", "RelatedPerson"})
 REPLY_ELEMENTS = ("partOf", "inResponseTo")
-# What a patient's read receipt may change: ``received`` (the server keeps ``meta`` and ``text``).
-RECEIPT_ELEMENTS = frozenset({"received", "meta", "text", "id"})
+# What a patient's read receipt may change: ``received`` (and ``text``, the narrative; the server stamps
+# ``meta.versionId`` and ``meta.lastUpdated``, the rest of ``meta`` must stay as it is).
+RECEIPT_ELEMENTS = frozenset({"received", "text", "id"})
+SERVER_META = ("versionId", "lastUpdated")
+
+
+def _comparable(body: dict, key: str):
+    if key != "meta":
+        return body.get(key)
+    meta = {k: v for k, v in (body.get("meta") or {}).items() if k not in SERVER_META}
+    return meta or None
 
 
 def reference_of(value) -> str:
@@ -127,7 +136,8 @@ def check_read_receipt(writer, body: dict, fhir_id: str) -> None:
     current = writer.repository.read(writer.conn, COMMUNICATION, fhir_id).body
     if not addressed_to_patient(current, access):
         raise Forbidden("A patient may only mark a message addressed to them as read", expression="Communication")
-    changed = {k for k in set(current) | set(body) if current.get(k) != body.get(k)} - RECEIPT_ELEMENTS
+    changed = {k for k in set(current) | set(body) if _comparable(current, k) != _comparable(body, k)} - \
+        RECEIPT_ELEMENTS
     if changed:
         raise Forbidden("A patient may only mark a message as read (Communication.received); it also changes "
                         + ", ".join(sorted(changed)), expression=f"Communication.{sorted(changed)[0]}")

@@ -124,6 +124,9 @@ def test_a_thread_from_the_patient_to_the_practice_and_back(ctx, maria, nurse, f
     rewrite = maria.patch(f"Communication/{answer['id']}", [{"op": "replace", "path": "/payload/0/contentString",
                                                             "value": "something else"}])
     assert rewrite.status_code == 403
+    relabel = maria.patch(f"Communication/{answer['id']}", [{"op": "add", "path": "/meta/tag",
+                                                            "value": [{"code": "mine"}]}])
+    assert relabel.status_code == 403
     # the patient may not mark their own message as received by the practice
     own = maria.patch(f"Communication/{first['id']}", [{"op": "add", "path": "/received",
                                                        "value": "2026-12-07T10:00:00Z"}])
