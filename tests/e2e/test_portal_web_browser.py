@@ -165,7 +165,8 @@ def test_every_page_is_accessible_on_a_desktop_and_a_phone(live, tab, phone):  #
         check_page(opened, "sign-in")
         sign_in(opened, live, MARIA)
         check_page(opened, "summary")
-        for link, name in (("Lab results", "labs"), ("Vital signs", "vitals"), ("Download my record", "record"),
+        for link, name in (("Lab results", "labs"), ("Vital signs", "vitals"), ("Messages", "messages"),
+                           ("Download my record", "record"),
                            ("Connected apps", "apps"), ("Who looked at my record", "access-log"),
                            ("Account", "account")):
             page.get_by_role("navigation").get_by_role("link", name=link).click()

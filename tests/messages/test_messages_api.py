@@ -256,3 +256,12 @@ def test_the_consent_page_offers_messages_to_apps(ctx):
     wildcard = choices(requested_scopes("patient/*.rs", ctx.resource_types), ctx.access_policy.patient_types)
     messages = next(c for c in wildcard if c.label == "Messages and their attachments")
     assert "patient/Binary.rs" in messages.scope.split() and "patient/Communication.rs" in messages.scope.split()
+
+
+def test_caregivers_with_accounts_are_emailed_too_and_drafts_email_nobody(ctx, nurse):
+    nurse.create(message("Practitioner/dr", "Patient/p2", subject="Patient/p2", status="preparation"))
+    assert _emails(ctx) == []
+    nurse.create(message("Practitioner/dr", "Patient/p2", subject="Patient/p2", text="Your MRI shows a tumour"))
+    emails = _emails(ctx)
+    assert [e.recipient for e in emails] == ["linda@example.org"]  # p2 has no account of their own here
+    assert "MRI" not in emails[0].body and "tumour" not in emails[0].body
