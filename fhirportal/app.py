@@ -143,6 +143,11 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     auto_inviter = AutoInviter(ctx, enrollment, smart.accounts, phr_settings, notifier, registration_url)
     ctx.after_commit.append(auto_inviter.on_commit)
     app.extensions["portal_auto_invite"] = auto_inviter
+    # A message from the practice: the patient (and their caregivers) get an email without its contents.
+    from .messages.notify import MessageNotifier
+
+    message_notifier = MessageNotifier(ctx, notifier, smart.url("/portal/messages"))
+    ctx.after_commit.append(message_notifier.on_commit)
 
 
 def install_subscriptions(app: Flask, ctx: FhirContext) -> None:

@@ -6,7 +6,18 @@ with a ``csrf_token``.
 
 from __future__ import annotations
 
-from .openapi import ACCOUNT_FORM, ACCOUNT_PAGE, _auth_op, _form_body, _page, _redirect, _string, query
+from .openapi import (
+    ACCOUNT_FORM,
+    ACCOUNT_PAGE,
+    FHIR_ID,
+    _auth_op,
+    _form_body,
+    _page,
+    _redirect,
+    _string,
+    path_param,
+    query,
+)
 
 SIGN_IN_FIRST = _redirect("Not signed in (to /portal/signin), or the session ended (to the home page)")
 CSRF = {"csrf_token": _string("The form's CSRF token")}
@@ -16,8 +27,55 @@ def _portal_page(summary: str) -> dict:
     return {"get": _auth_op(summary, {"200": _page("The page"), "303": SIGN_IN_FIRST}, tag="portal")}
 
 
+def _message_form(fields: dict) -> dict:
+    """A message form: ``multipart/form-data`` (it may carry a file)."""
+    properties = {**CSRF, **fields, "text": _string("The message"),
+                  "attachment": {"type": "string", "format": "binary",
+                                 "description": "Optional: a PDF, PNG, JPEG or plain text file"}}
+    return {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object",
+                                                                          "properties": properties}}}}
+
+
+THREAD = path_param("thread_id", "The thread's first Communication", FHIR_ID)
+SENT = _redirect("Sent: to the thread")
+REFUSED = _page("Form expired, something missing, or a file of another type or too large")
+
+
+def message_paths() -> dict[str, dict]:
+    """Secure messages (``fhirportal.web.messages``)."""
+    return {
+        "/portal/messages": _portal_page("Messages: the threads with the practice, newest first, unread marked"),
+        "/portal/messages/new": {
+            "get": _auth_op("Write to the practice: the form", {"200": _page("The form"), "303": SIGN_IN_FIRST},
+                            tag="portal"),
+            "post": _auth_op("Send a new message to the practice (a Communication through the FHIR API)", {
+                "303": SENT, "400": REFUSED, "422": _page("The API refused the message")},
+                body=_message_form({"recipient": _string("Organization/… or Practitioner/… of the practice"),
+                                    "topic": _string("The subject")}), tag="portal")},
+        "/portal/messages/{thread_id}": {
+            "parameters": [THREAD],
+            "get": _auth_op("A thread, in order; opening it marks the messages to the patient as read", {
+                "200": _page("The thread and a reply form"), "303": SIGN_IN_FIRST, "404": _page("Not a thread of "
+                                                                                                 "this record")},
+                tag="portal")},
+        "/portal/messages/{thread_id}/reply": {
+            "parameters": [THREAD],
+            "post": _auth_op("Reply in a thread", {"303": SENT, "400": REFUSED, "404": _page("Not a thread of this "
+                                                                                          "record"),
+                                                   "422": _page("The API refused the message")},
+                             body=_message_form({}), tag="portal")},
+        "/portal/messages/attachment/{binary_id}": {
+            "parameters": [path_param("binary_id", "The attachment's Binary", FHIR_ID)],
+            "get": _auth_op("A message's attachment, as a download", {
+                "200": {"description": "The file (PDF, PNG, JPEG or plain text)",
+                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "303": SIGN_IN_FIRST, "404": _page("Not a file of this record's messages")}, tag="portal")},
+    }
+
+
 def page_paths() -> dict[str, dict]:
     return {
+        **message_paths(),
         "/": {"get": _auth_op("The portal's home page", {"200": _page("Sign in, invitations, forgot password, "
                                                                       "links for developers")},
                               parameters=[query("state", "signed-out or ended: says so")], tag="portal")},

@@ -93,6 +93,8 @@ class Settings:
     sms_body_template: str = '{"to": "{to}", "message": "{message}"}'
     # The practice's name, on the patient portal's pages and emails.
     practice_name: str = "Patient portal"
+    # Secure messages: the largest attachment (decoded bytes) a Communication may carry.
+    message_attachment_max_bytes: int = 5 * 1024 * 1024
     # Bulk Data $export files (one directory per export job).
     export_dir: str = str(DEFAULT_DATA_DIR / "exports")
     # Operations: a proxy in front sets X-Request-ID (kept when valid, else a new id); log lines as text or
@@ -153,6 +155,8 @@ class Settings:
             sms_body_template=env.get("FHIRPORTAL_SMS_BODY_TEMPLATE") or defaults.sms_body_template,
             export_dir=env.get("FHIRPORTAL_EXPORT_DIR") or defaults.export_dir,
             practice_name=env.get("FHIRPORTAL_PRACTICE_NAME") or defaults.practice_name,
+            message_attachment_max_bytes=_int(env, "FHIRPORTAL_MESSAGE_ATTACHMENT_MAX_BYTES",
+                                              defaults.message_attachment_max_bytes),
             trust_request_id=_bool(env, "FHIRPORTAL_TRUST_REQUEST_ID", defaults.trust_request_id),
             log_format=_choice(env, "FHIRPORTAL_LOG_FORMAT", defaults.log_format, ("text", "json")),
             metrics_token=env.get("FHIRPORTAL_METRICS_TOKEN") or defaults.metrics_token,

@@ -84,7 +84,10 @@ WRITES = frozenset({"create", "update", "patch"})
 _BROADEST_FIRST = tuple(reversed(CONTEXTS))  # system, user, patient
 # Records about other records: a patient/ token also sees one whose reference parameter here points at
 # a record of the patient's (that it may see), not only one naming the patient (US Core's Provenance).
-THROUGH_TARGETS = {"Provenance": ("target",)}
+# A Binary outside the compartment is the patient's only through its ``securityContext`` (the custom
+# parameter ``security-context``, capability/search-parameters): a secure message's attachment names its
+# Communication, so the patient reads it exactly while they may read that message (not NOPAT-labelled).
+THROUGH_TARGETS = {"Provenance": ("target",), "Binary": ("security-context",)}
 # What a patient/ token sees whole among the types outside the Patient compartment: the practice, its
 # people and places, and the definitions records point at — no patient's data. Any other type outside
 # the compartment (a VerificationResult, a MessageHeader, a Linkage, …) is hidden from patient tokens.
@@ -140,7 +143,12 @@ class AccessPolicy:
     def patient_types(self) -> frozenset[str]:
         """The types a patient/ token can see anything of: its compartment and the practice's own."""
         return frozenset(t for t in self.resource_types if t not in HIDDEN_FROM_PATIENTS and (
-            t == "Patient" or t in self.compartment or t in PRACTICE_TYPES))
+            t == "Patient" or t in self.compartment or t in PRACTICE_TYPES or self._through(t)))
+
+    def _through(self, resource_type: str) -> tuple[str, ...]:
+        """``THROUGH_TARGETS`` of the type, if the registry indexes them (else nothing reaches it)."""
+        names = THROUGH_TARGETS.get(resource_type, ())
+        return names if names and all(self.registry.get(resource_type, n) is not None for n in names) else ()
 
     def labs_shared(self, conn: Connection | None = None) -> bool:
         """Do lab results reach patient tokens without the sharing tag (the practice's default)? Read
@@ -204,13 +212,13 @@ class AccessPolicy:
                     continue  # no granular query can be honoured: nothing of this type is visible
                 require.append(alternatives)
             compartment = self.compartment.get(resource_type, ())
-            owned = resource_type == "Patient" or bool(compartment)
+            through = self._through(resource_type)
+            owned = resource_type == "Patient" or bool(compartment) or bool(through)
             if context == "patient":
                 if resource_type in HIDDEN_FROM_PATIENTS or (patient is None and owned) or \
                         not (owned or resource_type in PRACTICE_TYPES):
                     continue  # a patient scope without a patient sees no patient data
                 marks = 0 if interaction in WRITES else self._patient_marks(labs_shared)
-                through = THROUGH_TARGETS.get(resource_type, ())
                 rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require),
                                                 without_marks=marks, through=through,
                                                 through_compartment=self.compartment_by_name if through else ())

@@ -13,6 +13,7 @@ import jsonpatch
 
 from fhirportal.errors import BadRequest, Conflict, Issue, MethodNotAllowed, PreconditionFailed, Unprocessable
 from fhirportal.forms import responses as form_responses
+from fhirportal.messages import rules as message_rules
 from fhirportal.store.records import StoredResource
 from fhirportal.subscriptions import rules as subscription_rules
 
@@ -116,11 +117,16 @@ class Writer:
         if not self.repository.visible(self.conn, record.resource_type, record.fhir_id, visibility):
             self.auth.refuse_write(record.reference, interaction)
 
-    def accept(self, resource_type: str, body: dict) -> dict:
+    def accept(self, resource_type: str, body: dict, interaction: str, fhir_id: str | None) -> dict:
         """A Subscription as stored (its criteria and channel checked, ``requested`` made ``active``); a
+        secure message (Communication) as its rules allow, its attachments stored as Binaries; a
         QuestionnaireResponse checked against the Questionnaire it names."""
         if resource_type == subscription_rules.SUBSCRIPTION:
             return subscription_rules.accept(self.ctx, body, self.auth)
+        if resource_type == message_rules.COMMUNICATION:
+            return message_rules.accept(self, body, interaction, fhir_id)
+        if resource_type == message_rules.BINARY:
+            message_rules.refuse_patient_binary(self.auth)
         if resource_type == "QuestionnaireResponse":
             form_responses.accept(self.ctx, self.conn, body)
         return body
@@ -143,7 +149,9 @@ class Writer:
             if matches:
                 existing = self.repository.read(self.conn, resource_type, matches[0])
                 return WriteResult(existing, 200, f"{existing.reference} already exists (If-None-Exist)")
-        body = self.accept(resource_type, body)
+        if resource_type == message_rules.COMMUNICATION:
+            fhir_id = message_rules.assign_id(fhir_id)  # its attachments' Binaries name it
+        body = self.accept(resource_type, body, "create", fhir_id)
         self.validate(body)
         record = self.repository.create(self.conn, body, fhir_id=fhir_id)
         self.may_produce(record, "create")
@@ -161,7 +169,7 @@ class Writer:
         if body.get("id") != fhir_id:
             raise BadRequest(f"The id in the body ({body.get('id')}) does not match the URL ({fhir_id})",
                              expression=f"{resource_type}.id")
-        body = self.accept(resource_type, body)
+        body = self.accept(resource_type, body, "update", fhir_id)
         self.validate(body, (resource_type, fhir_id))
         self.may_change(resource_type, fhir_id, "update")
         record, created = self.repository.update(self.conn, resource_type, fhir_id, body, expected_version=if_match,
@@ -204,7 +212,7 @@ class Writer:
             if not isinstance(result, dict) or result.get("resourceType") != resource_type \
                     or result.get("id") != fhir_id:
                 raise Unprocessable("The patch may not change resourceType or id")
-            result = self.accept(resource_type, result)
+            result = self.accept(resource_type, result, "patch", fhir_id)
             self.validate(result, (resource_type, fhir_id))
             return result
 

@@ -74,6 +74,7 @@ RECORD_LABELS = {
     "QuestionnaireResponse": "forms you filled in", "Provenance": "where your records came from",
     "Patient": "your demographics", "RelatedPerson": "your caregivers", "Practitioner": "your care providers",
     "Organization": "organizations", "Location": "locations", "Communication": "messages",
+    "Binary": "message attachments",
 }
 
 

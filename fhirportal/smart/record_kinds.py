@@ -71,7 +71,7 @@ KINDS = (
     RecordKind("insurance", "Insurance and claims", _types("Coverage", "ExplanationOfBenefit", "Claim",
                                                            "ClaimResponse")),
     RecordKind("forms", "Forms you filled in", _types("QuestionnaireResponse", "Questionnaire")),
-    RecordKind("messages", "Messages", _types("Communication", "CommunicationRequest")),
+    RecordKind("messages", "Messages and their attachments", _types("Communication", "CommunicationRequest", "Binary")),
     RecordKind("providers", "Your care providers and the practice", _types(
         "Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Endpoint")),
     RecordKind("sources", "Where your records came from", _types("Provenance")),

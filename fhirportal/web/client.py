@@ -53,10 +53,10 @@ class InProcess:
         self.origin = origin
 
     def request(self, method: str, path: str, *, query: Iterable[tuple[str, str]] | str | None = None,
-                form: dict | None = None, headers: dict | None = None) -> Answer:
+                form: dict | None = None, headers: dict | None = None, body: bytes | None = None) -> Answer:
         query_string = query if isinstance(query, str) or query is None else urlencode(list(query))
         builder = EnvironBuilder(path=path, base_url=self.origin, method=method, query_string=query_string,
-                                 data=form, headers=headers or {})
+                                 data=form if form is not None else body, headers=headers or {})
         try:
             environ = builder.get_environ()
         finally:
@@ -97,6 +97,23 @@ class FhirApi:
         if answer.status != 200:
             raise ApiError(answer.status, _problem(answer))
         return answer.json()
+
+    def send(self, method: str, path: str, body, content_type: str = FHIR_JSON) -> dict:
+        """A write (``POST``, ``PUT``, ``PATCH`` with a JSON Patch): the resource as stored; ApiError if refused."""
+        answer = self.transport.request(method, f"{self.base_path}/{path.lstrip('/')}", body=json.dumps(body).encode(),
+                                        headers={"Authorization": f"Bearer {self.access_token}", "Accept": FHIR_JSON,
+                                                 "Content-Type": content_type, "Prefer": "return=representation"})
+        if answer.status == 401:
+            raise TokenRejected(401, _problem(answer))
+        if answer.status not in (200, 201):
+            raise ApiError(answer.status, _problem(answer))
+        return answer.json()
+
+    def create(self, resource: dict) -> dict:
+        return self.send("POST", resource["resourceType"], resource)
+
+    def patch(self, resource_type: str, fhir_id: str, operations: list[dict]) -> dict:
+        return self.send("PATCH", f"{resource_type}/{fhir_id}", operations, "application/json-patch+json")
 
     def read(self, resource_type: str, fhir_id: str) -> dict | None:
         try:

@@ -23,7 +23,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
 }
-SCOPE = "openid fhirUser profile launch/patient online_access patient/*.rs"
+# Besides reading: secure messages (write to the practice; mark a message to the patient as read).
+SCOPE = "openid fhirUser profile launch/patient online_access patient/*.rs patient/Communication.cu"
 
 
 @dataclass

@@ -165,7 +165,8 @@ def test_every_page_is_accessible_on_a_desktop_and_a_phone(live, tab, phone):  #
         check_page(opened, "sign-in")
         sign_in(opened, live, MARIA)
         check_page(opened, "summary")
-        for link, name in (("Lab results", "labs"), ("Vital signs", "vitals"), ("Download my record", "record"),
+        for link, name in (("Lab results", "labs"), ("Vital signs", "vitals"), ("Messages", "messages"),
+                           ("Download my record", "record"),
                            ("Connected apps", "apps"), ("Who looked at my record", "access-log"),
                            ("Account", "account")):
             page.get_by_role("navigation").get_by_role("link", name=link).click()
@@ -326,3 +327,27 @@ def test_a_consent_narrowed_by_kind_of_record_gives_the_app_403(live, tab):  # n
     check_page(tab, "apps-narrowed")
     assert requests.get(f"{base}/MedicationRequest?patient=patient-001", headers=bearer, timeout=30).status_code == 403
     assert requests.get(f"{base}/Condition?patient=patient-001", headers=bearer, timeout=30).status_code == 200
+
+
+# ---------------------------------------------------------------------- secure messages
+def test_a_patient_writes_to_the_practice_with_a_file_and_reads_the_thread(live, tab):  # noqa: F811
+    sign_in(tab, live, MARIA)
+    page = tab.page
+    page.get_by_role("navigation").get_by_role("link", name="Messages").click()
+    page.get_by_role("heading", level=1, name="Messages").wait_for()
+    check_page(tab, "messages")
+    page.get_by_role("link", name="Write to your practice").click()
+    page.get_by_role("heading", level=1, name="Write to your practice").wait_for()
+    check_page(tab, "compose")
+    topic = f"Moving my appointment {uuid.uuid4().hex[:6]}"
+    page.get_by_label("Subject").fill(topic)
+    page.get_by_label("Your message").fill("Could we move my next visit to the afternoon?")
+    page.get_by_label("Attach a file").set_input_files(
+        files=[{"name": "schedule.txt", "mimeType": "text/plain", "buffer": b"free after 2 pm"}])
+    page.get_by_role("button", name="Send message").click()
+    page.get_by_role("heading", level=1, name=topic).wait_for()
+    check_page(tab, "thread")
+    assert page.get_by_role("link", name="schedule.txt").is_visible()
+    page.get_by_role("link", name="All messages").click()
+    page.get_by_role("heading", level=1, name="Messages").wait_for()
+    assert page.get_by_role("link", name=topic).is_visible()

@@ -77,7 +77,7 @@ class Visibility:
 
 
 def _restricted(rule: TypeRule, resource_type: str) -> bool:
-    owned = resource_type == COMPARTMENT_OWNER or bool(rule.compartment)
+    owned = resource_type == COMPARTMENT_OWNER or bool(rule.compartment) or bool(rule.through)
     scoped = rule.patient is not None or rule.organization is not None
     return bool(rule.require or rule.without_marks) or (scoped and owned)
 
@@ -166,9 +166,11 @@ def rule_clause(rule: TypeRule, resource_type: str, res=resource, base_url: str 
         patient = bindparam(PATIENT_PARAMETER) if rule.patient == _ANY_PATIENT else rule.patient
         if resource_type == COMPARTMENT_OWNER:
             conditions.append(res.c.fhir_id == patient)
-        elif rule.through:
+        elif rule.through and rule.compartment:
             conditions.append(or_(_in_patient_compartment(res, resource_type, rule.compartment, patient, False),
                                   _through_targets(res, rule, patient)))
+        elif rule.through:  # outside the compartment (a Binary): only through its targets
+            conditions.append(_through_targets(res, rule, patient))
         elif rule.compartment:
             conditions.append(_in_patient_compartment(res, resource_type, rule.compartment, patient, drives))
     if rule.organization is not None and (resource_type == COMPARTMENT_OWNER or rule.compartment):
