@@ -73,9 +73,31 @@ def message_paths() -> dict[str, dict]:
     }
 
 
+def form_paths() -> dict[str, dict]:
+    """Intake forms (``fhirportal.web.forms``)."""
+    form = path_param("form_id", "The Questionnaire", FHIR_ID)
+    response = query("response", "An in-progress QuestionnaireResponse of the patient to complete", FHIR_ID)
+    return {
+        "/portal/forms": _portal_page("Forms: those waiting for the patient, the practice's forms, those sent"),
+        "/portal/forms/{form_id}": {
+            "parameters": [form],
+            "get": _auth_op("A form to fill in (pre-filled from a waiting response)", {
+                "200": _page("The form"), "303": SIGN_IN_FIRST, "404": _page("Not a form of this portal")},
+                parameters=[response], tag="portal"),
+            "post": _auth_op("Send the answers (a QuestionnaireResponse through the FHIR API)", {
+                "303": _redirect("Sent: to the forms"), "400": _page("Form expired, or an answer is not one"),
+                "404": _page("Not a form of this portal"), "422": _page("The API refused the answers: on the form")},
+                body=_form_body({**CSRF, "response": _string("The waiting response this completes (optional)"),
+                                 "item:{linkId}": _string("The answer to an item (repeatable)"),
+                                 "other:{linkId}": _string("Free text for an open-choice item")}, ("csrf_token",)),
+                tag="portal")},
+    }
+
+
 def page_paths() -> dict[str, dict]:
     return {
         **message_paths(),
+        **form_paths(),
         "/": {"get": _auth_op("The portal's home page", {"200": _page("Sign in, invitations, forgot password, "
                                                                       "links for developers")},
                               parameters=[query("state", "signed-out or ended: says so")], tag="portal")},

@@ -128,7 +128,7 @@ class Writer:
         if resource_type == message_rules.BINARY:
             message_rules.refuse_patient_binary(self.auth)
         if resource_type == "QuestionnaireResponse":
-            form_responses.accept(self.ctx, self.conn, body)
+            form_responses.accept(self.ctx, self.conn, body, self.auth)
         return body
 
     def keep(self, record: StoredResource) -> StoredResource:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fhirportal.errors import Issue, Unprocessable
+from fhirportal.errors import Forbidden, Issue, Unprocessable
 
 ANSWER_TYPES = {  # item type -> the answer value[x] it takes
     "boolean": ("valueBoolean",), "decimal": ("valueDecimal",), "integer": ("valueInteger",),
@@ -190,10 +190,24 @@ def _answer(definition: dict, answer: dict, where: str, found: list[Issue]) -> N
                                expression=f"{where}.{key}"))
 
 
-def accept(ctx, conn, body: dict) -> None:
-    """422 when the response does not fit the stored Questionnaire it names."""
+def accept(ctx, conn, body: dict, auth=None) -> None:
+    """A patient's (or caregiver's) response is about their patient and by them (403 otherwise: the
+    compartment alone would let ``author`` place another patient's form in it); 422 when the response
+    does not fit the stored Questionnaire it names."""
+    from fhirportal.messages.rules import own_sender, patient_acting, reference_of
+
     from .questionnaires import find
 
+    if auth is not None and patient_acting(auth):
+        patient = f"Patient/{auth.access.patient}"
+        if reference_of(body.get("subject")) != patient:
+            raise Forbidden(f"A form filled in with this token must be about {patient} (QuestionnaireResponse.subject)",
+                            expression="QuestionnaireResponse.subject")
+        for element in ("author", "source"):
+            given = reference_of(body.get(element))
+            if given and given not in (patient, own_sender(auth.access)):
+                raise Forbidden(f"QuestionnaireResponse.{element} must be {own_sender(auth.access)} with this "
+                                "token", expression=f"QuestionnaireResponse.{element}")
     canonical = body.get("questionnaire")
     if not isinstance(canonical, str) or not canonical:
         return

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from . import messages, pages, signin
+from . import forms, messages, pages, signin
 from .portal import Portal, build
 
 CLIENT_ID = "fhirportal-portal"
@@ -28,4 +28,5 @@ def install(app: Flask, *, origin: str, base_path: str, session_store, ensure_cl
     app.register_blueprint(pages.bp)
     app.register_blueprint(signin.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(forms.bp)
     return wiring

@@ -112,6 +112,9 @@ class FhirApi:
     def create(self, resource: dict) -> dict:
         return self.send("POST", resource["resourceType"], resource)
 
+    def update(self, resource: dict) -> dict:
+        return self.send("PUT", f"{resource['resourceType']}/{resource['id']}", resource)
+
     def patch(self, resource_type: str, fhir_id: str, operations: list[dict]) -> dict:
         return self.send("PATCH", f"{resource_type}/{fhir_id}", operations, "application/json-patch+json")
 

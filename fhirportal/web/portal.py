@@ -24,7 +24,8 @@ SECURITY_HEADERS = {
     "Pragma": "no-cache",
 }
 # Besides reading: secure messages (write to the practice; mark a message to the patient as read).
-SCOPE = "openid fhirUser profile launch/patient online_access patient/*.rs patient/Communication.cu"
+SCOPE = ("openid fhirUser profile launch/patient online_access patient/*.rs patient/Communication.cu "
+         "patient/QuestionnaireResponse.cu")
 
 
 @dataclass

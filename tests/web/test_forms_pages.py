@@ -1,0 +1,81 @@
+"""The portal's intake-form pages with the Flask test client: the practice's forms and the one waiting
+for the patient, a form filled in and sent (a QuestionnaireResponse through the API), answers the server
+refuses shown on the form, a form with a number that is not one, a patient's token that may not send a
+form about someone else."""
+
+from __future__ import annotations
+
+from tests.forms.test_responses import INTAKE
+from tests.web.flows import follow, form, sign_in, text
+
+
+def _responses(fhir) -> list[dict]:
+    return [e["resource"] for e in fhir.get("QuestionnaireResponse?_sort=_lastUpdated").get_json().get("entry", [])]
+
+
+def _answers(fields: dict) -> dict:
+    return {**fields, "item:name": "Maria", "item:smoker": "0", "item:packs": "1", "item:allergies": ["1"],
+            "other:allergies": "Bee stings", "item:visit.reason": "Check-up", "item:visit.date": "2027-01-15"}
+
+
+def test_filling_in_a_form_waiting_for_the_patient(client, practice, fhir):
+    assert fhir.put("Questionnaire/intake", {**INTAKE, "id": "intake"}).status_code == 201
+    waiting = fhir.create({"resourceType": "QuestionnaireResponse", "status": "in-progress",
+                           "questionnaire": INTAKE["url"], "subject": {"reference": "Patient/p1"},
+                           "author": {"reference": "Practitioner/dr"}})
+    sign_in(client, "maria")
+    listed = client.get("/portal/forms")
+    assert listed.status_code == 200 and "New patient intake" in text(listed)
+    assert f"/portal/forms/intake?response={waiting['id']}" in listed.get_data(as_text=True)
+
+    page = client.get(f"/portal/forms/intake?response={waiting['id']}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Do you smoke?" in html and 'type="radio" name="item:smoker"' in html
+    assert 'type="checkbox" name="item:allergies"' in html and 'type="date"' in html and "Thank you" in html
+    action, fields = form(html, "<h1>")
+    assert fields["response"] == waiting["id"]
+    sent = client.post(action, data=_answers(fields))
+    assert sent.status_code == 303, text(sent)
+    assert "your answers were sent" in text(follow(client, sent))
+    [stored] = _responses(fhir)
+    assert stored["id"] == waiting["id"] and stored["status"] == "completed"
+    by_link = {item["linkId"]: item for item in stored["item"]}
+    assert by_link["smoker"]["answer"][0]["valueCoding"]["code"] == "LA33-6"
+    assert by_link["packs"]["answer"] == [{"valueInteger": 1}]
+    assert by_link["allergies"]["answer"] == [{"valueString": "Latex"}, {"valueString": "Bee stings"}]
+    assert by_link["visit"]["item"][1]["answer"] == [{"valueDate": "2027-01-15"}]
+    assert stored["subject"] == {"reference": "Patient/p1"}
+    assert "New patient intake" in text(client.get("/portal/forms")).split("Sent")[-1]
+
+
+def test_answers_the_server_refuses_are_shown_on_the_form(client, practice, fhir):
+    fhir.put("Questionnaire/intake", {**INTAKE, "id": "intake"})
+    sign_in(client, "maria")
+    action, fields = form(client.get("/portal/forms/intake").get_data(as_text=True), "<h1>")
+    answers = {k: v for k, v in _answers(fields).items() if k != "item:name"}  # a required item left out
+    refused = client.post(action, data=answers)
+    assert refused.status_code == 422 and "Please check your answers" in text(refused)
+    assert "(Preferred name) is required" in text(refused) and 'value="1"' in refused.get_data(as_text=True)
+    not_a_number = client.post(action, data={**_answers(fields), "item:packs": "one"})
+    assert not_a_number.status_code == 400 and "needs a number" in text(not_a_number)
+    expired = client.post(action, data={**_answers(fields), "csrf_token": "nope"})
+    assert expired.status_code == 400
+    assert _responses(fhir) == []
+
+
+def test_a_patient_token_sends_forms_only_about_its_patient(client, practice, fhir, ctx):
+    from tests.support import Fhir
+
+    fhir.put("Questionnaire/intake", {**INTAKE, "id": "intake"})
+    token = ctx.tokens.mint(client_id="app", scope="patient/QuestionnaireResponse.crs", context={"patient": "p1"})
+    patient_api = Fhir(client, token)
+    body = {"resourceType": "QuestionnaireResponse", "status": "in-progress", "questionnaire": INTAKE["url"],
+            "subject": {"reference": "Patient/p2"}, "author": {"reference": "Patient/p1"}}
+    refused = patient_api.post("QuestionnaireResponse", body)
+    assert refused.status_code == 403 and refused.get_json()["issue"][0]["expression"] == [
+        "QuestionnaireResponse.subject"]
+    as_other = patient_api.post("QuestionnaireResponse", {**body, "subject": {"reference": "Patient/p1"},
+                                                          "author": {"reference": "Practitioner/dr"}})
+    assert as_other.status_code == 403
+    assert patient_api.post("QuestionnaireResponse", {**body, "subject": {"reference": "Patient/p1"}}
+                            ).status_code == 201
