@@ -143,6 +143,10 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
     auto_inviter = AutoInviter(ctx, enrollment, smart.accounts, phr_settings, notifier, registration_url)
     ctx.after_commit.append(auto_inviter.on_commit)
     app.extensions["portal_auto_invite"] = auto_inviter
+    # An appointment request answered by the practice (booked or declined): the patient is emailed.
+    from .scheduling.answers import AnswerNotifier
+    answers = AnswerNotifier(ctx, notifier, ctx.settings.practice_name, smart.url("/portal/appointments"))
+    ctx.after_commit.append(answers.on_commit)
 
 
 def install_subscriptions(app: Flask, ctx: FhirContext) -> None:
