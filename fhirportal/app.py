@@ -174,7 +174,8 @@ def install_web(app: Flask, ctx: FhirContext) -> None:
         smart.clients.ensure(web.CLIENT_ID, metadata)
 
     web.install(app, origin=smart.origin, base_path=ctx.settings.base_path,
-                session_store=WebSessionStore(ctx.database), ensure_client=ensure_client)
+                session_store=WebSessionStore(ctx.database), ensure_client=ensure_client,
+                cancel_hours=ctx.settings.appointment_cancel_hours)
     app.context_processor(lambda: {"practice_name": ctx.settings.practice_name})
     try:
         ensure_client()

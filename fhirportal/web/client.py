@@ -53,10 +53,10 @@ class InProcess:
         self.origin = origin
 
     def request(self, method: str, path: str, *, query: Iterable[tuple[str, str]] | str | None = None,
-                form: dict | None = None, headers: dict | None = None) -> Answer:
+                form: dict | None = None, headers: dict | None = None, body: bytes | None = None) -> Answer:
         query_string = query if isinstance(query, str) or query is None else urlencode(list(query))
         builder = EnvironBuilder(path=path, base_url=self.origin, method=method, query_string=query_string,
-                                 data=form, headers=headers or {})
+                                 data=form if body is None else body, headers=headers or {})
         try:
             environ = builder.get_environ()
         finally:
@@ -95,6 +95,20 @@ class FhirApi:
         if answer.status == 401:
             raise TokenRejected(401, _problem(answer))
         if answer.status != 200:
+            raise ApiError(answer.status, _problem(answer))
+        return answer.json()
+
+    def write(self, method: str, path: str, resource: dict, *, version: str | None = None) -> dict:
+        """POST or PUT a resource (``version``: its ``meta.versionId``, sent as ``If-Match``); the stored
+        resource, or ``ApiError`` with what the OperationOutcome said."""
+        headers = {"Authorization": f"Bearer {self.access_token}", "Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
+        if version:
+            headers["If-Match"] = f'W/"{version}"'
+        answer = self.transport.request(method, f"{self.base_path}/{path.lstrip('/')}", headers=headers,
+                                        body=json.dumps(resource).encode())
+        if answer.status == 401:
+            raise TokenRejected(401, _problem(answer))
+        if answer.status not in (200, 201):
             raise ApiError(answer.status, _problem(answer))
         return answer.json()
 

@@ -23,7 +23,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
 }
-SCOPE = "openid fhirUser profile launch/patient online_access patient/*.rs"
+# Reading the record; writing only appointment requests and their cancellation (the server's rules decide).
+SCOPE = "openid fhirUser profile launch/patient online_access patient/*.rs patient/Appointment.cu"
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Portal:
     sessions: Sessions
     secure: bool
     ensure_client: Callable[[], None]  # registers (or updates) the first-party client when missing
+    cancel_hours: int = 24  # the practice's cut-off for cancelling online (the server enforces it)
 
     @property
     def redirect_uri(self) -> str:
@@ -53,11 +55,12 @@ class Portal:
                 "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "scope": SCOPE}
 
 
-def build(application, client_id: str, origin: str, base_path: str, store, ensure_client) -> Portal:
+def build(application, client_id: str, origin: str, base_path: str, store, ensure_client,
+          cancel_hours: int = 24) -> Portal:
     transport = InProcess(application, origin)
     oauth = OAuth(transport, client_id, origin + "/portal/callback")
     return Portal(client_id, origin, base_path, transport, Sessions(store, oauth), origin.startswith("https://"),
-                  ensure_client)
+                  ensure_client, cancel_hours)
 
 
 def portal() -> Portal:
