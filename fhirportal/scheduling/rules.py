@@ -89,6 +89,15 @@ def _participants(appointment: dict, patient: str) -> None:
                             expression="Appointment.participant")
 
 
+def _no_other_patient(appointment: dict, patient: str) -> None:
+    for index, participant in enumerate(appointment.get("participant") or []):
+        reference = ((participant or {}).get("actor") or {}).get("reference") or ""
+        if (reference.startswith("Patient/") or "/Patient/" in reference) and \
+                reference.split("/")[-2:] != ["Patient", patient]:
+            raise Forbidden(f"A patient's appointment names only Patient/{patient}, not {reference}",
+                            expression=f"Appointment.participant[{index}].actor")
+
+
 def check_request(appointment: dict, patient: str) -> None:
     """A patient's new or edited request (status ``proposed``): who and when."""
     if appointment.get("status") != "proposed":
@@ -120,6 +129,7 @@ def check_patient_change(old: dict, new: dict, patient: str, cancel_hours: int, 
             raise Unprocessable(f"This appointment can no longer be cancelled online: the practice takes "
                                 f"cancellations up to {cancel_hours} hours before the appointment. Please call "
                                 f"the practice.", expression="Appointment.status")
+        _no_other_patient(new, patient)
         return new if new.get("cancelationReason") else {**new, "cancelationReason": PATIENT_CANCELLED}
     if before == after == "proposed":
         check_request(new, patient)

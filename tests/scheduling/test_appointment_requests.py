@@ -102,6 +102,10 @@ def test_a_patient_may_not_request_for_another_patient_nor_book(maria, availabil
     patched = maria.patch(f"Appointment/{appointment['id']}", [{"op": "replace", "path": "/status",
                                                                "value": "booked"}])
     assert patched.status_code == 403
+    smuggled = {**appointment, "status": "cancelled", "participant": [
+        *appointment["participant"], {"actor": {"reference": "Patient/p2"}, "status": "accepted"}]}
+    refused = maria.put(f"Appointment/{appointment['id']}", smuggled)
+    assert refused.status_code == 403 and issue(refused)["expression"] == ["Appointment.participant[3].actor"]
     assert slot_status(maria, "later") == "busy-tentative"
 
 
