@@ -148,6 +148,10 @@ def install_portal(app: Flask, ctx: FhirContext) -> None:
 
     message_notifier = MessageNotifier(ctx, notifier, smart.url("/portal/messages"))
     ctx.after_commit.append(message_notifier.on_commit)
+    # An appointment request answered by the practice (booked or declined): the patient is emailed.
+    from .scheduling.answers import AnswerNotifier
+    answers = AnswerNotifier(ctx, notifier, ctx.settings.practice_name, smart.url("/portal/appointments"))
+    ctx.after_commit.append(answers.on_commit)
 
 
 def install_subscriptions(app: Flask, ctx: FhirContext) -> None:
@@ -175,7 +179,8 @@ def install_web(app: Flask, ctx: FhirContext) -> None:
         smart.clients.ensure(web.CLIENT_ID, metadata)
 
     web.install(app, origin=smart.origin, base_path=ctx.settings.base_path,
-                session_store=WebSessionStore(ctx.database), ensure_client=ensure_client)
+                session_store=WebSessionStore(ctx.database), ensure_client=ensure_client,
+                cancel_hours=ctx.settings.appointment_cancel_hours)
     app.context_processor(lambda: {"practice_name": ctx.settings.practice_name})
     try:
         ensure_client()

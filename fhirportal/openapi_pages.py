@@ -120,6 +120,28 @@ def page_paths() -> dict[str, dict]:
         "/portal/vitals": _portal_page("Vital signs by measurement, with charts"),
         "/portal/record": _portal_page("Download my record"),
         "/portal/print": _portal_page("A printable summary"),
+        "/portal/appointments": {"get": _auth_op("Appointments and requests with their status, cancel buttons", {
+            "200": _page("The page"), "303": SIGN_IN_FIRST},
+            parameters=[query("done", "requested or cancelled: says so")], tag="portal")},
+        "/portal/appointments/request": {
+            "get": _auth_op("Request an appointment: the free slots of the next weeks by day, or a range of days", {
+                "200": _page("The forms"), "303": SIGN_IN_FIRST}, tag="portal"),
+            "post": _auth_op("Send a request (an Appointment, status proposed, through the FHIR API)", {
+                "303": _redirect("Sent: to the appointments (or not signed in)"),
+                "400": _page("Form expired or incomplete"), "403": _page("Refused by the server"),
+                "409": _page("The slot was just taken"), "422": _page("Refused by the server")},
+                body=_form_body({**CSRF, "kind": _string("slot or range"), "slot": _string("The Slot's id"),
+                                 "reason": _string("What it is for"), "from": _string("First day (range)"),
+                                 "to": _string("Last day (range)"), "comment": _string("Anything else (range)")}),
+                tag="portal")},
+        "/portal/appointments/{fhir_id}/cancel": {
+            "parameters": [path_param("fhir_id", "The Appointment's id", {"type": "string",
+                                                                          "pattern": "^[A-Za-z0-9\\-\\.]{1,64}$"})],
+            "post": _auth_op("Cancel an appointment or withdraw a request", {
+                "303": _redirect("Cancelled: to the appointments (or not signed in)"),
+                "400": _page("Form expired"), "409": _page("It changed meanwhile"),
+                "422": _page("Past the practice's cut-off, or not in the record")},
+                body=_form_body(CSRF), tag="portal")},
         "/portal/record.json": {"get": _auth_op("The record ($everything) as one FHIR Bundle, as a download", {
             "200": {"description": "A collection Bundle", "content": {"application/fhir+json": {"schema": {
                 "type": "object"}}}}, "303": SIGN_IN_FIRST}, tag="portal")},

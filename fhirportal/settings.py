@@ -110,6 +110,9 @@ class Settings:
     subscription_worker: bool = True
     subscription_max_attempts: int = 8
     subscription_timeout: float = 5.0  # seconds to wait for the endpoint's answer
+    # Appointment requests (fhirportal.scheduling): a patient may cancel a booked appointment online until
+    # this many hours before it starts.
+    appointment_cancel_hours: int = 24
 
     @property
     def secret_keys(self) -> tuple[str, ...]:
@@ -165,6 +168,8 @@ class Settings:
             subscription_worker=_bool(env, "FHIRPORTAL_SUBSCRIPTION_WORKER", defaults.subscription_worker),
             subscription_max_attempts=_int(env, "FHIRPORTAL_SUBSCRIPTION_MAX_ATTEMPTS",
                                            defaults.subscription_max_attempts),
+            appointment_cancel_hours=_int(env, "FHIRPORTAL_APPOINTMENT_CANCEL_HOURS",
+                                          defaults.appointment_cancel_hours),
         )
 
     def with_overrides(self, **changes) -> Settings:

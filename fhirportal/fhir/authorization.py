@@ -11,7 +11,8 @@ Visibility per resource type, from the broadest scope context that grants the in
 - user/: with an ``organization`` in the token's context, only that organization's patients
   (Patient.managingOrganization) and their compartments; types outside the compartment unrestricted;
 - patient/: only the token's patient's compartment (of the types outside it, only ``PRACTICE_TYPES``,
-  whole: the practice and the definitions records point at; the others not at all), never records
+  whole: the practice and the definitions records point at; the others not at all; a Schedule also when it
+  names no patient: the practice's availability), never records
   labelled NOPAT or entered in error; Observations in the ``laboratory`` category only when tagged
   shared-with-patient (the portal's sharing rule) — unless the practice's ``lab_sharing_default`` is
   ``shared`` (``AccessPolicy.lab_sharing_default``, read when a request is authenticated, at most
@@ -94,11 +95,18 @@ THROUGH_TARGETS = {"Provenance": ("target",), "Binary": ("security-context",)}
 PRACTICE_TYPES = frozenset({
     "Organization", "OrganizationAffiliation", "Practitioner", "PractitionerRole", "Location", "HealthcareService",
     "Endpoint", "InsurancePlan", "Medication", "MedicationKnowledge", "Substance", "Questionnaire", "Slot",
+    "Schedule",
     "ActivityDefinition", "PlanDefinition", "Library", "Measure", "ObservationDefinition", "SpecimenDefinition",
     "DeviceDefinition", "ChargeItemDefinition", "EventDefinition", "Evidence", "EvidenceVariable",
     "ResearchDefinition", "ResearchElementDefinition", "CatalogEntry", "NamingSystem", "StructureMap",
     "GraphDefinition", "MessageDefinition", "CompartmentDefinition", "ImplementationGuide", "TerminologyCapabilities",
 })
+# Compartment types among them (a Schedule's actor may be a patient): a patient/ token sees the patient's own
+# and every one that names no patient.
+PRACTICE_COMPARTMENT_TYPES = frozenset({"Schedule"})
+# The practice's availability: written by staff and the EHR (user/ or system/ scopes) only; a patient/ scope
+# reads it but never writes it (the server itself holds and frees slots for appointment requests).
+WRITTEN_BY_STAFF_TYPES = frozenset({"Schedule", "Slot"})
 # Never shown to patient/ tokens: a Group lists every member (the practice's whole roster).
 HIDDEN_FROM_PATIENTS = frozenset({"Group"})
 # Managed by the practice's staff and systems only (user/ or system/ scopes): a patient/ scope never grants
@@ -221,7 +229,8 @@ class AccessPolicy:
                 marks = 0 if interaction in WRITES else self._patient_marks(labs_shared)
                 rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require),
                                                 without_marks=marks, through=through,
-                                                through_compartment=self.compartment_by_name if through else ())
+                                                through_compartment=self.compartment_by_name if through else (),
+                                                practice=resource_type in PRACTICE_COMPARTMENT_TYPES)
             elif context == "user" and organization is not None:
                 # the token names it as a reference (Organization/x) or a bare id
                 rules[resource_type] = TypeRule(organization=organization.removeprefix("Organization/"),
@@ -255,6 +264,11 @@ class Authorization:
             raise Forbidden(f"{resource_type} is managed by the practice's staff and systems only: {interaction} "
                             f"needs a user/ or system/ scope (e.g. system/{resource_type}.cruds)",
                             expression=resource_type)
+        if resource_type in WRITTEN_BY_STAFF_TYPES and interaction in WRITES | {"delete"}:
+            if any(self.access.scopes.permits(c, resource_type, interaction) for c in ("system", "user")):
+                return
+            raise Forbidden(f"{resource_type} is the practice's availability, written by its staff and systems "
+                            f"only: {interaction} needs a user/ or system/ scope", expression=resource_type)
         if self.access.permits(resource_type, interaction):
             return
         letter = INTERACTION_PERMISSION[interaction]

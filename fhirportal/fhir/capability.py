@@ -25,6 +25,18 @@ from .context import FhirContext
 from .resource_types import interactions
 from .terminology.resources import SEARCH_PARAMETER_URLS, SEARCH_PARAMETERS, TERMINOLOGY_TYPES
 
+# What the appointment-request rules (fhirportal/scheduling) add to the plain interactions.
+SCHEDULING = {
+    "Appointment": ("A patient/ token creates only requests (status proposed) for its own patient, on a free Slot or "
+                    "with a requestedPeriod, and may only cancel (until the practice's cut-off before the start) "
+                    "or edit a request; an Appointment holds its Slots (proposed/pending: busy-tentative, booked: "
+                    "busy) in its own transaction, a Slot not free is a 409; cancelled or deleted frees them"),
+    "Slot": "Written by user/ and system/ tokens only (and by the server as Appointments hold and free them); "
+            "readable by patient/ tokens",
+    "Schedule": "Written by user/ and system/ tokens only; patient/ tokens read the practice's Schedules (naming no "
+                "patient) and their own",
+}
+
 
 def _software_version() -> str:
     try:
@@ -98,6 +110,8 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
         entry["documentation"] = ("R4 criteria-based Subscriptions, rest-hook channel only (payload none or "
                                   "application/fhir+json), to endpoints the server's administrator allows; "
                                   "user/ and system/ tokens only")
+    if resource_type in SCHEDULING:  # fhirportal/scheduling
+        entry["documentation"] = SCHEDULING[resource_type]
     profiles = us_core.profiles(resource_type)
     if profiles:
         entry["supportedProfile"] = profiles

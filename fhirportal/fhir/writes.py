@@ -11,9 +11,19 @@ from urllib.parse import parse_qsl
 
 import jsonpatch
 
-from fhirportal.errors import BadRequest, Conflict, Issue, MethodNotAllowed, PreconditionFailed, Unprocessable
+from fhirportal.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    Issue,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
 from fhirportal.forms import responses as form_responses
 from fhirportal.messages import rules as message_rules
+from fhirportal.scheduling import slots as scheduling
 from fhirportal.store.records import StoredResource
 from fhirportal.subscriptions import rules as subscription_rules
 
@@ -138,6 +148,13 @@ class Writer:
         self.written.append(record)
         return record
 
+    def current_body(self, resource_type: str, fhir_id: str):
+        """The current version of a resource about to be changed (None: none, or deleted)."""
+        try:
+            return self.repository.read(self.conn, resource_type, fhir_id)
+        except (NotFound, Gone):
+            return None
+
     # ---------------------------------------------------------------- interactions
     def create(self, resource_type: str, body: dict, if_none_exist: str | None = None,
                fhir_id: str | None = None) -> WriteResult:
@@ -153,6 +170,8 @@ class Writer:
             fhir_id = message_rules.assign_id(fhir_id)  # its attachments' Binaries name it
         body = self.accept(resource_type, body, "create", fhir_id)
         self.validate(body)
+        if resource_type == "Appointment":  # the patient rules; its slots held in this transaction
+            body = scheduling.before_write(self, None, body, fhir_id, "create")
         record = self.repository.create(self.conn, body, fhir_id=fhir_id)
         self.may_produce(record, "create")
         if resource_type == "AuditEvent":  # searched through the access log, in its time order
@@ -172,8 +191,19 @@ class Writer:
         body = self.accept(resource_type, body, "update", fhir_id)
         self.validate(body, (resource_type, fhir_id))
         self.may_change(resource_type, fhir_id, "update")
-        record, created = self.repository.update(self.conn, resource_type, fhir_id, body, expected_version=if_match,
-                                                 probably_new=probably_new)
+        expected = if_match
+        if resource_type == "Appointment":  # the patient rules; its slots held or freed in this transaction
+            current = self.current_body(resource_type, fhir_id)
+            body = scheduling.before_write(self, current.body if current else None, body, fhir_id, "update")
+            expected = current.version_id if current and if_match is None else if_match
+            probably_new = probably_new and current is None
+        try:
+            record, created = self.repository.update(self.conn, resource_type, fhir_id, body,
+                                                     expected_version=expected, probably_new=probably_new)
+        except PreconditionFailed:
+            if if_match is not None:
+                raise
+            raise Conflict(f"{resource_type}/{fhir_id} was changed at the same moment; try again") from None
         if created:
             self.auth.require(resource_type, "create")  # update as create
         self.may_produce(record, "update")
@@ -214,6 +244,8 @@ class Writer:
                 raise Unprocessable("The patch may not change resourceType or id")
             result = self.accept(resource_type, result, "patch", fhir_id)
             self.validate(result, (resource_type, fhir_id))
+            if resource_type == "Appointment":
+                result = scheduling.before_write(self, body, result, fhir_id, "patch")
             return result
 
         self.may_change(resource_type, fhir_id, "patch")
@@ -227,6 +259,10 @@ class Writer:
         refuse_change(resource_type, "delete")
         check_id(fhir_id)
         self.may_change(resource_type, fhir_id, "delete")
+        if resource_type == "Appointment":  # frees the slots it held
+            current = self.current_body(resource_type, fhir_id)
+            if current is not None:
+                scheduling.before_delete(self, current.body, fhir_id)
         record = self.repository.delete(self.conn, resource_type, fhir_id, expected_version=if_match,
                                         check_referrers=self.deferred is None)
         if record is None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from . import forms, messages, pages, signin
+from . import appointments, forms, messages, pages, signin
 from .portal import Portal, build
 
 CLIENT_ID = "fhirportal-portal"
@@ -20,13 +20,16 @@ CLIENT_ID = "fhirportal-portal"
 __all__ = ["CLIENT_ID", "Portal", "install"]
 
 
-def install(app: Flask, *, origin: str, base_path: str, session_store, ensure_client: Callable[[], None]) -> Portal:
+def install(app: Flask, *, origin: str, base_path: str, session_store, ensure_client: Callable[[], None],
+            cancel_hours: int = 24) -> Portal:
     """Register the portal's pages on ``app``. ``session_store``: where its browser sessions live;
-    ``ensure_client``: registers the first-party client if it is missing."""
-    wiring = build(app, CLIENT_ID, origin, base_path, session_store, ensure_client)
+    ``ensure_client``: registers the first-party client if it is missing; ``cancel_hours``: the practice's
+    cut-off for cancelling an appointment online."""
+    wiring = build(app, CLIENT_ID, origin, base_path, session_store, ensure_client, cancel_hours)
     app.extensions["web"] = wiring
     app.register_blueprint(pages.bp)
     app.register_blueprint(signin.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(forms.bp)
+    app.register_blueprint(appointments.bp)
     return wiring

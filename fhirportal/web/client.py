@@ -98,11 +98,15 @@ class FhirApi:
             raise ApiError(answer.status, _problem(answer))
         return answer.json()
 
-    def send(self, method: str, path: str, body, content_type: str = FHIR_JSON) -> dict:
-        """A write (``POST``, ``PUT``, ``PATCH`` with a JSON Patch): the resource as stored; ApiError if refused."""
+    def send(self, method: str, path: str, body, content_type: str = FHIR_JSON, *, version: str | None = None) -> dict:
+        """A write (``POST``, ``PUT``, ``PATCH`` with a JSON Patch; ``version``: the ``meta.versionId`` it
+        changes, sent as ``If-Match``): the resource as stored; ApiError with what the OperationOutcome said."""
+        headers = {"Authorization": f"Bearer {self.access_token}", "Accept": FHIR_JSON, "Content-Type": content_type,
+                   "Prefer": "return=representation"}
+        if version:
+            headers["If-Match"] = f'W/"{version}"'
         answer = self.transport.request(method, f"{self.base_path}/{path.lstrip('/')}", body=json.dumps(body).encode(),
-                                        headers={"Authorization": f"Bearer {self.access_token}", "Accept": FHIR_JSON,
-                                                 "Content-Type": content_type, "Prefer": "return=representation"})
+                                        headers=headers)
         if answer.status == 401:
             raise TokenRejected(401, _problem(answer))
         if answer.status not in (200, 201):
@@ -117,6 +121,9 @@ class FhirApi:
 
     def patch(self, resource_type: str, fhir_id: str, operations: list[dict]) -> dict:
         return self.send("PATCH", f"{resource_type}/{fhir_id}", operations, "application/json-patch+json")
+
+    def write(self, method: str, path: str, resource: dict, *, version: str | None = None) -> dict:
+        return self.send(method, path, resource, version=version)
 
     def read(self, resource_type: str, fhir_id: str) -> dict | None:
         try:

@@ -23,9 +23,10 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
 }
-# Besides reading: secure messages (write to the practice; mark a message to the patient as read).
+# Besides reading: secure messages (write to the practice; mark a message to the patient as read), intake
+# forms, appointment requests and their cancellation (the server's rules decide what each may be).
 SCOPE = ("openid fhirUser profile launch/patient online_access patient/*.rs patient/Communication.cu "
-         "patient/QuestionnaireResponse.cu")
+         "patient/QuestionnaireResponse.cu patient/Appointment.cu")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Portal:
     sessions: Sessions
     secure: bool
     ensure_client: Callable[[], None]  # registers (or updates) the first-party client when missing
+    cancel_hours: int = 24  # the practice's cut-off for cancelling online (the server enforces it)
 
     @property
     def redirect_uri(self) -> str:
@@ -55,11 +57,12 @@ class Portal:
                 "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "scope": SCOPE}
 
 
-def build(application, client_id: str, origin: str, base_path: str, store, ensure_client) -> Portal:
+def build(application, client_id: str, origin: str, base_path: str, store, ensure_client,
+          cancel_hours: int = 24) -> Portal:
     transport = InProcess(application, origin)
     oauth = OAuth(transport, client_id, origin + "/portal/callback")
     return Portal(client_id, origin, base_path, transport, Sessions(store, oauth), origin.startswith("https://"),
-                  ensure_client)
+                  ensure_client, cancel_hours)
 
 
 def portal() -> Portal:

@@ -120,7 +120,8 @@ def _appointment(appointment: dict) -> Line:
     who = ", ".join(filter(None, (reference_text(p.get("actor")) for p in appointment.get("participant", [])
                                   if not (p.get("actor") or {}).get("reference", "").startswith("Patient/"))))
     what = appointment.get("description") or concept(appointment.get("appointmentType"), "Appointment")
-    status = {"booked": "", "fulfilled": "", "cancelled": "cancelled", "noshow": "missed"}.get(
+    status = {"booked": "", "fulfilled": "", "cancelled": "cancelled", "noshow": "missed",
+              "proposed": "requested"}.get(
         appointment.get("status", ""), appointment.get("status", ""))
     return Line(what, ", ".join(filter(None, (f"with {who}" if who else "", status))),
                 when(appointment.get("start"), with_time=True, weekday=True))

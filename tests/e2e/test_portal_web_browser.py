@@ -165,7 +165,8 @@ def test_every_page_is_accessible_on_a_desktop_and_a_phone(live, tab, phone):  #
         check_page(opened, "sign-in")
         sign_in(opened, live, MARIA)
         check_page(opened, "summary")
-        for link, name in (("Lab results", "labs"), ("Vital signs", "vitals"), ("Messages", "messages"),
+        for link, name in (("Appointments", "appointments"), ("Lab results", "labs"), ("Vital signs", "vitals"),
+                           ("Messages", "messages"), ("Forms", "forms"),
                            ("Download my record", "record"),
                            ("Connected apps", "apps"), ("Who looked at my record", "access-log"),
                            ("Account", "account")):
@@ -215,6 +216,44 @@ def test_a_patient_sees_exactly_what_a_search_with_her_token_returns(live, tab):
     bundle = json.loads(Path(download.value.path()).read_text())
     ids = {e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"}
     assert bundle["type"] == "collection" and ids and not withheld & ids
+
+
+def test_requesting_an_appointment(live, tab, phone):  # noqa: F811
+    """Free slots by day, one requested with a reason, the request listed and withdrawn (fhirportal/scheduling)."""
+    from datetime import UTC, datetime, timedelta
+
+    base = live["base_url"]
+    first = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=2)
+    bodies = [{"resourceType": "Schedule", "id": "browser-schedule", "actor": [
+        {"reference": "Practitioner/practitioner-01"}]}]
+    starts = [first + timedelta(days=n // 2, minutes=30 * (n % 2)) for n in range(4)]
+    bodies += [{"resourceType": "Slot", "id": f"browser-slot-{n}", "status": "free",
+                "schedule": {"reference": "Schedule/browser-schedule"}, "start": start.isoformat(),
+                "end": (start + timedelta(minutes=30)).isoformat()} for n, start in enumerate(starts)]
+    for body in bodies:
+        written = requests.put(f"{base}/{body['resourceType']}/{body['id']}", json=body,
+                               headers={"Content-Type": "application/fhir+json"}, timeout=30)
+        assert written.status_code in (200, 201), written.text
+    for opened in (phone, tab):
+        sign_in(opened, live, MARIA)
+        page = opened.page
+        page.get_by_role("navigation").get_by_role("link", name="Appointments").click()
+        page.get_by_role("heading", name="Appointments", level=1).wait_for()
+        check_page(opened, "appointments")
+        page.get_by_role("link", name="Request an appointment").click()
+        page.get_by_role("heading", name="Request an appointment").wait_for()
+        assert page.locator("fieldset.day").count() >= 2
+        check_page(opened, "appointment-request")
+    page = tab.page
+    page.locator('input[name="slot"]').first.check()
+    page.get_by_label("What is the appointment for?").first.fill("A sore knee")
+    page.get_by_role("button", name="Request this time").click()
+    page.get_by_text("Your request was sent to the practice").wait_for()
+    check_page(tab, "appointment-requested")
+    assert requests.get(f"{base}/Slot/browser-slot-0", timeout=30).json()["status"] == "busy-tentative"
+    page.get_by_role("button", name="Withdraw this request").click()
+    page.get_by_text("Your appointment was cancelled.").wait_for()
+    assert requests.get(f"{base}/Slot/browser-slot-0", timeout=30).json()["status"] == "free"
 
 
 def test_a_caregiver_switches_between_the_patients_she_cares_for(live, tab):  # noqa: F811

@@ -21,7 +21,9 @@ Per resource type a ``TypeRule`` says:
   (a Provenance is the patient's when it is about the patient's records): one target is a record in
   the patient's compartment — by the parameters ``through_compartment`` gives per parameter name,
   ``(name, types that have it)`` — not hidden by ``without_marks``, and no target is a Patient (the
-  compartment parameters decide then) or another patient's record.
+  compartment parameters decide then) or another patient's record;
+- ``practice``: with ``patient``, a compartment type the practice also keeps records of (Schedule: a
+  practitioner's availability) is visible as well when none of its compartment references names a Patient.
 
 A type with no rule is invisible.
 """
@@ -55,6 +57,9 @@ class TypeRule:
     without_marks: int = 0
     through: tuple[str, ...] = ()
     through_compartment: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # A practice record of a compartment type (a practitioner's Schedule): with ``patient``, also visible
+    # when none of its compartment references points at a Patient (it is nobody's record).
+    practice: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,13 @@ def _in_patient_compartment(res, resource_type: str, params: Sequence[str], pati
     if drives:  # uncorrelated: the database may start from the patient's compartment
         return res.c.pid.in_(select(ref.c.pid).where(*conditions))
     return exists(select(1).select_from(ref).where(ref.c.pid == res.c.pid, *conditions).limit(1).offset(0))
+
+
+def _names_a_patient(res, params: Sequence[str]):
+    """One of the row's ``params`` references points at a Patient (any patient)."""
+    ref = alias(INDEX_TABLES["reference"])
+    return exists(select(1).select_from(ref).where(ref.c.pid == res.c.pid, _one_of(ref.c.param, params),
+                                                   ref.c.target_type == COMPARTMENT_OWNER).limit(1).offset(0))
 
 
 def _target_owned(link, rule: TypeRule, owner_condition, hidden_marks: int):
@@ -171,6 +183,9 @@ def rule_clause(rule: TypeRule, resource_type: str, res=resource, base_url: str 
                                   _through_targets(res, rule, patient)))
         elif rule.through:  # outside the compartment (a Binary): only through its targets
             conditions.append(_through_targets(res, rule, patient))
+        elif rule.compartment and rule.practice:
+            conditions.append(or_(_in_patient_compartment(res, resource_type, rule.compartment, patient, False),
+                                  ~_names_a_patient(res, rule.compartment)))
         elif rule.compartment:
             conditions.append(_in_patient_compartment(res, resource_type, rule.compartment, patient, drives))
     if rule.organization is not None and (resource_type == COMPARTMENT_OWNER or rule.compartment):
