@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from flask import Blueprint, Response, redirect, request
+from flask import Blueprint, Response, request
 
 from .client import ApiError, FhirApi
-from .portal import SECURITY_HEADERS, csrf_ok, nav_values, page, portal, signed_in_page
+from .portal import csrf_ok, nav_values, page, portal, see_other, signed_in_page
 from .sessions import WebSession
 from .summary import patient_banner
 from .words import concept, human_name, parse_moment, when
@@ -43,11 +43,6 @@ def _moment(value: str | None) -> datetime | None:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
-
-def _redirect(location: str) -> Response:
-    response = redirect(location, 303)
-    response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 class Names:
@@ -216,7 +211,7 @@ def request_submit():
             if refused.status in (400, 403, 422):
                 return _request_page(session, api, status=refused.status, error=refused.message, values=values)
             raise
-        return _redirect("/portal/appointments?done=requested")
+        return see_other("/portal/appointments?done=requested")
 
     return signed_in_page(render)
 
@@ -241,7 +236,7 @@ def cancel(fhir_id: str):
                     error = refused.message if refused.status == 422 else \
                         "The appointment could not be cancelled just now (it changed meanwhile). Please look again."
         if not error:
-            return _redirect("/portal/appointments?done=cancelled")
+            return see_other("/portal/appointments?done=cancelled")
         rows = appointment_rows(api, session.patient, portal().cancel_hours, _now())
         return page("web/appointments.html", 409 if "changed" in error else 400 if "expired" in error else 422,
                     rows=rows, cancel_hours=portal().cancel_hours, notice=None, error=error,

@@ -16,8 +16,7 @@ from decimal import Decimal, InvalidOperation
 from flask import Blueprint, Response, request
 
 from .client import ApiError, FhirApi
-from .messages import _redirect
-from .portal import csrf_ok, nav_values, page, signed_in_page
+from .portal import csrf_ok, nav_values, page, see_other, signed_in_page
 from .sessions import WebSession
 from .summary import patient_banner
 from .words import when
@@ -193,7 +192,7 @@ def fill(form_id: str):
             if refused.status not in (403, 422):
                 raise
             return _fill(session, api, form, response, 422, [refused.message], posted)
-        return _redirect("/portal/forms?sent=1")
+        return see_other("/portal/forms?sent=1")
 
     return signed_in_page(render)
 

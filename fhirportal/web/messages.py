@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, current_app, make_response, request
 
 from .client import ApiError, FhirApi
-from .portal import SECURITY_HEADERS, csrf_ok, nav_values, page, signed_in_page
+from .portal import SECURITY_HEADERS, csrf_ok, nav_values, page, see_other, signed_in_page
 from .sessions import WebSession
 from .summary import patient_banner
 from .words import human_name, reference_text, sort_key, when
@@ -233,16 +233,10 @@ def reply(thread_id: str):
             return _thread(session, api, thread_id, 400, str(problem), text)
         except ApiError as refused:
             return _thread(session, api, thread_id, 422, _problem_text(refused), text)
-        return _redirect(f"/portal/messages/{thread.id}")
+        return see_other(f"/portal/messages/{thread.id}")
 
     return signed_in_page(render)
 
-
-def _redirect(location: str) -> Response:
-    response = make_response("", 303)
-    response.headers["Location"] = location
-    response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 def practice_choices(api: FhirApi, patient: str) -> list[tuple[str, str]]:
@@ -295,7 +289,7 @@ def compose():
             return _compose(session, api, 400, str(problem), form)
         except ApiError as refused:
             return _compose(session, api, 422, _problem_text(refused), form)
-        return _redirect(f"/portal/messages/{created['id']}")
+        return see_other(f"/portal/messages/{created['id']}")
 
     return signed_in_page(render)
 

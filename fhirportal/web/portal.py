@@ -69,6 +69,13 @@ def portal() -> Portal:
     return current_app.extensions["web"]
 
 
+def see_other(location: str) -> Response:
+    """A 303 to ``location`` (after a form's POST), with the pages' security headers."""
+    response = redirect(location, 303)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 def page(template: str, status: int = 200, **values) -> Response:
     response = make_response(render_template(template, **values), status)
     response.headers.update(SECURITY_HEADERS)

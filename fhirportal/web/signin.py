@@ -16,10 +16,10 @@ import json
 import secrets
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, redirect, request
+from flask import Blueprint, Response, request
 
 from .client import ApiError
-from .portal import SCOPE, SECURITY_HEADERS, clear_cookie, csrf_ok, current_session, page, portal, set_cookie
+from .portal import SCOPE, clear_cookie, csrf_ok, current_session, page, portal, see_other, set_cookie
 
 bp = Blueprint("web_signin", __name__)
 
@@ -29,11 +29,6 @@ def _pkce() -> tuple[str, str]:
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
 
-
-def _redirect(location: str) -> Response:
-    response = redirect(location, 303)
-    response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 def _problem(title: str, message: str, status: int) -> Response:
@@ -57,7 +52,7 @@ def signin():
     query = {"response_type": "code", "client_id": wiring.client_id, "redirect_uri": wiring.redirect_uri,
              "scope": SCOPE, "state": pending["state"], "aud": wiring.fhir_base, "nonce": pending["nonce"],
              "code_challenge": challenge, "code_challenge_method": "S256"}
-    response = _redirect("/auth/authorize?" + urlencode(query))
+    response = see_other("/auth/authorize?" + urlencode(query))
     set_cookie(response, session)
     return response
 
@@ -110,7 +105,7 @@ def callback():
         _revoke(token)
         return _problem("Sign-in expired", "This sign-in was already used. Please sign in again.", 400)
     _revoke(previous)  # a switch of records: the tokens of the record seen before end here
-    response = _redirect("/portal/")
+    response = see_other("/portal/")
     set_cookie(response, signed_in)
     return response
 
@@ -126,12 +121,12 @@ def signout():
     """Revoke the portal's tokens, forget the session, and sign out at the authorization server."""
     session = current_session()
     if session is None:
-        return clear_cookie(_redirect("/?state=signed-out"))
+        return clear_cookie(see_other("/?state=signed-out"))
     if not csrf_ok(session):
         return _problem("Form expired", "The sign-out form expired. Go back, reload the page and try again.", 400)
     id_token = session.content.get("id_token")
     portal().sessions.end(session)
     if not id_token:
-        return clear_cookie(_redirect("/?state=signed-out"))
+        return clear_cookie(see_other("/?state=signed-out"))
     query = {"id_token_hint": id_token, "post_logout_redirect_uri": portal().origin + "/", "state": "signed-out"}
-    return clear_cookie(_redirect("/auth/logout?" + urlencode(query)))
+    return clear_cookie(see_other("/auth/logout?" + urlencode(query)))
