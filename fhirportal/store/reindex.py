@@ -32,6 +32,22 @@ from .schema import INDEX_TABLES, resource
 
 RUNNING, COMPLETED = "running", "completed"
 STALE_AFTER = timedelta(seconds=60)  # a job whose process has not been heard of this long is taken over
+
+
+def _gone(worker: str | None) -> bool:
+    """Whether the process a job names (``host:pid:…``) is known to have ended: it ran on this host and
+    no process has its pid (killed, crashed). Elsewhere only its heartbeat can tell (``STALE_AFTER``)."""
+    host, _, rest = (worker or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 _SET_MARKS = update(resource).where(resource.c.pid == bindparam("b_pid")).values(marks=bindparam("b_marks"))
 
 
@@ -110,7 +126,7 @@ class Reindexer:
                 if named and _normalise(targets) != job_targets:
                     raise ReindexRefused(f"an unfinished reindex (job {row.id}, {_describe(job_targets)}) must finish "
                                          f"first: run `fhirportal reindex` without arguments")
-                if row.heartbeat is not None and row.worker != self.worker \
+                if row.heartbeat is not None and row.worker != self.worker and not _gone(row.worker) \
                         and now - clock.ensure_utc(row.heartbeat) < STALE_AFTER:
                     raise ReindexRefused(f"reindex job {row.id} is running in another process ({row.worker}); "
                                          f"it was last heard of at {clock.as_instant(row.heartbeat)}")

@@ -145,3 +145,26 @@ def test_named_targets_and_unknown_names(ctx):
     with ctx.database.read() as conn:
         assert conn.execute(select(func.count()).select_from(ix_token).where(
             ix_token.c.param == "test-method")).scalar_one() == 1
+
+
+def test_a_reindex_whose_process_died_on_this_host_is_resumed_at_once(ctx):
+    import socket
+    import subprocess
+
+    _observations(ctx, "a", "b", "c")
+    registry, marker, state = _setup(ctx, [METHOD])
+    state.reconcile()
+    first = _reindexer(ctx, registry, marker, state, batch=2)
+    job = first.start(first.targets(), named=False)
+    first._batch(job)
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a pid no process has any more: the reindex was killed
+    with ctx.database.write() as conn:
+        conn.execute(update(reindex_job).values(worker=f"{socket.gethostname()}:{ended.pid}:0badf00d"))
+    second = _reindexer(ctx, registry, marker, state, batch=2)
+    resumed = second.start(second.targets(), named=False)  # no minute's wait for its heartbeat to go stale
+    assert (resumed.resumed, resumed.id, resumed.done) == (True, job.id, 2)
+    with ctx.database.write() as conn:  # on another host only the heartbeat tells
+        conn.execute(update(reindex_job).values(worker=f"elsewhere:{ended.pid}:0badf00d", heartbeat=clock.now()))
+    with pytest.raises(ReindexRefused, match="running in another process"):
+        _reindexer(ctx, registry, marker, state, batch=2).start(second.targets(), named=False)
