@@ -390,3 +390,40 @@ def test_a_patient_writes_to_the_practice_with_a_file_and_reads_the_thread(live,
     page.get_by_role("link", name="All messages").click()
     page.get_by_role("heading", level=1, name="Messages").wait_for()
     assert page.get_by_role("link", name=topic).is_visible()
+
+
+def test_a_patient_fills_in_an_intake_form_the_practice_assigned(live, tab):  # noqa: F811
+    """The practice assigns a form (an in-progress QuestionnaireResponse); the patient fills it in, a
+    refused answer is shown on the form, then sent: the practice reads it back completed."""
+    base = live["base_url"]
+    form_id = f"browser-intake-{uuid.uuid4().hex[:6]}"
+    questionnaire = {"resourceType": "Questionnaire", "id": form_id, "status": "active",
+                     "url": f"https://practice.example.org/forms/{form_id}", "title": "Before your visit",
+                     "item": [{"linkId": "reason", "text": "What brings you in?", "type": "string", "required": True},
+                              {"linkId": "pain", "text": "Are you in pain?", "type": "boolean"},
+                              {"linkId": "scale", "text": "How bad, 0 to 10?", "type": "integer"}]}
+    assert requests.put(f"{base}/Questionnaire/{form_id}", json=questionnaire, timeout=30).status_code == 201
+    assigned = requests.post(f"{base}/QuestionnaireResponse", timeout=30, json={
+        "resourceType": "QuestionnaireResponse", "status": "in-progress", "questionnaire": questionnaire["url"],
+        "subject": {"reference": "Patient/patient-001"}, "author": {"reference": "Practitioner/practitioner-01"}})
+    assert assigned.status_code == 201, assigned.text
+    sign_in(tab, live, MARIA)
+    page = tab.page
+    page.get_by_role("navigation").get_by_role("link", name="Forms").click()
+    page.get_by_role("heading", level=1, name="Forms").wait_for()
+    check_page(tab, "forms")
+    page.locator("#waiting").get_by_role("link", name="Before your visit").click()
+    page.get_by_role("heading", level=1, name="Before your visit").wait_for()
+    check_page(tab, "form")
+    page.get_by_label("Yes").check()
+    page.get_by_label("How bad, 0 to 10?").fill("4")
+    page.get_by_role("button", name="Send to the practice").click()  # the required reason left out
+    page.get_by_text("Please check your answers").wait_for()
+    assert page.get_by_label("How bad, 0 to 10?").input_value() == "4"  # what was typed stays
+    page.get_by_label("What brings you in?").fill("A sore knee")
+    page.get_by_role("button", name="Send to the practice").click()
+    page.get_by_text("your answers were sent to the practice").wait_for()
+    stored = requests.get(f"{base}/QuestionnaireResponse/{assigned.json()['id']}", timeout=30).json()
+    assert stored["status"] == "completed"
+    assert {item["linkId"]: item["answer"] for item in stored["item"]} == {
+        "reason": [{"valueString": "A sore knee"}], "pain": [{"valueBoolean": True}], "scale": [{"valueInteger": 4}]}
