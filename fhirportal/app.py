@@ -161,8 +161,10 @@ def install_subscriptions(app: Flask, ctx: FhirContext) -> None:
 
     installed = subscriptions.install(ctx, start=ctx.settings.subscription_worker)
     app.extensions["subscriptions"] = installed
-    if ctx.settings.subscription_worker:
-        app.before_request(installed.worker.check)  # rows a restart left: delivered once the node serves
+    # rows a restart left: delivered once the node serves (an in-memory database outlives no restart, and its
+    # one shared connection must not meet a second thread on every first request)
+    if ctx.settings.subscription_worker and not ctx.database.in_memory:
+        app.before_request(installed.worker.check)
 
 
 def install_web(app: Flask, ctx: FhirContext) -> None:

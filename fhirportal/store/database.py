@@ -183,9 +183,10 @@ class Database:
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict = {"echo": echo, "future": True}
+        self.in_memory = self.dialect == "sqlite" and (parsed.database or "") in ("", ":memory:")
         if self.dialect == "sqlite":
             database = parsed.database or ""
-            if database in ("", ":memory:"):
+            if self.in_memory:  # one connection, shared by every thread: it is the database
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
