@@ -431,6 +431,9 @@ def summarize(results: dict) -> dict:
     for record in records:
         per_minute[min(len(per_minute) - 1, int((record[4] - first) // 60))] += 1
     last_seconds = elapsed - 60 * (len(per_minute) - 1)  # the last minute may be partial
+    if len(per_minute) > 1 and last_seconds < 10:  # a sliver past the last whole minute: counted with it
+        per_minute[-2] += per_minute.pop()
+        last_seconds += 60
     minutes = [count / 60 for count in per_minute[:-1]] + [per_minute[-1] / max(last_seconds, 1e-6)]
     return {"elapsed_s": elapsed, "rows": [row(k, kinds[k]) for k in order], "total": row("total", records),
             "error_samples": results.get("errors", {}), "per_minute": minutes}
