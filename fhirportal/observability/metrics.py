@@ -18,6 +18,7 @@ import time
 from flask import Blueprint, Flask, Response, abort, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from werkzeug.exceptions import HTTPException
 
 from fhirportal.fhir.audit import INSTANCE_ACTIONS, TYPE_ACTIONS
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
@@ -93,6 +94,15 @@ def authorized(configured: str, header: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), configured.encode())
 
 
+def _grant_type() -> str | None:
+    """The token request's grant_type, if its form could be read (not one refused for its size: reading
+    it again while the 413 is answered would raise)."""
+    try:
+        return request.form.get("grant_type")
+    except HTTPException:
+        return None
+
+
 def install(app: Flask, token: str | None, multiprocess_dir: str | None) -> None:
     """Count every request, and serve ``/metrics``."""
 
@@ -103,7 +113,7 @@ def install(app: Flask, token: str | None, multiprocess_dir: str | None) -> None
     @app.after_request
     def _count(response):
         started = g.get("metrics_started")
-        grant_type = request.form.get("grant_type") if request.endpoint == TOKEN_ENDPOINT else None
+        grant_type = _grant_type() if request.endpoint == TOKEN_ENDPOINT else None
         observe(request.endpoint, request.method, request.view_args, response.status_code,
                 time.perf_counter() - started if started is not None else 0.0, grant_type)
         return response
