@@ -235,6 +235,8 @@ def _create_schema(app: Flask, ctx: FhirContext) -> None:
 def create_app(settings: Settings | None = None, *, create_schema: bool = True) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    # "Patient//0" (an id of "/0", sent as %2F0) is no route: never a redirect to another resource's URL
+    app.url_map.merge_slashes = False
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE="fhirportal FHIR R4 API",

@@ -99,7 +99,8 @@ def install(log_format: str) -> None:
     already; then the request id is added to what the root logger's handlers see."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.config.dictConfig({**logging_config(log_format), "loggers": {}})
+        # alembic narrates its plugins and context at INFO each time a database is opened: only its warnings
+        logging.config.dictConfig({**logging_config(log_format), "loggers": {"alembic": {"level": "WARNING"}}})
         return
     for handler in root.handlers:
         if not any(isinstance(f, RequestIdFilter) for f in handler.filters):

@@ -141,3 +141,13 @@ def test_the_nesting_limit_counts_the_top_level_as_one(depth, refused):
         document = [document, {"a": 1}]
     assert MAX_DEPTH == 64
     assert _deeper_than(document, MAX_DEPTH) is refused
+
+
+def test_an_id_with_a_slash_is_no_route_not_a_redirect_to_another_resource(fhir):
+    """``Patient/%2F0`` arrives as ``Patient//0``: a 404 OperationOutcome, never a 308 to ``Patient/0``
+    (which a client following it would update instead)."""
+    for method in ("GET", "PUT", "DELETE"):
+        answer = fhir.client.open("/fhir/Patient/%2F0", method=method, json={"resourceType": "Patient", "id": "0"},
+                                  headers={"Authorization": f"Bearer {fhir.token}"})
+        assert answer.status_code == 404 and answer.get_json()["resourceType"] == "OperationOutcome", method
+    assert fhir.get("Patient/0").status_code == 404  # nothing was written
