@@ -139,6 +139,15 @@ def fetched_jwks(uri: str, max_age: float) -> dict:
     return jwks
 
 
+def _new_client_id() -> str:
+    """A random client_id that does not start with ``-`` or ``_`` (a command line would take ``-…`` for
+    an option: ``fhirportal clients show -x…``)."""
+    while True:
+        client_id = new_secret(18)
+        if client_id[0].isalnum():
+            return client_id
+
+
 class ClientStore:
     def __init__(self, database: Database):
         self.database = database
@@ -201,7 +210,7 @@ class ClientStore:
             raise ValueError("private_key_jwt needs jwks or jwks_uri")
         if metadata.get("jwks"):
             KeySet.import_key_set(metadata["jwks"])  # refuses malformed keys now, not at first use
-        client_id = client_id or new_secret(18)
+        client_id = client_id or _new_client_id()
         client_secret = (client_secret or new_secret(32)) if method.startswith("client_secret") else None
         with self.database.write() as conn:
             conn.execute(insert(oauth_client).values(

@@ -53,7 +53,7 @@ def test_system_export_writes_every_type_with_the_database_counts(fhir, settings
     assert f"exported {sum(len(v) for v in files.values())} resources" in result.output
 
 
-def test_types_since_group_and_patient_level(fhir, settings, tmp_path):
+def test_types_since_group_and_patient_level(fhir, settings, tmp_path, ctx):
     people = _population(fhir)
     result = _export(settings, "--type", "Patient,Observation", "--type", "Practitioner", "--out", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
@@ -63,6 +63,7 @@ def test_types_since_group_and_patient_level(fhir, settings, tmp_path):
     since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     time.sleep(0.01)
     later = fhir.create(observation(people[1]["id"]))
+    ctx.audit.flush()  # the create's access-log row, which the journal's writer thread stores within 0.2 s
     assert _export(settings, "--since", since, "--out", str(tmp_path / "b")).exit_code == 0
     since_files = _files(tmp_path / "b")
     logged = since_files.pop("AuditEvent")  # the access log since then: the create itself

@@ -148,3 +148,9 @@ def test_a_client_secret_rotates_with_a_grace_period(client, settings, confident
 def test_a_public_app_has_no_secret_to_rotate(settings, public_app):
     result = _run(settings, "clients", "rotate-secret", public_app.client_id, ok=False)
     assert result.exit_code == 1 and "has no client secret" in result.output
+
+
+def test_generated_client_ids_never_look_like_command_line_options():
+    from fhirportal.smart.clients import _new_client_id
+
+    assert all(_new_client_id()[0].isalnum() for _ in range(2000))  # 1 in 32 draws starts with - or _
