@@ -8,13 +8,23 @@ from dataclasses import replace
 
 import pytest
 
+from fhirportal.smart import rate_limits
 from fhirportal.smart.accounts import MAX_FAILED_LOGINS
 from fhirportal.smart.rate_limits import RateLimits
+from fhirportal.store import clock
 from fhirportal.store.auth_schema import rate_limit
 from tests.smart.flows import authorization_params, login
 
 LIMIT = 3
 assert LIMIT < MAX_FAILED_LOGINS  # the sign-in test counts on it
+
+
+@pytest.fixture(autouse=True)
+def _one_window(monkeypatch):
+    """Every request of a test counts in the same one-minute window (a test that ran across a minute's
+    turn would see its counts start again)."""
+    fixed = rate_limits._window(clock.now())
+    monkeypatch.setattr(rate_limits, "_window", lambda now: fixed)
 
 
 @pytest.fixture
