@@ -37,6 +37,12 @@ class Throttled:
     retry_after: int  # seconds
 
 
+def _printable(value: str | None, length: int) -> str:
+    """What a request claims, fit for a bucket's name: no NUL or other control character (PostgreSQL text
+    refuses a NUL: a 500), at most ``length`` characters."""
+    return "".join(c for c in (value or "") if c.isprintable())[:length]
+
+
 def _window(now: datetime) -> datetime:
     return now.replace(second=0, microsecond=0)
 
@@ -52,8 +58,9 @@ class RateLimits:
         limit = self.per_minute.get(endpoint)
         if limit is None:
             return None
-        buckets = [f"{endpoint}:client:{client_id[:128]}" if client_id else None,
-                   f"{endpoint}:address:{address[:64]}" if address else None]
+        client_id, address = _printable(client_id, 128), _printable(address, 64)
+        buckets = [f"{endpoint}:client:{client_id}" if client_id else None,
+                   f"{endpoint}:address:{address}" if address else None]
         now = clock.now()
         window = _window(now)
         over = None

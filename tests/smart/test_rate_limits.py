@@ -101,3 +101,8 @@ def test_behind_a_trusted_proxy_the_address_is_the_forwarded_one(settings, ctx):
         assert not any("198.51.100.1" in bucket for bucket in buckets)
     finally:
         proxied.extensions["fhirportal"].database.dispose()
+
+
+def test_a_client_id_with_a_nul_or_control_characters_is_counted_not_a_500(client, limited):
+    for number, claimed in enumerate(("app\x00x", "\x00", "tab\tand\nnewline", "é" * 300)):
+        assert _token(client, claimed, f"10.1.0.{number}").status_code in (400, 401)
