@@ -4,14 +4,13 @@ requests the clients made, whichever worker answered them."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import _wipe, mint_system_token
+from tests.e2e.conftest import mint_system_token
 from tests.e2e.gunicorn_server import GunicornServer
 
 TOKEN = "live-metrics-token-0123456789"
@@ -26,8 +25,9 @@ def _reads(text: str) -> float:
 
 
 def test_metrics_are_scraped_under_load_and_add_up_across_workers(tmp_path):
-    url = os.environ.get("FHIRPORTAL_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'metrics.db'}"
-    _wipe(url)
+    # its own SQLite file whatever the suite's database: the metrics do not depend on it, and the shared
+    # PostgreSQL test database holds the package's live server, which a wipe here would empty under it
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     server = GunicornServer(url, tmp_path / "gunicorn.log", env={
@@ -71,4 +71,3 @@ def test_metrics_are_scraped_under_load_and_add_up_across_workers(tmp_path):
         assert requests.get(f"{root}/metrics", timeout=30).status_code == 401
     finally:
         server.stop()
-        _wipe(url)
