@@ -70,17 +70,23 @@ class Position:
     id: int
 
 
+def _kinds(access: Sequence[Clause] | None, stored) -> list:
+    """The row conditions a page or a count takes: access rows meeting ``access``, stored AuditEvents'."""
+    kinds = []
+    if access is not None:
+        kinds.append(and_(access_log.c.stored_pid.is_(None), condition(access)))
+    if stored is not None:
+        kinds.append(access_log.c.stored_pid.in_(stored))
+    return kinds
+
+
 def select_rows(conn: Connection, access: Sequence[Clause] | None, stored=None, *, descending: bool = True,
                 after: Position | None = None, count: int = 50):
     """A page of access-log rows in time order (newest first if ``descending``) after ``after``: access
     rows meeting ``access`` (None: none of them), and rows of stored AuditEvents whose pid ``stored``
     (a subquery of resource pids) yields, each with the stored resource's content (``content``)."""
     write_buffer.flush(conn)
-    kinds = []
-    if access is not None:
-        kinds.append(and_(access_log.c.stored_pid.is_(None), condition(access)))
-    if stored is not None:
-        kinds.append(access_log.c.stored_pid.in_(stored))
+    kinds = _kinds(access, stored)
     if not kinds:
         return []
     where = or_(*kinds)
@@ -100,11 +106,7 @@ def select_rows(conn: Connection, access: Sequence[Clause] | None, stored=None, 
 
 def count_rows(conn: Connection, access: Sequence[Clause] | None, stored=None) -> int:
     write_buffer.flush(conn)
-    kinds = []
-    if access is not None:
-        kinds.append(and_(access_log.c.stored_pid.is_(None), condition(access)))
-    if stored is not None:
-        kinds.append(access_log.c.stored_pid.in_(stored))
+    kinds = _kinds(access, stored)
     if not kinds:
         return 0
     return conn.execute(select(func.count()).select_from(access_log).where(or_(*kinds))).scalar_one()
