@@ -35,15 +35,16 @@ class WriterQueue:
         self._pid: int | None = None
 
     def _file(self) -> int:
-        """This process's descriptor of the lock file (a forked worker opens its own: ``flock`` belongs to
-        the open file, which a fork would share with its parent)."""
-        if self._fd is None or self._pid != os.getpid():
+        """This process's descriptor of the lock file."""
+        if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._pid = os.getpid()
         return self._fd
 
     @contextmanager
     def turn(self) -> Iterator[None]:
+        if self._pid != os.getpid():  # new, or a forked child: its own lock and its own open file (a ``flock``
+            self._pid = os.getpid()   # belongs to the open file, which a fork shares with the parent)
+            self._thread_lock, self._fd = threading.Lock(), None
         if not self._thread_lock.acquire(timeout=WAIT_SECONDS):
             log.warning("a SQLite writer waited %.0f s for its turn; going on to SQLite's busy handler",
                         WAIT_SECONDS)

@@ -4,6 +4,7 @@ threads of one process, processes of one machine, and a nested write that must n
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 
@@ -100,3 +101,21 @@ def test_concurrent_writes_all_commit(tmp_path):
     with database.read() as conn:
         assert conn.execute(text("SELECT n FROM counter")).scalar_one() == 200
     database.dispose()
+
+
+def test_a_forked_child_has_its_own_turn(tmp_path):
+    """A child forked while its parent held the turn is not stuck behind the parent's thread lock."""
+    queue = WriterQueue(str(tmp_path / "db.sqlite"))
+    with queue.turn():
+        pid = os.fork()
+        if pid == 0:  # the child: takes its turn once the parent lets go of the file
+            try:
+                started = time.monotonic()
+                with queue.turn():
+                    pass
+                os._exit(0 if time.monotonic() - started < 5 else 2)  # not the parent's lock's 30 s
+            except BaseException:  # noqa: BLE001
+                os._exit(1)
+        time.sleep(0.2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
