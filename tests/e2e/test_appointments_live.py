@@ -4,7 +4,6 @@ moment over HTTP — exactly one 201, the others 409 OperationOutcomes, the slot
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ import requests
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
 from fhirportal.smart.tokens import TokenStore
 from fhirportal.store.database import Database
-from tests.e2e.conftest import _wipe, mint_system_token
+from tests.e2e.conftest import mint_system_token, own_database
 from tests.e2e.gunicorn_server import GunicornServer
 
 RIVALS = 8
@@ -24,14 +23,15 @@ JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+jso
 
 @pytest.fixture
 def server(tmp_path):
-    url = os.environ.get("FHIRPORTAL_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'appointments-live.db'}"
-    _wipe(url)
-    live = GunicornServer(url, tmp_path / "gunicorn.log", workers=2, threads=4).start()
-    try:
-        yield live, url
-    finally:
-        live.stop()
-        _wipe(url)
+    with own_database(tmp_path, "appointments") as url:
+        database = Database(url)
+        database.create_schema()
+        database.dispose()
+        live = GunicornServer(url, tmp_path / "gunicorn.log", workers=2, threads=4).start()
+        try:
+            yield live, url
+        finally:
+            live.stop()
 
 
 def test_rivals_over_several_workers(server):
