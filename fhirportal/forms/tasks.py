@@ -9,11 +9,11 @@ appointment, with a ``Task``:
 
 A patient's (or caregiver's) token sees the form Tasks ``for`` its patient and no other Task (the portal
 invitation's Tasks stay the practice's: ``fhir/authorization.py``) and never writes a Task (403). When a
-``QuestionnaireResponse`` about the patient is written ``completed`` (or ``amended``), by anyone, the
-server completes the patient's open form Task for that form in the same transaction (``complete``):
-``status`` ``completed``, ``output`` the response, ``lastModified`` now. With several open Tasks for one
-form, the one due first (then the oldest) is completed. The practice finds what came back with
-``Task?code=…|form-assignment&status=completed&patient=…``.
+``QuestionnaireResponse`` about the patient becomes ``completed`` (or ``amended``: created so, or updated
+from an unfinished version), by anyone, the server completes the patient's open form Task for that form in
+the same transaction (``complete``): ``status`` ``completed``, ``output`` the response, ``lastModified`` now.
+With several open Tasks for one form, the one due first (then the oldest) is completed. The practice finds
+what came back with ``Task?code=…|form-assignment&status=completed&patient=…``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,14 @@ def _identity(ctx, conn, named: str) -> str:
     return named.split("|", 1)[0]
 
 
+def _was_finished(ctx, conn, response: StoredResource) -> bool:
+    try:
+        before = ctx.repository.vread(conn, response.resource_type, response.fhir_id, response.version_id - 1)
+    except FhirError:
+        return False
+    return before.body.get("status") in FINISHED
+
+
 def complete(ctx, conn, response: StoredResource) -> StoredResource | None:
     """The server's rule, in the response's transaction: a finished response completes the patient's open
     form Task for that form (its new version, or None)."""
@@ -73,6 +81,8 @@ def complete(ctx, conn, response: StoredResource) -> StoredResource | None:
     patient = subject.get("reference", "") if isinstance(subject, dict) else ""
     if not patient.startswith("Patient/") or not isinstance(body.get("questionnaire"), str):
         return None
+    if response.version_id > 1 and _was_finished(ctx, conn, response):
+        return None  # finished before: an amendment answers no new Task
     try:
         criteria, _ = parse_criteria(ctx.search_parameters, TASK, [
             ("code", FORM_TASK_TOKEN), ("patient", patient), ("status", ",".join(OPEN_STATUSES))], strict=True)

@@ -117,3 +117,30 @@ def test_a_caregiver_sees_and_completes_the_patients_form(setup, ctx, client):
     assert _ids(caregiver.get("Task").get_json()) == [assigned["id"]]
     assert caregiver.post("QuestionnaireResponse", ANSWERED).status_code == 201
     assert staff.get(f"Task/{assigned['id']}").get_json()["status"] == "completed"
+
+
+def test_a_draft_sent_later_completes_the_task_and_an_amendment_completes_no_other(setup):
+    staff, mine = setup["staff"], setup["p1"]
+    assigned = staff.create(task())
+    draft = mine.create(copy.deepcopy(ANSWERED) | {"status": "in-progress"})
+    assert staff.get(f"Task/{assigned['id']}").get_json()["status"] == "requested"
+    sent = mine.put(f"QuestionnaireResponse/{draft['id']}", {**draft, "status": "completed"})
+    assert sent.status_code == 200, sent.get_json()
+    assert staff.get(f"Task/{assigned['id']}").get_json()["status"] == "completed"
+    again = staff.create(task())  # the form asked for once more
+    amended = mine.put(f"QuestionnaireResponse/{draft['id']}", {**sent.get_json(), "status": "amended"})
+    assert amended.status_code == 200, amended.get_json()
+    assert staff.get(f"Task/{again['id']}").get_json()["status"] == "requested"  # an old answer is no new one
+
+
+def test_the_practice_hears_of_a_completed_form_task_through_a_subscription(setup, app):
+    staff, mine = setup["staff"], setup["p1"]
+    deliveries = app.extensions["subscriptions"]
+    staff.create({"resourceType": "Subscription", "status": "requested", "reason": "Forms back",
+                  "criteria": f"Task?code={FORM_TASK_TOKEN}&status=completed",
+                  "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hooks"}})
+    assigned = staff.create(task())
+    assert deliveries.queue.pending() == []  # requested: not what it watches
+    assert mine.post("QuestionnaireResponse", ANSWERED).status_code == 201
+    [row] = deliveries.queue.pending()  # enqueued in the patient's write, with the Task's new version
+    assert (row.resource_type, row.fhir_id, row.version_id) == ("Task", assigned["id"], 2)
