@@ -1,6 +1,7 @@
-"""Subscriptions with the rest-hook channel: accepted with checked criteria and endpoint, matched after
-each committed write with the owner's visibility, delivered to a loopback receiver (retried, surviving a
-restart, never posted twice at once), by staff and system tokens only."""
+"""Subscriptions with the rest-hook channel: accepted with checked criteria and endpoint, matched in each
+write's transaction (its notifications commit or roll back with it) with the owner's visibility, delivered
+to a loopback receiver (retried, surviving a restart, never posted twice at once), by staff and system
+tokens only."""
 
 from __future__ import annotations
 
