@@ -220,7 +220,7 @@ def report(result: Result, args) -> list[tuple[str, bool, str]]:
 def mixed(backend: str, args) -> int:
     """The load test's practice mix, flat out, for as long (its own database, its own report)."""
     cmd = [sys.executable, str(REPO / "benchmarks" / "load_test.py"), "--backend", backend,
-           "--duration", f"{args.minutes * 60:g}", "--think", "0", "--users", str(args.mixed_users),
+           "--duration", f"{args.minutes * 60:g}", "--think", "0", "--users", str(args.mixed_users or args.concurrency),
            "--max-requests", "10000000"]
     print(f"\n=== {backend}: mixed load, flat out: {' '.join(cmd[1:])}", flush=True)
     return subprocess.call(cmd, cwd=REPO)
@@ -237,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the first round of each")
     parser.add_argument("--reconnect", type=float, default=1.0, help="clients reopen their connection every ~S s")
     parser.add_argument("--no-mixed", dest="mixed", action="store_false", help="skip the mixed load")
-    parser.add_argument("--mixed-users", type=int, default=40)
+    parser.add_argument("--mixed-users", type=int, default=None,
+                        help="the mixed load's users (default: --concurrency, the server's 2 x 4 threads: flat out "
+                             "with more only queues requests in front of it, and latency = users / throughput)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.round <= 0 or args.round > 60 * args.minutes or args.patients < 1:

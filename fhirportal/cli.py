@@ -19,6 +19,7 @@ from .settings import Settings
 
 DEMO_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 DEMO_ACCOUNTS = Path(__file__).resolve().parents[1] / "fixtures" / "demo-accounts.json"
+DEMO_GENERATOR = Path(__file__).resolve().parents[1] / "fixtures" / "generate.py"  # the demo's Slots
 
 
 def _context(database_url: str | None):
@@ -45,6 +46,29 @@ def _load(ctx, paths: list[str], quiet: bool = False) -> int:
     for failure in report.failed[:20]:
         click.echo(f"  failed: {failure}", err=True)
     return 1 if report.failed else 0
+
+
+def _demo_slot_bundle(anchor):
+    """The demo practice's Slots for the weeks after ``anchor`` (``fixtures/generate.py``, read from its file:
+    the repository's ``fixtures`` directory is not a package of this one)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_fhirportal_demo_generate", DEMO_GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.demo_slot_bundle(anchor)
+
+
+def _load_demo(ctx, quiet: bool = False) -> int:
+    """The demo practice (``fixtures/demo``) and its Slots from tomorrow on: their dates follow the day of loading."""
+    import datetime
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fhirportal-demo-") as scratch:
+        slots = Path(scratch) / "04-slots.json"
+        slots.write_text(json.dumps(_demo_slot_bundle(datetime.date.today())), encoding="utf-8")
+        return _load(ctx, [str(DEMO_FIXTURES), str(slots)], quiet)
 
 
 class _Main(click.Group):
@@ -87,13 +111,18 @@ def init_db(click_ctx: click.Context, drop: bool) -> None:
 
 
 @main.command("load")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
+@click.option("--demo", is_flag=True,
+              help="Load the demo practice: fixtures/demo and free Slots for the weeks after today")
 @click.option("--quiet", is_flag=True, help="No progress bar")
 @click.pass_context
-def load_command(click_ctx: click.Context, paths: tuple[str, ...], quiet: bool) -> None:
+def load_command(click_ctx: click.Context, paths: tuple[str, ...], demo: bool, quiet: bool) -> None:
     """Load FHIR JSON files, Bundles and ndjson files (directories: their files in name order)."""
+    if not paths and not demo:
+        raise click.UsageError("Name the files to load (or --demo)")
     ctx = _context(click_ctx.obj["database_url"])
-    sys.exit(_load(ctx, list(paths), quiet))
+    status = _load_demo(ctx, quiet) if demo else 0
+    sys.exit(status or (_load(ctx, list(paths), quiet) if paths else 0))
 
 
 @main.command("export")
@@ -137,7 +166,8 @@ def export_command(click_ctx: click.Context, types: tuple[str, ...], since: str 
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--demo", is_flag=True, help="Load the demo practice (fixtures/demo) if the database is empty")
+@click.option("--demo", is_flag=True,
+              help="Load the demo practice (fixtures/demo, Slots from tomorrow) if the database is empty")
 @click.pass_context
 def serve(click_ctx: click.Context, host: str, port: int, demo: bool) -> None:
     """Run the development server. In production run `gunicorn wsgi:app` instead."""
@@ -158,7 +188,7 @@ def serve(click_ctx: click.Context, host: str, port: int, demo: bool) -> None:
         with ctx.database.read() as conn:
             empty = ctx.repository.history(conn, count=1).entries == []
         if empty:
-            _load(ctx, [str(DEMO_FIXTURES)])
+            _load_demo(ctx)
         load_accounts(app.extensions["smart"], DEMO_ACCOUNTS)
     click.echo(f"fhirportal FHIR R4 server: {settings.base_url}  (CapabilityStatement: {settings.base_url}/metadata)")
     app.run(host=host, port=port, threaded=True)

@@ -6,8 +6,10 @@
 unless the item ``repeats``, within ``maxLength``; an item that ``enableWhen`` disables must not be
 answered; and once the response is ``completed`` (or ``amended``) every enabled ``required`` item has an
 answer (a required group: some answer inside it). Each problem is an ``Issue`` naming the ``linkId``,
-with the FHIRPath of the response's element. ``answerValueSet`` is not expanded here (the answer's
-type is still checked).
+with the FHIRPath of the response's element. A ``choice`` with an ``answerValueSet`` takes a Coding whose
+system and code are in the value set's expansion (the server's terminology, as ``ValueSet/$expand``
+answers); an ``open-choice`` also free text. A value set this server cannot expand (unknown, or over
+content it does not hold) leaves the answer unchecked but for its type.
 
 ``accept(ctx, conn, body)`` finds the Questionnaire a response names (``questionnaire``: a canonical
 ``url|version`` of a stored Questionnaire, or ``Questionnaire/{id}``) and raises a 422 with every issue.
@@ -19,6 +21,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from fhirportal.errors import Forbidden, Issue, Unprocessable
+from fhirportal.fhir.terminology import terminology
 
 ANSWER_TYPES = {  # item type -> the answer value[x] it takes
     "boolean": ("valueBoolean",), "decimal": ("valueDecimal",), "integer": ("valueInteger",),
@@ -188,6 +191,23 @@ def _answer(definition: dict, answer: dict, where: str, found: list[Issue]) -> N
     if options and not free_text and not any(_same_option(option, key, content) for option in options):
         found.append(Issue(f"Item '{link}': the answer is not one of its options", code="code-invalid",
                                expression=f"{where}.{key}"))
+    value_set = definition.get("answerValueSet")
+    if kind in ("choice", "open-choice") and isinstance(value_set, str) and value_set and not free_text:
+        _in_value_set(link, value_set, key, content, f"{where}.{key}", found)
+
+
+def _in_value_set(link: str, value_set: str, key: str, content, where: str, found: list[Issue]) -> None:
+    """The answer must be a Coding of the value set's expansion (unchecked when it cannot be expanded here)."""
+    if key == "valueCoding" and isinstance(content, dict):
+        system, code = content.get("system"), content.get("code")
+        member = terminology().in_expansion(value_set, system, code) if isinstance(code, str) else False
+        if member is False:
+            shown = f"{system}|{code}" if system else str(code)
+            found.append(Issue(f"Item '{link}': the code {shown} is not in the value set {value_set}",
+                               code="code-invalid", expression=where))
+    elif terminology().in_expansion(value_set, None, None) is not None:  # an expandable set holds codes only
+        found.append(Issue(f"Item '{link}': the answer must be a code of the value set {value_set}",
+                           code="code-invalid", expression=where))
 
 
 def accept(ctx, conn, body: dict, auth=None) -> None:

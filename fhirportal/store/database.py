@@ -31,6 +31,7 @@ from . import (  # noqa: F401  (register their tables)
     web_schema,
 )
 from .schema import metadata
+from .sqlite_writers import WriterQueue
 
 try:
     import psycopg
@@ -183,6 +184,7 @@ class Database:
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict = {"echo": echo, "future": True}
+        self._writers: WriterQueue | None = None  # SQLite files: writers queue for their turn
         self.in_memory = self.dialect == "sqlite" and (parsed.database or "") in ("", ":memory:")
         if self.dialect == "sqlite":
             database = parsed.database or ""
@@ -191,6 +193,7 @@ class Database:
             else:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
                 kwargs.update(connect_args={"check_same_thread": False, "timeout": 30})
+                self._writers = WriterQueue(database)
         else:
             # psycopg prepares statements it sees repeatedly, and PostgreSQL then switches to a
             # generic plan that cannot see the searched values: a search that takes 1 ms with its
@@ -241,6 +244,14 @@ class Database:
         database server may lose the last fraction of a second of such commits. Only for writes
         whose loss is harmless (e.g. an issued token the client would request again).
         """
+        with ExitStack() as turn:
+            if self._writers is not None:
+                turn.enter_context(self._writers.turn())
+            with self._transaction(durable) as connection:
+                yield connection
+
+    @contextmanager
+    def _transaction(self, durable: bool) -> Iterator[Connection]:
         with self.engine.connect() as connection:
             connection = connection.execution_options(**{_WRITE: True})
             connection.info.clear()

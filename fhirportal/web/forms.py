@@ -8,15 +8,21 @@ the answers against the form (``fhirportal/forms/responses.py``); what it refuse
 Items: string, text, url, boolean, integer, decimal, date, dateTime (as a date), time, choice and
 open-choice (``answerOption``; checkboxes when the item repeats), groups (nested), display text.
 Attachment, reference and quantity items are shown as "ask the practice" and left unanswered.
+
+A choice or open-choice with an ``answerValueSet`` offers the codes of the value set's expansion, asked
+of the API (``ValueSet/$expand?url=…``) like everything else: radio buttons, a drop-down list when there
+are many, checkboxes when the item repeats; the answer is the chosen code's Coding. When the API cannot
+expand the value set (or it has too many codes to list), the item is a text input and the answer free text.
 """
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal, InvalidOperation
 
 from flask import Blueprint, Response, request
 
-from .client import ApiError, FhirApi
+from .client import ApiError, FhirApi, TokenRejected
 from .portal import csrf_ok, nav_values, page, see_other, signed_in_page
 from .sessions import WebSession
 from .summary import patient_banner
@@ -30,6 +36,10 @@ UNSUPPORTED = ("attachment", "reference", "quantity")
 # is a client of the API: it imports nothing of the server's).
 FORM_TASK = "https://fhirportal.dev/fhir/CodeSystem/form-task|form-assignment"
 OPEN_TASK = "draft,requested,received,accepted,ready,in-progress,on-hold"
+CHOICES = ("choice", "open-choice")
+MAX_CODES = 200  # a value set with more codes is a text input, not a list to scroll through
+RADIO_AT_MOST = 8  # more options than this (and one answer): a drop-down list
+FREE_TEXT = "_free_text"  # marks a value-set item whose codes could not be listed (never sent)
 
 
 class Unanswerable(ValueError):
@@ -45,6 +55,46 @@ def _option_label(option: dict) -> str:
     return "?"
 
 
+def _expansion(api: FhirApi, url: str) -> list[dict] | None:
+    """The Codings of the value set ``url`` as the API expands them; None when it cannot (or they are too many)."""
+    try:
+        expanded = api.get("ValueSet/$expand", [("url", url), ("count", str(MAX_CODES))])
+    except TokenRejected:
+        raise
+    except ApiError:
+        return None
+    expansion = (expanded or {}).get("expansion") or {}
+    codes = [{k: c[k] for k in ("system", "code", "display") if c.get(k)} for c in expansion.get("contains") or []
+             if isinstance(c, dict) and c.get("code") and not c.get("abstract")]
+    if not codes or (isinstance(expansion.get("total"), int) and expansion["total"] > len(codes)):
+        return None
+    return codes
+
+
+def with_value_sets(api: FhirApi, form: dict) -> dict:
+    """The form with the codes of each item's ``answerValueSet`` as its ``answerOption``s (a copy; each
+    value set expanded once), or the item marked free text when the codes cannot be listed."""
+    form = copy.deepcopy(form)
+    expanded: dict[str, list[dict] | None] = {}
+
+    def walk(items) -> None:
+        for item in items or []:
+            if not isinstance(item, dict):
+                continue
+            url = item.get("answerValueSet")
+            if item.get("type") in CHOICES and isinstance(url, str) and url and not item.get("answerOption"):
+                if url not in expanded:
+                    expanded[url] = _expansion(api, url)
+                if expanded[url]:
+                    item["answerOption"] = [{"valueCoding": coding} for coding in expanded[url]]
+                else:
+                    item[FREE_TEXT] = True
+            walk(item.get("item"))
+
+    walk(form.get("item"))
+    return form
+
+
 def _prepare(items: list, prefilled: dict[str, list]) -> list[dict]:
     """The form's items for the template: input kind, options with labels, what is filled in already."""
     shown = []
@@ -52,11 +102,13 @@ def _prepare(items: list, prefilled: dict[str, list]) -> list[dict]:
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
-        options = [{"index": n, "label": _option_label(o)} for n, o in enumerate(item.get("answerOption") or [])]
+        options = [{"index": n, "label": _option_label(o), "code": (o.get("valueCoding") or {}).get("code")}
+                   for n, o in enumerate(item.get("answerOption") or [])]
         shown.append({"link": str(item.get("linkId")), "text": item.get("text") or str(item.get("linkId")),
                       "type": kind, "input": INPUTS.get(kind, "text"), "required": bool(item.get("required")),
                       "repeats": bool(item.get("repeats")), "max_length": item.get("maxLength"),
-                      "options": options, "conditional": bool(item.get("enableWhen")),
+                      "options": options, "select": len(options) > RADIO_AT_MOST and not item.get("repeats"),
+                      "conditional": bool(item.get("enableWhen")),
                       "unsupported": kind in UNSUPPORTED, "given": prefilled.get(str(item.get("linkId")), []),
                       "children": _prepare(item.get("item") or [], prefilled)})
     return shown
@@ -89,7 +141,7 @@ def _answer(item: dict, raw: str) -> dict | None:
         options = item.get("answerOption") or []
         if raw.isdigit() and int(raw) < len(options):
             return {k: v for k, v in options[int(raw)].items() if k.startswith("value")}
-        if kind == "open-choice":
+        if kind == "open-choice" or item.get(FREE_TEXT):
             return {"valueString": raw}
         raise Unanswerable(f"Choose one of the answers to '{item.get('text') or item.get('linkId')}'.")
     try:
@@ -205,6 +257,7 @@ def _fill(session: WebSession, api: FhirApi, form: dict, response: dict | None, 
 def fill(form_id: str):
     def render(session: WebSession, api: FhirApi) -> Response:
         form = api.read("Questionnaire", form_id)
+        form = with_value_sets(api, form) if form else None
         response_id = request.values.get("response", "")
         response = api.read("QuestionnaireResponse", response_id) if response_id else None
         if not form or (response_id and not response):

@@ -116,3 +116,60 @@ def test_in_a_transaction_the_issue_names_the_entry(fhir):
     assert answer.status_code == 422, answer.get_json()
     [issue] = answer.get_json()["issue"]
     assert issue["expression"] == ["Bundle.entry[0].resource.item"] and "'name'" in issue["diagnostics"]
+
+
+GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
+GENDER_CS = "http://hl7.org/fhir/administrative-gender"
+UNEXPANDABLE_VS = "http://hl7.org/fhir/ValueSet/condition-code"  # SNOMED CT: not held by this server
+CODED = {
+    "resourceType": "Questionnaire", "id": "coded", "url": "https://practice.example.org/forms/coded",
+    "status": "active", "title": "Coded answers",
+    "item": [
+        {"linkId": "gender", "text": "Gender", "type": "choice", "answerValueSet": GENDER_VS},
+        {"linkId": "gender-or-other", "text": "Gender (or say)", "type": "open-choice", "answerValueSet": GENDER_VS},
+        {"linkId": "condition", "text": "A condition", "type": "choice", "answerValueSet": UNEXPANDABLE_VS},
+        {"linkId": "unknown", "text": "Elsewhere", "type": "choice",
+         "answerValueSet": "https://elsewhere.example.org/ValueSet/nothing-known"},
+    ]}
+
+
+def _coded(**answers) -> dict:
+    return {"resourceType": "QuestionnaireResponse", "questionnaire": "Questionnaire/coded", "status": "completed",
+            "subject": {"reference": "Patient/p1"},
+            "item": [{"linkId": link, "answer": [answer]} for link, answer in answers.items()]}
+
+
+def test_an_answer_value_set_is_checked_against_its_expansion():
+    assert issues(CODED, _coded(gender={"valueCoding": {"system": GENDER_CS, "code": "female"}},
+                                **{"gender-or-other": {"valueString": "Two-spirit"}})) == []
+    wrong_code = issues(CODED, _coded(gender={"valueCoding": {"system": GENDER_CS, "code": "woman"}}))
+    wrong_system = issues(CODED, _coded(gender={"valueCoding": {"system": "http://loinc.org", "code": "female"}}))
+    for found in (wrong_code, wrong_system):
+        [issue] = found
+        assert "'gender'" in issue.diagnostics and GENDER_VS in issue.diagnostics
+        assert issue.expression == "QuestionnaireResponse.item[0].answer[0].valueCoding"
+    [text_to_a_choice] = issues(CODED, _coded(gender={"valueString": "female"}))
+    assert "'gender'" in text_to_a_choice.diagnostics
+    [open_wrong] = issues(CODED, _coded(**{"gender-or-other": {"valueCoding": {"system": GENDER_CS, "code": "x"}}}))
+    assert "'gender-or-other'" in open_wrong.diagnostics
+
+
+def test_a_value_set_that_cannot_be_expanded_here_leaves_the_answer_unchecked():
+    anything = {"valueCoding": {"system": "http://snomed.info/sct", "code": "44054006"}}
+    assert issues(CODED, _coded(condition=anything, unknown={"valueCoding": {"system": "urn:x", "code": "y"}})) == []
+    assert issues(CODED, _coded(condition={"valueString": "Diabetes"})) == []
+
+
+def test_answer_value_sets_through_the_api(fhir):
+    assert fhir.put("Patient/p1", patient(id="p1")).status_code == 201
+    assert fhir.put("Questionnaire/coded", CODED).status_code == 201
+    accepted = fhir.post("QuestionnaireResponse", _coded(
+        gender={"valueCoding": {"system": GENDER_CS, "code": "other", "display": "Other"}},
+        condition={"valueCoding": {"system": "http://snomed.info/sct", "code": "44054006"}}))
+    assert accepted.status_code == 201, accepted.get_json()
+    refused = fhir.post("QuestionnaireResponse", _coded(gender={"valueCoding": {"system": GENDER_CS,
+                                                                                "code": "nonbinary"}}))
+    assert refused.status_code == 422
+    [issue] = refused.get_json()["issue"]
+    assert "'gender'" in issue["diagnostics"] and issue["code"] == "code-invalid"
+    assert issue["expression"] == ["QuestionnaireResponse.item[0].answer[0].valueCoding"]

@@ -5,6 +5,8 @@ form about someone else."""
 
 from __future__ import annotations
 
+import re
+
 from tests.forms.test_responses import INTAKE
 from tests.web.flows import follow, form, sign_in, text
 
@@ -132,3 +134,52 @@ def test_an_assigned_form_the_patient_started_opens_with_its_answers(client, pra
     sign_in(client, "maria")
     html = client.get("/portal/forms").get_data(as_text=True)
     assert html.count(f"/portal/forms/intake?response={draft['id']}") == 1  # listed once, as the assigned form
+
+
+VALUE_SETS = {
+    "resourceType": "Questionnaire", "id": "about-you", "url": "https://practice.example.org/forms/about-you",
+    "status": "active", "title": "About you",
+    "item": [
+        {"linkId": "gender", "text": "Gender", "type": "choice", "required": True,
+         "answerValueSet": "http://hl7.org/fhir/ValueSet/administrative-gender"},
+        {"linkId": "language", "text": "Preferred language", "type": "choice",
+         "answerValueSet": "http://hl7.org/fhir/ValueSet/languages"},
+        {"linkId": "contact", "text": "How to reach you", "type": "open-choice", "repeats": True,
+         "answerValueSet": "http://hl7.org/fhir/ValueSet/contact-point-system"},
+        {"linkId": "condition", "text": "Main health problem", "type": "choice",
+         "answerValueSet": "http://hl7.org/fhir/ValueSet/condition-code"},  # SNOMED CT: not expandable here
+    ]}
+
+
+def test_answer_value_sets_are_listed_from_the_expansion_and_stored_as_codings(client, practice, fhir):
+    assert fhir.put("Questionnaire/about-you", VALUE_SETS).status_code == 201
+    sign_in(client, "maria")
+    page = client.get("/portal/forms/about-you")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert html.count('type="radio" name="item:gender"') == 4 and "> Female</label>" in html
+    assert '<select id="item-language" name="item:language">' in html and ">German (Austria)</option>" in html
+    assert html.count('type="checkbox" name="item:contact"') == 7 and 'name="other:contact"' in html
+    assert '<input type="text" id="item-condition" name="item:condition"' in html  # the fallback
+    action, fields = form(html, "<h1>")
+    labels = {"gender": "Female", "language": "German (Austria)", "contact": "Email"}
+    chosen = {}
+    for link, label in labels.items():
+        [index] = re.findall(rf'name="item:{link}" value="(\d+)"> {re.escape(label)}</label>', html) or \
+            re.findall(rf'<option value="(\d+)">{re.escape(label)}</option>', html)
+        chosen[f"item:{link}"] = [index] if link == "contact" else index
+    sent = client.post(action, data={**fields, **chosen, "other:contact": "Carrier pigeon",
+                                     "item:condition": "Asthma"})
+    assert sent.status_code == 303, text(sent)
+    [stored] = _responses(fhir)
+    by_link = {item["linkId"]: item["answer"] for item in stored["item"]}
+    assert by_link["gender"] == [{"valueCoding": {"system": "http://hl7.org/fhir/administrative-gender",
+                                                  "code": "female", "display": "Female"}}]
+    assert by_link["language"][0]["valueCoding"]["system"] == "urn:ietf:bcp:47"
+    assert by_link["language"][0]["valueCoding"]["code"] == "de-AT"
+    assert by_link["contact"] == [{"valueCoding": {"system": "http://hl7.org/fhir/contact-point-system",
+                                                   "code": "email", "display": "Email"}},
+                                  {"valueString": "Carrier pigeon"}]
+    assert by_link["condition"] == [{"valueString": "Asthma"}]
+    again = client.get(f"/portal/forms/about-you?response={stored['id']}").get_data(as_text=True)
+    assert re.search(r'name="item:gender" value="\d+" checked> Female', again)

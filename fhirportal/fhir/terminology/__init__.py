@@ -8,6 +8,7 @@ validation, search (``:in``, ``:not-in``, ``:above``, ``:below``) and the termin
 - ``lookup(system, code, version=None) -> dict``: ``$lookup``'s Parameters;
 - ``subsumes(system, code_a, code_b) -> str``: "equivalent" | "subsumes" | "subsumed-by" | "not-subsumed";
 - ``contains(valueset_url, system, code) -> bool | None``: None when this server cannot tell;
+- ``in_expansion(url, system, code) -> bool | None``: in the expansion; None when it cannot be expanded here;
 - ``descendants(system, code)`` / ``ancestors(system, code)``: frozensets of codes, ``code`` excluded.
 
 Value sets over content the server does not hold (SNOMED CT, LOINC, RxNorm, ...) are known but cannot

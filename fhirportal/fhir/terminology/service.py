@@ -13,7 +13,7 @@ import functools
 import threading
 import uuid
 
-from fhirportal.errors import BadRequest, NotFound, NotSupported, TooCostly
+from fhirportal.errors import BadRequest, FhirError, NotFound, NotSupported, TooCostly
 from fhirportal.store import clock
 from fhirportal.store.indexing.normalize import fold
 
@@ -132,6 +132,15 @@ class Terminology:
         if value_set is None:
             return None
         return self.expander.member(value_set, system, code)
+
+    def in_expansion(self, url: str, system: str | None, code: str | None) -> bool | None:
+        """Is (system, code) a selectable code of the expansion of the value set ``url`` (``url|version``)?
+        None: this server cannot expand it (an unknown value set or version, content it does not hold)."""
+        try:
+            entries = self.entries(url)
+        except FhirError:  # NotFound, NotSupported: the answer cannot be checked here
+            return None
+        return any(e.system == system and e.code == code and not e.abstract for e in entries)
 
     def validate_code(self, *, url: str | None = None, system: str | None = None, code: str,
                       display: str | None = None) -> tuple[bool, str]:
