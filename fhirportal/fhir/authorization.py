@@ -112,6 +112,12 @@ HIDDEN_FROM_PATIENTS = frozenset({"Group"})
 # Managed by the practice's staff and systems only (user/ or system/ scopes): a patient/ scope never grants
 # anything on them, whatever it names (a Subscription makes the server call out to an endpoint).
 STAFF_ONLY_TYPES = frozenset({"Subscription"})
+# Read by patient/ tokens only where they match a query (AND-ed with any granular scope's): of the Tasks for
+# the patient, only the forms the practice assigned (fhirportal/forms/tasks.py), never the portal
+# invitation's Tasks nor the practice's other work. Written only by user/ or system/ scopes (the server
+# itself completes a form Task when its form comes back).
+FORM_TASK_SYSTEM = "https://fhirportal.dev/fhir/CodeSystem/form-task"
+PATIENT_ONLY_WHERE = {"Task": (("code", f"{FORM_TASK_SYSTEM}|form-assignment"),)}
 # How long the practice's lab-sharing default is trusted before it is read again (seconds).
 LAB_SHARING_REFRESH = 30.0
 
@@ -227,6 +233,11 @@ class AccessPolicy:
                         not (owned or resource_type in PRACTICE_TYPES):
                     continue  # a patient scope without a patient sees no patient data
                 marks = 0 if interaction in WRITES else self._patient_marks(labs_shared)
+                if resource_type in PATIENT_ONLY_WHERE:
+                    only = self._criteria(resource_type, PATIENT_ONLY_WHERE[resource_type])
+                    if only is None:
+                        continue  # the registry cannot tell them apart: none visible
+                    require.append((only,))
                 rules[resource_type] = TypeRule(patient=patient, compartment=compartment, require=tuple(require),
                                                 without_marks=marks, through=through,
                                                 through_compartment=self.compartment_by_name if through else (),
@@ -269,6 +280,12 @@ class Authorization:
                 return
             raise Forbidden(f"{resource_type} is the practice's availability, written by its staff and systems "
                             f"only: {interaction} needs a user/ or system/ scope", expression=resource_type)
+        if resource_type in PATIENT_ONLY_WHERE and interaction in WRITES | {"delete"}:
+            if any(self.access.scopes.permits(c, resource_type, interaction) for c in ("system", "user")):
+                return
+            raise Forbidden(f"A {resource_type} is written by the practice's staff and systems only: {interaction} "
+                            "needs a user/ or system/ scope (a form Task is completed by sending the form)",
+                            expression=resource_type)
         if self.access.permits(resource_type, interaction):
             return
         letter = INTERACTION_PERMISSION[interaction]

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # Called with the versions a create, update, patch or transaction wrote, once its transaction has
 # committed (see ``FhirContext.committed``).
 CommitHook = Callable[[list[StoredResource]], None]
+# Called with the write's connection and the versions it wrote, inside its transaction just before the
+# commit (see ``FhirContext.committing``): what it writes commits (or rolls back) with the write.
+PreCommitHook = Callable[[object, list[StoredResource]], None]
 
 
 @dataclass
@@ -39,6 +42,9 @@ class FhirContext:
     # Post-commit hooks (e.g. the portal's auto-invite, registered by ``install_portal``). Each gets every
     # version the interaction wrote (not deletions), so it should look at the resource types first.
     after_commit: list[CommitHook] = field(default_factory=list)
+    # Pre-commit hooks (e.g. Subscription matching, which enqueues its notifications in the write's own
+    # transaction). Unlike ``after_commit`` hooks, an exception fails (rolls back) the write.
+    before_commit: list[PreCommitHook] = field(default_factory=list)
     # The CapabilityStatement's resource list, built once per set of pending parameters (fhir/capability.py).
     capability_cache: dict = field(default_factory=dict)
 
@@ -62,6 +68,12 @@ class FhirContext:
                  profiles: list[str] | None = None) -> None:
         self.validator.validate(body, lambda refs: self.repository.existing(conn, [(t, i) for t, i, _ in refs]),
                                 self_reference=self_reference, profiles=profiles)
+
+    def committing(self, conn, records: list[StoredResource]) -> None:
+        """Run the ``before_commit`` hooks on what a write wrote, in its transaction (``Writer`` registers
+        this as a callback of the connection, run by ``Database.write`` just before it commits)."""
+        for hook in list(self.before_commit):
+            hook(conn, records)
 
     def committed(self, records: list[StoredResource]) -> None:
         """Run the ``after_commit`` hooks on what a create, update, patch or transaction (or one batch

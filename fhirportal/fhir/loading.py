@@ -103,7 +103,7 @@ def _apply(ctx: FhirContext, writer: Writer, method: str, body: dict, known: set
 def _write_batch(ctx: FhirContext, items: list[tuple[str, dict, str]], *, deferred: bool) -> list[str | None]:
     """One transaction; with ``deferred`` the reference checks run once for the whole batch."""
     with ctx.database.write() as conn:
-        writer = Writer(ctx, conn, DeferredChecks() if deferred else None)
+        writer = Writer(ctx, conn, DeferredChecks() if deferred else None, hooks=False)  # no hooks, as ever
         known = ctx.repository.existing(conn, [(b.get("resourceType"), b["id"]) for _, b, _ in items if b.get("id")],
                                         include_deleted=True)
         outcomes = [_apply(ctx, writer, method, body, known) for method, body, _ in items]

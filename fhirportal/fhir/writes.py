@@ -22,6 +22,7 @@ from fhirportal.errors import (
     Unprocessable,
 )
 from fhirportal.forms import responses as form_responses
+from fhirportal.forms import tasks as form_tasks
 from fhirportal.messages import rules as message_rules
 from fhirportal.scheduling import slots as scheduling
 from fhirportal.store.records import StoredResource
@@ -82,7 +83,7 @@ class Writer:
     which a refusal rolls back)."""
 
     def __init__(self, ctx: FhirContext, conn, deferred: DeferredChecks | None = None,
-                 auth: Authorization = UNRESTRICTED):
+                 auth: Authorization = UNRESTRICTED, *, hooks: bool = True):
         self.ctx = ctx
         self.conn = conn
         self.deferred = deferred
@@ -90,6 +91,8 @@ class Writer:
         self.repository = ctx.repository
         self.entry = ""  # the Bundle entry being written, for deferred issues (``Bundle.entry[3]``)
         self.written: list[StoredResource] = []  # versions created, updated or patched (for ``ctx.committed``)
+        self.hooks = hooks  # run ``ctx.before_commit`` on what was written, just before the commit
+        self._hooked = False
 
     # ---------------------------------------------------------------- helpers
     def validate(self, body: dict, self_reference: tuple[str, str] | None = None) -> None:
@@ -142,10 +145,21 @@ class Writer:
         return body
 
     def keep(self, record: StoredResource) -> StoredResource:
-        """After a write: a Subscription's rule follows it (in the same transaction)."""
+        """After a write: a Subscription's rule follows it, a finished QuestionnaireResponse completes the
+        form Task it answers (both in the same transaction); the first write of the
+        transaction has the ``ctx.before_commit`` hooks run on everything written, just before the commit."""
         if record.resource_type == subscription_rules.SUBSCRIPTION:
             subscription_rules.remember(self.conn, record, self.auth)
         self.written.append(record)
+        if record.resource_type == "QuestionnaireResponse":  # a finished form completes its Task (server's rule)
+            task = form_tasks.complete(self.ctx, self.conn, record)
+            if task is not None:
+                self.written.append(task)
+        if self.hooks and not self._hooked and self.ctx.before_commit:
+            # once per transaction, after the write buffer's flush (registered by the first write)
+            self._hooked = True
+            self.conn.info.setdefault("before_commit", []).append(
+                lambda: self.ctx.committing(self.conn, self.written))
         return record
 
     def current_body(self, resource_type: str, fhir_id: str):

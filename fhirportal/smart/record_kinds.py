@@ -70,7 +70,8 @@ KINDS = (
     RecordKind("devices", "Implanted devices", _types("Device", "DeviceRequest", "DeviceUseStatement")),
     RecordKind("insurance", "Insurance and claims", _types("Coverage", "ExplanationOfBenefit", "Claim",
                                                            "ClaimResponse")),
-    RecordKind("forms", "Forms you filled in", _types("QuestionnaireResponse", "Questionnaire")),
+    RecordKind("forms", "Forms you filled in and forms to fill in", _types("QuestionnaireResponse", "Questionnaire",
+                                                                           "Task")),
     RecordKind("messages", "Messages and their attachments", _types("Communication", "CommunicationRequest", "Binary")),
     RecordKind("providers", "Your care providers and the practice", _types(
         "Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Endpoint")),

@@ -1,5 +1,5 @@
-"""The notifications owed (``subscription_delivery``): enqueued after a write commits, claimed by one
-worker at a time, deleted once delivered, retried with backoff otherwise.
+"""The notifications owed (``subscription_delivery``): enqueued in the transaction of the write that owes
+them, claimed by one worker at a time, deleted once delivered, retried with backoff otherwise.
 
 Claiming: a worker takes due rows whose lease is free and stamps them with its claim (``claimed_by``) and
 a lease (``claimed_until``) in one short transaction, before any POST. On PostgreSQL the rows are read

@@ -1,6 +1,7 @@
 """Intake forms in the portal: the practice's forms (active Questionnaires) and the ones waiting for the
-patient (an ``in-progress`` QuestionnaireResponse about them: started by the patient, or put there by the
-practice before a visit), a form rendered as HTML (no JavaScript) and the answers sent back as a
+patient — a form Task the practice assigned (``fhirportal/forms/tasks.py``: open, with its due date), or an
+``in-progress`` QuestionnaireResponse about them (started by the patient, or put there by the practice
+before a visit) —, a form rendered as HTML (no JavaScript) and the answers sent back as a
 QuestionnaireResponse — every one through the FHIR API with the session's token. The server checks
 the answers against the form (``fhirportal/forms/responses.py``); what it refuses is shown on the form.
 
@@ -31,6 +32,10 @@ bp = Blueprint("web_forms", __name__, template_folder="templates")
 INPUTS = {"string": "text", "url": "url", "integer": "number", "decimal": "number", "date": "date",
           "dateTime": "date", "time": "time"}
 UNSUPPORTED = ("attachment", "reference", "quantity")
+# The code of a form the practice assigns (a Task), as ``fhirportal/forms/tasks.py`` defines it (the web app
+# is a client of the API: it imports nothing of the server's).
+FORM_TASK = "https://fhirportal.dev/fhir/CodeSystem/form-task|form-assignment"
+OPEN_TASK = "draft,requested,received,accepted,ready,in-progress,on-hold"
 CHOICES = ("choice", "open-choice")
 MAX_CODES = 200  # a value set with more codes is a text input, not a list to scroll through
 RADIO_AT_MOST = 8  # more options than this (and one answer): a drop-down list
@@ -173,27 +178,62 @@ def _answered(items: list, form) -> list[dict]:
     return built
 
 
+def _task_form(task: dict) -> str:
+    """The form an assigned Task names: ``Questionnaire/{id}`` (its focus or an input) or a canonical."""
+    focus = task.get("focus") or {}
+    if str(focus.get("reference") or "").startswith("Questionnaire/"):
+        return focus["reference"]
+    for given in task.get("input") or []:
+        if given.get("valueCanonical"):
+            return given["valueCanonical"]
+        if str((given.get("valueReference") or {}).get("reference") or "").startswith("Questionnaire/"):
+            return given["valueReference"]["reference"]
+    return ""
+
+
 def _forms_page(session: WebSession, api: FhirApi) -> Response:
     responses = api.search("QuestionnaireResponse", [("subject", f"Patient/{session.patient}"),
                                                      ("_sort", "-authored"), ("_count", "100")])
+    tasks = api.search("Task", [("patient", f"Patient/{session.patient}"), ("code", FORM_TASK),
+                                ("status", OPEN_TASK), ("_count", "100")])
     forms = {f["id"]: f for f in api.search("Questionnaire", [("status", "active"), ("_count", "100")])}
     by_url = {f.get("url"): f for f in forms.values() if f.get("url")}
 
-    def form_of(response: dict) -> dict | None:
-        named = str(response.get("questionnaire") or "")
+    def form_named(named: str, *, assigned: bool = False) -> dict | None:
+        """A form by what names it; one the practice assigned by id is read even if no longer active."""
         if named.startswith("Questionnaire/"):
-            return forms.get(named.split("/", 1)[1])
+            fhir_id = named.split("/", 1)[1]
+            return forms.get(fhir_id) or (api.read("Questionnaire", fhir_id) if assigned else None)
         return by_url.get(named.split("|", 1)[0])
 
     waiting, done = [], []
+    started: dict[str, dict] = {}  # form id -> the newest in-progress response to it
     for response in responses:
-        form = form_of(response)
+        form = form_named(str(response.get("questionnaire") or ""))
         if form is None:
             continue
         row = {"form": form["id"], "response": response["id"], "title": form.get("title") or form.get("name"),
                "when": when(response.get("authored"))}
-        (waiting if response.get("status") == "in-progress" else done).append(row)
-    return page("web/forms.html", waiting=waiting, done=done,
+        if response.get("status") == "in-progress":
+            waiting.append(row)
+            started.setdefault(form["id"], row)
+        else:
+            done.append(row)
+    assigned = []
+    for task in sorted(tasks, key=lambda t: (((t.get("restriction") or {}).get("period") or {}).get("end") or "9999",
+                                             str(t.get("authoredOn") or ""))):
+        form = form_named(_task_form(task), assigned=True)
+        if form is None:
+            continue
+        draft = started.get(form["id"])
+        if draft is not None and draft in waiting:
+            waiting.remove(draft)  # listed once: as the assigned form, opening the answers saved so far
+        due = ((task.get("restriction") or {}).get("period") or {}).get("end")
+        assigned.append({"form": form["id"], "task": task["id"], "response": draft["response"] if draft else "",
+                         "title": form.get("title") or form.get("name") or form["id"],
+                         "due": when(due) if due else "", "when": when(task.get("authoredOn"))
+                         if task.get("authoredOn") else ""})
+    return page("web/forms.html", assigned=assigned, waiting=waiting, done=done,
                 forms=[{"id": f["id"], "title": f.get("title") or f.get("name") or f["id"],
                         "description": f.get("description")} for f in forms.values()],
                 sent=request.args.get("sent") == "1",

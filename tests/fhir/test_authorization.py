@@ -421,22 +421,28 @@ def test_user_token_without_organization_is_unrestricted(ctx, client, practice):
     assert ids(staff.get("Patient").get_json()) == {"Patient/p1", "Patient/p2"}
 
 
-def test_patient_tokens_see_their_own_tasks_and_no_groups(ctx, client):
+def test_patient_tokens_see_their_own_form_tasks_and_no_groups(ctx, client):
     from tests.support import Fhir, patient
 
     with ctx.database.write() as conn:
         ctx.repository.create(conn, patient(), fhir_id="tp1")
         ctx.repository.create(conn, patient(name=[{"family": "Other"}]), fhir_id="tp2")
-        for task_id, owner in (("task-1", "tp1"), ("task-2", "tp2")):
+        form = {"coding": [{"system": "https://fhirportal.dev/fhir/CodeSystem/form-task", "code": "form-assignment"}]}
+        invitation = {"coding": [{"system": "https://fhirportal.dev/fhir/CodeSystem/portal-task",
+                                  "code": "portal-invitation"}]}
+        for task_id, owner, code in (("task-1", "tp1", form), ("task-2", "tp2", form), ("task-3", "tp1", invitation),
+                                     ("task-4", "tp1", None)):
             ctx.repository.create(conn, {"resourceType": "Task", "status": "requested", "intent": "order",
-                                         "for": {"reference": f"Patient/{owner}"}}, fhir_id=task_id)
+                                         "for": {"reference": f"Patient/{owner}"}, **({"code": code} if code else {})},
+                                  fhir_id=task_id)
         ctx.repository.create(conn, {"resourceType": "Group", "type": "person", "actual": True,
                                      "member": [{"entity": {"reference": "Patient/tp1"}},
                                                 {"entity": {"reference": "Patient/tp2"}}]}, fhir_id="roster")
     app = Fhir(client, token=ctx.tokens.mint(client_id="app", scope="patient/*.rs", context={"patient": "tp1"}))
     tasks = [e["resource"]["id"] for e in app.get("Task").get_json().get("entry", [])]
-    assert tasks == ["task-1"]
-    assert app.get("Task/task-2").status_code == 404
+    assert tasks == ["task-1"]  # its forms to fill in only: not the portal invitation's nor the practice's other Tasks
+    for other in ("task-2", "task-3", "task-4"):
+        assert app.get(f"Task/{other}").status_code == 404
     assert app.get("Group/roster").status_code == 404
     assert app.get("Group").get_json().get("entry", []) == []
 

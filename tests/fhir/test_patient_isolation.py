@@ -66,6 +66,10 @@ def _records(patient_id: str) -> dict[str, dict]:
         for code in codes:
             records[f"{resource_type}/{patient_id}-{resource_type.lower()}-{code}"] = \
                 _referencing(resource_type, code, patient_id)
+    for reference, body in records.items():  # a patient sees only the forms assigned to them among Tasks
+        if reference.startswith("Task/"):
+            body["code"] = {"coding": [{"system": "https://fhirportal.dev/fhir/CodeSystem/form-task",
+                                        "code": "form-assignment"}]}
     return records
 
 

@@ -29,6 +29,7 @@ def test_every_record_type_has_a_label_in_words():
     every = parse_scopes(" ".join(f"patient/{t}.rs" for t in SUPPORTED_TYPES), SUPPORTED_TYPES)
     labels = {c.scope.split("/")[1].split(".")[0]: c.label for c in choices(every) if not c.detail}
     assert labels["CarePlan"] == "read/search care plans (CarePlan)"
+    assert labels["Task"] == "read/search forms your practice asks you to fill in (Task)"  # its forms to fill in
     assert labels["ExplanationOfBenefit"] == "read/search explanation of benefit records (ExplanationOfBenefit)"
     assert all(" " in label.split(" (")[0] for label in labels.values())
 

@@ -31,6 +31,8 @@ def test_a_wildcard_is_offered_as_kinds_of_record(wildcard, patient_types):
                  "Vital signs (weight, blood pressure, …)", "Visits", "Visit notes, documents and imaging reports",
                  "Appointments", "Care plans, goals and care team", "Other records not listed above"):
         assert kind in labels, kind
+    forms = next(c for c in offered if c.label == "Forms you filled in and forms to fill in")
+    assert "patient/Task.rs" in forms.scope.split()  # the forms the practice assigns (Tasks)
     labs = next(c for c in offered if c.label == "Lab results")
     assert labs.ticked and f"patient/Observation.rs?category={LAB}" in labs.scope.split()
     assert "patient/DiagnosticReport.rs?category=http://terminology.hl7.org/CodeSystem/v2-0074|LAB" in labs.scope

@@ -1,6 +1,7 @@
-"""Subscriptions with the rest-hook channel: accepted with checked criteria and endpoint, matched after
-each committed write with the owner's visibility, delivered to a loopback receiver (retried, surviving a
-restart, never posted twice at once), by staff and system tokens only."""
+"""Subscriptions with the rest-hook channel: accepted with checked criteria and endpoint, matched in each
+write's transaction (its notifications commit or roll back with it) with the owner's visibility, delivered
+to a loopback receiver (retried, surviving a restart, never posted twice at once), by staff and system
+tokens only."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from fhirportal import subscriptions
 from fhirportal.app import build_context, create_app
@@ -365,3 +366,50 @@ def test_the_subscription_of_a_disabled_app_notifies_nothing_until_it_is_enabled
     admin.set_app_enabled(ehr.client_id, True)
     writer.create(communication())
     assert deliveries.run_due() == 1 and len(receiver.received) == 1
+
+
+# ---------------------------------------------------------------------- atomicity
+def test_notifications_are_enqueued_in_the_write_transaction_and_roll_back_with_it(fhir, practice, ctx, deliveries):
+    """Matching runs before the commit, on the write's connection: a write rolled back after matching (here
+    a later pre-commit hook fails) leaves neither the resource nor its delivery row."""
+    fhir.create(subscription("http://127.0.0.1:9/hooks"))
+    seen = []
+
+    def fail(conn, records):  # after the matcher: its row is there, in the write's transaction
+        seen.append(conn.execute(select(func.count()).select_from(subscription_delivery)).scalar())
+        raise RuntimeError("the commit never happens")
+
+    ctx.before_commit.append(fail)
+    try:
+        response = fhir.post("Communication", communication())
+    finally:
+        ctx.before_commit.remove(fail)
+    assert response.status_code == 500
+    assert seen == [1]
+    assert deliveries.queue.pending() == []
+    assert fhir.get("Communication").json.get("total", 0) == 0
+
+
+def test_a_committed_write_has_its_delivery_row_even_if_the_post_commit_wake_never_runs(fhir, practice, ctx,
+                                                                                       deliveries, monkeypatch):
+    fhir.create(subscription("http://127.0.0.1:9/hooks"))
+    woken = []
+    monkeypatch.setattr(deliveries.matcher, "wake", lambda: woken.append(True))
+    monkeypatch.setattr(ctx, "committed", lambda records: None)  # the process "dies" right after the commit
+    message = fhir.create(communication())
+    assert woken == []
+    [row] = deliveries.queue.pending()
+    assert (row.resource_type, row.fhir_id, row.version_id) == ("Communication", message["id"], 1)
+    monkeypatch.undo()
+    fhir.create(communication())  # an ordinary write: enqueued, then the worker woken after the commit
+    assert woken == [] and len(deliveries.queue.pending()) == 2
+
+
+def test_the_wake_follows_only_a_commit_that_enqueued(fhir, practice, deliveries, monkeypatch):
+    woken = []
+    monkeypatch.setattr(deliveries.matcher, "wake", lambda: woken.append(True))
+    fhir.create(communication())  # no Subscription: nothing enqueued, nothing to wake
+    assert woken == []
+    fhir.create(subscription("http://127.0.0.1:9/hooks"))
+    fhir.create(communication())
+    assert woken == [True]

@@ -83,6 +83,59 @@ def test_a_patient_token_sends_forms_only_about_its_patient(client, practice, fh
                             ).status_code == 201
 
 
+def test_a_form_assigned_as_a_task_is_listed_with_its_due_date_and_completed_by_sending_it(client, practice, fhir):
+    from fhirportal.forms.tasks import FORM_TASK_CODE, FORM_TASK_TOKEN
+    from fhirportal.web.forms import FORM_TASK
+
+    assert FORM_TASK == FORM_TASK_TOKEN  # the web app's copy of the server's code
+    fhir.put("Questionnaire/intake", {**INTAKE, "id": "intake"})
+    fhir.put("Questionnaire/history", {**INTAKE, "id": "history", "url": "https://practice.example.org/forms/history",
+                                       "title": "Family history", "status": "retired"})
+
+    def assign(patient_id: str, form: str, due: str) -> dict:
+        return fhir.create({"resourceType": "Task", "status": "requested", "intent": "order",
+                            "code": {"coding": [FORM_TASK_CODE]}, "for": {"reference": f"Patient/{patient_id}"},
+                            "focus": {"reference": form}, "authoredOn": "2026-12-01T09:00:00Z",
+                            "restriction": {"period": {"end": due}}})
+
+    task = assign("p1", "Questionnaire/intake", "2027-01-14T09:00:00Z")
+    assign("p1", "Questionnaire/history", "2027-01-20T09:00:00Z")  # no longer active: still shown, it was asked for
+    assign("p2", "Questionnaire/intake", "2027-01-10T09:00:00Z")  # someone else's
+    sign_in(client, "maria")
+    listed = client.get("/portal/forms")
+    html, words = listed.get_data(as_text=True), text(listed)
+    assert listed.status_code == 200
+    assigned = html.split('id="assigned"')[1].split("</ul>")[0]
+    assert assigned.count("<li>") == 2  # hers only, the one due first first
+    assert assigned.index("/portal/forms/intake") < assigned.index("/portal/forms/history")
+    assert "due January 14, 2027" in words and "due January 10, 2027" not in words
+    assert "No form is waiting for you" not in words
+
+    action, fields = form(client.get("/portal/forms/intake").get_data(as_text=True), "<h1>")
+    sent = client.post(action, data=_answers(fields))
+    assert sent.status_code == 303, text(sent)
+    [response] = _responses(fhir)
+    done = fhir.get(f"Task/{task['id']}").get_json()
+    assert done["status"] == "completed"
+    assert done["output"][0]["valueReference"] == {"reference": f"QuestionnaireResponse/{response['id']}"}
+    after = client.get("/portal/forms").get_data(as_text=True).split('id="assigned"')[1].split("</ul>")[0]
+    assert "/portal/forms/intake" not in after and "/portal/forms/history" in after
+
+
+def test_an_assigned_form_the_patient_started_opens_with_its_answers(client, practice, fhir):
+    from fhirportal.forms.tasks import FORM_TASK_CODE
+
+    fhir.put("Questionnaire/intake", {**INTAKE, "id": "intake"})
+    fhir.create({"resourceType": "Task", "status": "ready", "intent": "order", "code": {"coding": [FORM_TASK_CODE]},
+                 "for": {"reference": "Patient/p1"}, "input": [{"type": {"text": "questionnaire"},
+                                                                "valueCanonical": INTAKE["url"]}]})
+    draft = fhir.create({"resourceType": "QuestionnaireResponse", "status": "in-progress",
+                         "questionnaire": INTAKE["url"], "subject": {"reference": "Patient/p1"}})
+    sign_in(client, "maria")
+    html = client.get("/portal/forms").get_data(as_text=True)
+    assert html.count(f"/portal/forms/intake?response={draft['id']}") == 1  # listed once, as the assigned form
+
+
 VALUE_SETS = {
     "resourceType": "Questionnaire", "id": "about-you", "url": "https://practice.example.org/forms/about-you",
     "status": "active", "title": "About you",
