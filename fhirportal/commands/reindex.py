@@ -16,7 +16,7 @@ from ..settings import Settings
 @click.option("--type", "types", multiple=True, help="Resource type (repeatable or comma-separated); "
               "without --param: every parameter of the type")
 @click.option("--param", "params", multiple=True, help="Search parameter code (repeatable or comma-separated); "
-              "`_marks` for the patient-rule marks")
+              "`_marks` for the patient-rule marks, `_contained` for the rows of contained resources")
 @click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10_000),
               help="Resources per transaction")
 @click.option("--quiet", is_flag=True, help="No progress bar")

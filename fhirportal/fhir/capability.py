@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from fhirportal.smart.discovery import OAUTH_URIS as OAUTH_ENDPOINTS
 from fhirportal.store import clock
+from fhirportal.store.index_state import contained_pending
 
 from . import audit_view, us_core
 from .conformance import load_template
@@ -75,6 +76,14 @@ def _combinations(ctx: FhirContext, resource_type: str) -> list[dict]:
         for expectation, required in us_core.search_combinations(resource_type) if set(required) <= answered]
 
 
+def _contained_params(ctx: FhirContext, resource_type: str) -> list[dict]:
+    """``_contained`` and ``_containedType``, once the index of contained resources is complete."""
+    pending = ctx.search_parameters.readiness.pending() if ctx.search_parameters.readiness else frozenset()
+    if resource_type == "AuditEvent" or contained_pending(pending):
+        return []
+    return list(CONTAINED_SEARCH_PARAMS)
+
+
 def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dict:
     allowed = interactions(resource_type)
     changeable = "update" in allowed
@@ -93,7 +102,7 @@ def _resource_entry(ctx: FhirContext, resource_type: str, all_references) -> dic
         "searchParam": [
             {"name": p.code, "definition": p.url, "type": p.type}
             for p in sorted(searchable(ctx, resource_type), key=lambda p: p.code)
-        ] + ([] if resource_type == "AuditEvent" else [LIST_SEARCH_PARAM]),
+        ] + ([] if resource_type == "AuditEvent" else [LIST_SEARCH_PARAM]) + _contained_params(ctx, resource_type),
     }
     references = [p for p in searchable(ctx, resource_type) if p.type == "reference"]
     entry["searchInclude"] = ["*"] + sorted(f"{resource_type}:{p.code}" for p in references)
@@ -130,6 +139,15 @@ CONFORMANCE_TYPES = ("OperationDefinition", "SearchParameter", "StructureDefinit
 LIST_SEARCH_PARAM = {"name": "_list", "type": "special",
                      "documentation": "_list=id: the resources of this type that are entries of List/id (a List the "
                                       "token may see; functional lists such as $current-problems are not supported)"}
+CONTAINED_SEARCH_PARAMS = (
+    {"name": "_contained", "type": "special",
+     "documentation": "false (default): top-level resources only; true: the resources of this type contained in "
+                      "others (the token must see the container); both. Not with _sort, _include, _revinclude, "
+                      "chains, _has, _list or _lastUpdated"},
+    {"name": "_containedType", "type": "special",
+     "documentation": "container (default): the entries are the containers; contained: the contained resources, "
+                      "fullUrl [base]/[ContainerType]/[id]#[contained id]"},
+)
 AUDIT_REVINCLUDES = frozenset({"AuditEvent:patient", "AuditEvent:agent", "AuditEvent:entity"})
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fhirportal.errors import BadRequest, Issue
+from fhirportal.store.index_state import contained_pending
 from fhirportal.store.indexing import SearchParameter, SearchParameterRegistry
 from fhirportal.store.search import Criterion
 from fhirportal.store.search.includes import IncludeSpec
@@ -63,6 +64,8 @@ class SearchRequest:
     elements: list[str] = field(default_factory=list)
     total: str = "none"
     ignored: list[str] = field(default_factory=list)
+    contained: str = "false"  # _contained: false | true | both
+    contained_type: str = "container"  # _containedType: container | contained
 
 
 def _check_modifier(parameter: SearchParameter, modifier: str) -> None:
@@ -157,15 +160,41 @@ def _listed(name: str, value: str) -> Criterion:
     return Criterion(LIST_PARAMETER, ids)
 
 
-def _contained(name: str, value: str) -> None:
-    """``_contained`` and ``_containedType``: only what they mean by default (contained resources are not
-    searched into here), so a client is never answered as if they applied."""
-    allowed = {"_contained": ("false",), "_containedType": ("container",)}[name]
-    known = {"_contained": ("true", "false", "both"), "_containedType": ("container", "contained")}[name]
+CONTAINED_MODES = {"_contained": ("false", "true", "both"), "_containedType": ("container", "contained")}
+
+
+def _contained(request: SearchRequest, name: str, value: str) -> None:
+    """``_contained`` (false: top-level resources only; true: contained ones only; both) and
+    ``_containedType`` (container: the entries are the containers; contained: the contained resources)."""
+    known = CONTAINED_MODES[name]
     if value not in known:
         raise _Unsupported(f"{name} must be one of {', '.join(known)}")
-    if value not in allowed:
-        raise _Unsupported(f"{name}={value}: this server does not search inside contained resources")
+    if name == "_contained":
+        request.contained = value
+    else:
+        request.contained_type = value
+
+
+def _check_contained(registry: SearchParameterRegistry, request: SearchRequest, resource_types: list[str]) -> None:
+    """What a search into contained resources cannot be combined with (a 400, strict or not: ignoring
+    either would answer another question), and whether their index is complete."""
+    if request.contained == "false":
+        return
+    refused = None
+    if len(resource_types) > 1 or "AuditEvent" in resource_types:
+        refused = "searches one resource type (not _type, nor AuditEvent)"
+    elif request.sort:
+        refused = "is answered in the containers' order: _sort is not supported with it"
+    elif request.include:
+        refused = "does not support _include or _revinclude"
+    if refused:
+        message = f"_contained={request.contained} {refused}"
+        raise BadRequest(message, issues=[Issue(message, code="not-supported", expression="_contained")])
+    readiness = registry.readiness
+    if readiness is not None and contained_pending(readiness.pending()):
+        message = ("The index of contained resources is being built: resources stored before it was added are "
+                   "not indexed yet (`fhirportal reindex`); try again once the CapabilityStatement lists _contained")
+        raise BadRequest(message, issues=[Issue(message, code="not-supported", expression="_contained")])
 
 
 def parse_criterion(registry: SearchParameterRegistry, resource_type: str, name: str, value: str) -> Criterion:
@@ -266,7 +295,7 @@ def parse_search(registry: SearchParameterRegistry, resource_types: list[str],
                     raise _Unsupported(f"_total must be one of {', '.join(TOTAL_MODES)}")
                 request.total = value
             elif name in ("_contained", "_containedType"):
-                _contained(name, value)
+                _contained(request, name, value)
             elif name in RESULT_PARAMETERS:
                 continue
             else:
@@ -276,6 +305,7 @@ def parse_search(registry: SearchParameterRegistry, resource_types: list[str],
             refuse(name, problem)
     if problems:
         raise BadRequest(problems[0].diagnostics, issues=problems)
+    _check_contained(registry, request, resource_types)
     chains = sum(1 for criterion in request.criteria if criterion.chain is not None or criterion.has is not None)
     if chains > MAX_CHAINS:
         raise BadRequest(f"The search has {chains} chained or _has parameters; this server takes at most "

@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from . import (  # noqa: F401  (register their tables)
     auth_schema,
+    contained_schema,
     export_schema,
     index_schema,
     journal_schema,

@@ -29,6 +29,10 @@ from .marks import Marker
 from .schema import resource
 
 MARKS = "_marks"  # the code of a type's marks in ``search_index``
+# The code of a type's contained-resource rows (``contained_schema``: of the resources of this type, the
+# rows of what they contain) and the version of how they are made: a new one makes them pending.
+CONTAINED = "_contained"
+CONTAINED_FORMAT = "contained-1"
 READY, PENDING = "ready", "pending"
 
 
@@ -43,7 +47,13 @@ def expected_fingerprints(registry: SearchParameterRegistry, marker: Marker) -> 
         uses = sorted(expected.get((resource_type, code), "") for code in marker.params(resource_type))
         expected[(resource_type, MARKS)] = hashlib.sha256(
             ":".join([marker.fingerprint(resource_type), *uses]).encode()).hexdigest()[:32]
+        expected[(resource_type, CONTAINED)] = hashlib.sha256(CONTAINED_FORMAT.encode()).hexdigest()[:32]
     return expected
+
+
+def contained_pending(pending: frozenset[tuple[str, str]]) -> bool:
+    """Whether some type's contained-resource rows are not all built (``_contained`` searches wait)."""
+    return any(code == CONTAINED for _type, code in pending)
 
 
 class IndexState:

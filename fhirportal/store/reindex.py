@@ -21,10 +21,10 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
-from . import clock, write_buffer
+from . import clock, contained, write_buffer
 from .database import Database
 from .index_schema import reindex_job
-from .index_state import MARKS, IndexState
+from .index_state import CONTAINED, MARKS, IndexState
 from .indexing import IndexExtractor
 from .indexing.token import OF_TYPE_SUFFIX
 from .marks import Marker
@@ -104,9 +104,9 @@ class Reindexer:
         for resource_type in types or self.registry.resource_types:
             parameters = self.registry.for_type(resource_type)
             for code in codes:
-                if code == MARKS or (code in parameters and parameters[code].indexed):
+                if code in (MARKS, CONTAINED) or (code in parameters and parameters[code].indexed):
                     chosen.setdefault(resource_type, set()).add(code)
-        missing = [c for c in codes if c != MARKS and not any(c in found for found in chosen.values())]
+        missing = [c for c in codes if c not in (MARKS, CONTAINED) and not any(c in found for found in chosen.values())]
         if missing:
             raise ValueError(f"no indexed search parameter {', '.join(missing)} on "
                              f"{', '.join(types) if types else 'any type'}")
@@ -155,8 +155,9 @@ class Reindexer:
                          .values(status=COMPLETED, finished=clock.now(), heartbeat=clock.now()))
             ready = set(job.pairs)
             for resource_type, codes in job.targets.items():
-                if codes is None:  # the whole type: every parameter and the marks
-                    ready |= {(resource_type, code) for code in (*self.registry.for_type(resource_type), MARKS)}
+                if codes is None:  # the whole type: every parameter, the marks and the contained rows
+                    ready |= {(resource_type, code)
+                              for code in (*self.registry.for_type(resource_type), MARKS, CONTAINED)}
             self.state.mark_ready(conn, sorted(ready), expected)
         self.state.pending(force=True)
         return job
@@ -191,13 +192,18 @@ class Reindexer:
         new_rows: dict[str, list[dict]] = {kind: [] for kind in INDEX_TABLES}
         marks: list[dict] = []
         by_type: dict[str, list[int]] = {}
+        containers: list[tuple[int, dict]] = []
         for row in rows:
             codes = job.targets[row.resource_type]
+            if codes is None or CONTAINED in codes:
+                containers.append((row.pid, json.loads(row.content)))
+            if codes is not None and not set(codes) - {CONTAINED}:
+                continue  # only the contained rows
             with_marks = codes is None or MARKS in codes
             only = None if codes is None else frozenset(codes) | (self.marker.params(row.resource_type)
                                                                   if with_marks else frozenset())
             extracted = self.extractor.extract(json.loads(row.content), only)
-            wanted = None if codes is None else _param_names(c for c in codes if c != MARKS)
+            wanted = None if codes is None else _param_names(c for c in codes if c not in (MARKS, CONTAINED))
             for kind, kind_rows in extracted.items():
                 for index_row in kind_rows:
                     if wanted is None or index_row["param"] in wanted:
@@ -209,9 +215,9 @@ class Reindexer:
             by_type.setdefault(row.resource_type, []).append(row.pid)
         for resource_type, pids in by_type.items():
             codes = job.targets[resource_type]
-            wanted = None if codes is None else sorted(_param_names(c for c in codes if c != MARKS))
+            wanted = None if codes is None else sorted(_param_names(c for c in codes if c not in (MARKS, CONTAINED)))
             if wanted == []:
-                continue  # only the marks
+                continue  # only the marks (or the contained rows)
             for table in INDEX_TABLES.values():
                 condition = table.c.pid.in_(pids)
                 if wanted is not None:
@@ -222,6 +228,8 @@ class Reindexer:
                 write_buffer.append_rows(conn, INDEX_TABLES[kind], kind_rows)
         if marks:
             conn.execute(_SET_MARKS, marks)
+        if containers:
+            contained.rebuild(conn, self.extractor, self.marker, containers)
 
 
 def _param_names(codes: Iterable[str]) -> set[str]:

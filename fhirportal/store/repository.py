@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhirportal.errors import Conflict, Gone, NotFound, PreconditionFailed
 
-from . import clock, write_buffer
+from . import clock, contained, write_buffer
 from .database import Database
 from .indexing import IndexExtractor
 from .marks import Marker
@@ -206,16 +206,26 @@ class ResourceRepository:
         return ordered
 
     def _index(self, body: dict) -> tuple[dict[str, list[dict]], int]:
-        """The stamped resource's index rows by kind, and its marks."""
+        """The stamped resource's index rows by kind (its contained resources' under ``contained``, by
+        table), and its marks."""
         rows = self.extractor.extract(body)
-        return rows, self.marker.marks_of(body["resourceType"], rows)
+        marks = self.marker.marks_of(body["resourceType"], rows)
+        if "contained" in body:
+            rows = {**rows, "contained": contained.extract(self.extractor, self.marker, body)}
+        return rows, marks
 
     def _write_indexes(self, conn: Connection, pid: int, resource_type: str, rows: dict[str, list[dict]] | None, *,
-                       replace: bool) -> None:
+                       replace: bool, replaced: str | None = None) -> None:
+        """Buffer the resource's index rows; ``replaced``: the content of the version they replace (None:
+        unknown), whose contained rows go only if it had contained resources."""
+        inner = None
         if rows is not None:
+            rows = dict(rows)
+            inner = contained.with_pid(rows.pop("contained", {}), pid)
             rows = {kind: [{**row, "pid": pid, "resource_type": resource_type} for row in kind_rows]
                     for kind, kind_rows in rows.items()}
-        write_buffer.buffer_for(conn).replace(pid, rows, existing=replace)
+        had_contained = replaced is None or '"contained"' in replaced
+        write_buffer.buffer_for(conn).replace(pid, rows, existing=replace, contained=inner, had_contained=had_contained)
 
     def _insert_version(self, conn, pid, record: StoredResource, method: str) -> None:
         write_buffer.buffer_for(conn).add_version(dict(
@@ -306,7 +316,7 @@ class ResourceRepository:
                 continue  # lost the race: re-read and write on top of the winner
             record = StoredResource(resource_type, fhir_id, version, moment, False, content, method)
             self._insert_version(conn, row.pid, record, method)
-            self._write_indexes(conn, row.pid, resource_type, index_rows, replace=True)
+            self._write_indexes(conn, row.pid, resource_type, index_rows, replace=True, replaced=row.content or "")
             return record, row.deleted
         raise Conflict(f"{resource_type}/{fhir_id} is being changed by others; try again")
 
@@ -367,7 +377,7 @@ class ResourceRepository:
             raise Conflict(f"{resource_type}/{fhir_id} was changed concurrently; try again")
         record = StoredResource(resource_type, fhir_id, version, moment, True, None, "DELETE")
         self._insert_version(conn, row.pid, record, "DELETE")
-        self._write_indexes(conn, row.pid, resource_type, None, replace=True)
+        self._write_indexes(conn, row.pid, resource_type, None, replace=True, replaced=row.content or "")
         return record
 
     # ------------------------------------------------------------------ history

@@ -21,11 +21,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhirportal.errors import Conflict
 
+from .contained_schema import CONTAINED_TABLES, contained_resource
 from .schema import INDEX_TABLES, resource, resource_version
 
 _KEY = "fhirportal.write_buffer"
+# Contained resources' rows (contained_schema), by table name: written and cleared with their container's.
+CONTAINED = {table.name: table for table in (contained_resource, *CONTAINED_TABLES.values())}
 _DELETES = {kind: delete(table) for kind, table in INDEX_TABLES.items()}
-_INSERTS = {table.name: insert(table) for table in (*INDEX_TABLES.values(), resource_version)}
+_INSERTS = {table.name: insert(table) for table in (*INDEX_TABLES.values(), *CONTAINED.values(), resource_version)}
 
 
 def _copy(conn: Connection, table: Table, rows: list[dict]) -> None:
@@ -72,7 +75,9 @@ class WriteBuffer:
     def __init__(self, dialect: str):
         self.dialect = dialect
         self.cleared: set[int] = set()  # pids whose existing index rows must go
+        self.cleared_contained: set[int] = set()  # of those, the pids that may have contained rows too
         self.rows: dict[str, list[dict]] = defaultdict(list)
+        self.contained: dict[str, list[dict]] = defaultdict(list)  # by table name (``CONTAINED``)
         self.pending: set[int] = set()
         self.versions: list[dict] = []
         self.resources: list[dict] = []  # new resources, with pids reserved by reserve_pid
@@ -102,15 +107,23 @@ class WriteBuffer:
     def add_version(self, row: dict) -> None:
         self.versions.append(row)
 
-    def replace(self, pid: int, rows_by_kind: dict[str, list[dict]] | None, *, existing: bool) -> None:
+    def replace(self, pid: int, rows_by_kind: dict[str, list[dict]] | None, *, existing: bool,
+                contained: dict[str, list[dict]] | None = None, had_contained: bool = True) -> None:
+        """The resource's index rows (by kind) and its contained resources' (by table name) from now on.
+        ``had_contained``: the version replaced may have had contained resources (their rows go too)."""
         if pid in self.pending:
-            for kind in self.rows:
-                self.rows[kind] = [row for row in self.rows[kind] if row["pid"] != pid]
+            for rows in (self.rows, self.contained):
+                for name in rows:
+                    rows[name] = [row for row in rows[name] if row["pid"] != pid]
         if existing:
             self.cleared.add(pid)
+            if had_contained:
+                self.cleared_contained.add(pid)
         self.pending.add(pid)
         for kind, rows in (rows_by_kind or {}).items():
             self.rows[kind].extend(rows)
+        for name, rows in (contained or {}).items():
+            self.contained[name].extend(rows)
 
     def flush(self, conn: Connection) -> None:
         for start in range(0, len(self.resources), _CHUNK):
@@ -126,11 +139,21 @@ class WriteBuffer:
         self.versions.clear()
         if self.cleared:
             clear_indexes(conn, sorted(self.cleared))
+        if self.cleared_contained:
+            pids = sorted(self.cleared_contained)
+            for table in CONTAINED.values():
+                for start in range(0, len(pids), _CHUNK):
+                    conn.execute(delete(table).where(table.c.pid.in_(pids[start:start + _CHUNK])))
         for kind, rows in self.rows.items():
             if rows:
                 append_rows(conn, INDEX_TABLES[kind], rows)
+        for name, rows in self.contained.items():
+            if rows:
+                append_rows(conn, CONTAINED[name], rows)
         self.cleared.clear()
+        self.cleared_contained.clear()
         self.rows.clear()
+        self.contained.clear()
         self.pending.clear()
 
 

@@ -1,11 +1,11 @@
-"""``_list`` (the entries of a List) and ``_contained`` / ``_containedType`` (only their defaults: a
-search is never answered as if contained resources had been searched)."""
+"""``_list`` (the entries of a List) and ``_contained`` / ``_containedType`` (their values; searching
+into contained resources itself: test_search_contained.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.fhir.test_authorization import ids, mint, practice  # noqa: F401  (the fixture)
+from tests.fhir.test_authorization import SHARED, ids, mint, practice  # noqa: F401  (the fixture)
 from tests.support import Fhir, observation, patient
 
 
@@ -70,11 +70,9 @@ def test_a_token_that_may_not_read_lists_gets_nothing_through_them(ctx, client, 
     ("Observation?_list=a%20b", "_list"),
     ("Observation?_list:not=mixed", "_list:not"),
     ("Observation?_list=", "_list"),
-    ("Observation?_contained=true", "_contained"),
-    ("Observation?_contained=both", "_contained"),
     ("Observation?_contained=yes", "_contained"),
-    ("Observation?_containedType=contained", "_containedType"),
     ("Observation?_containedType=everything", "_containedType"),
+    ("Observation?_contained=true&_list=mixed", "_list"),
 ])
 def test_what_is_not_supported_is_a_400_naming_it(lists, query, named):
     answer = lists.get(query)
@@ -83,12 +81,31 @@ def test_what_is_not_supported_is_a_400_naming_it(lists, query, named):
     assert issue["expression"] == [named], issue
 
 
-def test_lenient_handling_ignores_contained_searches_and_leaves_them_out_of_the_self_link(lists):
-    answer = lists.get("Observation?_contained=true&patient=p2", headers={"Prefer": "handling=lenient"})
+def test_lenient_handling_ignores_unknown_contained_values_and_leaves_them_out_of_the_self_link(lists):
+    answer = lists.get("Observation?_contained=yes&patient=p2", headers={"Prefer": "handling=lenient"})
     assert answer.status_code == 200
     body = answer.get_json()
     assert "_contained" not in body["link"][0]["url"]
     assert ids(body) == {"Observation/p2-vital", "Observation/p2-lab-shared"}
+
+
+def test_the_contained_observation_of_a_list_is_found_inside_it(lists):
+    assert ids(lists.get("Observation?_contained=true&patient=p1").get_json()) == {"List/mixed"}
+    bundle = lists.get("Observation?_contained=true&_containedType=contained").get_json()
+    assert [entry["fullUrl"] for entry in bundle["entry"]] == ["http://localhost/fhir/List/mixed#inside"]
+
+
+def test_a_patient_finds_no_contained_record_its_rules_hide(ctx, client, lists):
+    as_p1 = Fhir(client, mint(ctx, "launch/patient patient/*.rs", patient="p1", fhirUser="Patient/p1"))
+    # its own List holds an unshared lab result: hidden inside the List as it is at the top level
+    assert "entry" not in as_p1.get("Observation?_contained=true").get_json()
+    shown = {"resourceType": "List", "id": "shown", "status": "current", "mode": "working",
+             "subject": {"reference": "Patient/p1"}, "contained": [{**observation("p1", meta={"tag": [SHARED]}),
+                                                                    "id": "lab"}]}
+    assert lists.put("List/shown", shown).status_code == 201
+    assert ids(as_p1.get("Observation?_contained=true").get_json()) == {"List/shown"}
+    as_p2 = Fhir(client, mint(ctx, "launch/patient patient/*.rs", patient="p2", fhirUser="Patient/p2"))
+    assert "entry" not in as_p2.get("Observation?_contained=true&patient=p1").get_json()
 
 
 def test_the_defaults_are_accepted(lists):

@@ -12,8 +12,9 @@ from fhirportal.fhir import conformance
 from fhirportal.fhir.authorization import patient_marks
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
 from fhirportal.store import clock
+from fhirportal.store.contained_schema import CONTAINED_TABLES, contained_resource
 from fhirportal.store.index_schema import reindex_job
-from fhirportal.store.index_state import MARKS, IndexState
+from fhirportal.store.index_state import CONTAINED, MARKS, IndexState
 from fhirportal.store.indexing import IndexExtractor, SearchParameterRegistry
 from fhirportal.store.marks import Mark, Marker, TokenMatch
 from fhirportal.store.reindex import Reindexer, ReindexRefused
@@ -168,3 +169,24 @@ def test_a_reindex_whose_process_died_on_this_host_is_resumed_at_once(ctx):
         conn.execute(update(reindex_job).values(worker=f"elsewhere:{ended.pid}:0badf00d", heartbeat=clock.now()))
     with pytest.raises(ReindexRefused, match="running in another process"):
         _reindexer(ctx, registry, marker, state, batch=2).start(second.targets(), named=False)
+
+
+def test_a_reindex_of_contained_rebuilds_the_rows_of_contained_resources_only(ctx):
+    _observations(ctx, "a")
+    with ctx.database.write() as conn:
+        ctx.repository.create(conn, {"resourceType": "List", "status": "current", "mode": "working",
+                                     "contained": [{**observation("p1"), "id": "inside"}],
+                                     "entry": [{"item": {"reference": "#inside"}}]}, fhir_id="l1")
+        for table in (contained_resource, *CONTAINED_TABLES.values()):
+            conn.execute(table.delete())  # as a database from before the contained index had them
+    registry, marker, state = _setup(ctx)
+    reindexer = _reindexer(ctx, registry, marker, state)
+    targets = reindexer.targets(codes=[CONTAINED])
+    assert targets["List"] == [CONTAINED] and targets["Observation"] == [CONTAINED]
+    reindexer.run(reindexer.start(targets, named=True))
+    with ctx.database.read() as conn:
+        assert conn.execute(select(contained_resource.c.resource_type, contained_resource.c.contained_id)).all() \
+            == [("Observation", "inside")]
+        token = CONTAINED_TABLES["token"]
+        assert ("code", "4548-4") in conn.execute(select(token.c.param, token.c.code)).all()
+    assert [fhir_id for fhir_id, _code in _rows(ctx, "code")] == ["o0"]  # the top-level rows untouched

@@ -3,7 +3,8 @@ Bundle with match and include entries, keyset paging links and the requested tot
 
 Unknown or unsupported parameters are a 400 naming them (``FHIRPORTAL_SEARCH_HANDLING=strict``, the
 default), unless the client sends ``Prefer: handling=lenient`` (or the server is configured lenient):
-then they are ignored and left out of the ``self`` link.
+then they are ignored and left out of the ``self`` link. ``_contained=true|both`` searches contained
+resources (``search_contained``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..negotiation import require_body_type, require_short_query, small_form
 from ..response import FhirResponse
 from ..search_params import handling_is_strict, parse_search, split_or
 from ..subsetting import subset_text
+from . import search_contained
 from .common import reading, require_type
 from .history import page_size
 
@@ -105,19 +107,23 @@ def run_search(ctx: FhirContext, request: Request, auth: Authorization, resource
                           max_includes=ctx.settings.max_includes)
     count = 0 if parsed.summary == "count" else page_size(ctx, request, params)
     cursor = next((v for k, v in params if k == "_cursor"), None)
-    if "AuditEvent" in resource_types:
-        page, total = _audit_events(ctx, auth, resource_types, parsed, count, cursor, conn)
+    if parsed.contained != "false":
+        entries, next_cursor, total = search_contained.page(ctx, auth, resource_types[0], parsed, count, cursor,
+                                                            conn)
     else:
-        page, total = _resources(ctx, auth, resource_types, parsed, count, cursor, conn)
+        if "AuditEvent" in resource_types:
+            page, total = _audit_events(ctx, auth, resource_types, parsed, count, cursor, conn)
+        else:
+            page, total = _resources(ctx, auth, resource_types, parsed, count, cursor, conn)
+        next_cursor, entries = page.next_cursor, []
+        if count > 0:
+            entries = [search_entry(ctx.base_url, r, "match", subset_text(r.content, parsed.summary, parsed.elements))
+                       for r in page.matches]
+            entries += [search_entry(ctx.base_url, r, "include") for r in page.included]
     kept = [(k, v) for k, v in params if k not in parsed.ignored and k not in _NOT_IN_LINKS]
     links = {"self": link(ctx.base_url, path, kept + ([("_cursor", cursor)] if cursor else []))}
     if cursor:
         links["first"] = link(ctx.base_url, path, kept)
-    if page.next_cursor and count > 0:
-        links["next"] = link(ctx.base_url, path, kept + [("_cursor", page.next_cursor)])
-    entries = []
-    if count > 0:
-        entries = [search_entry(ctx.base_url, r, "match", subset_text(r.content, parsed.summary, parsed.elements))
-                   for r in page.matches]
-        entries += [search_entry(ctx.base_url, r, "include") for r in page.included]
-    return FhirResponse(200, bundle("searchset", entries, links, total))
+    if next_cursor and count > 0:
+        links["next"] = link(ctx.base_url, path, kept + [("_cursor", next_cursor)])
+    return FhirResponse(200, bundle("searchset", entries if count > 0 else [], links, total))

@@ -275,26 +275,33 @@ def criterion_clause(criterion: Criterion, res=resource, base_url: str | None = 
             return exists(select(1).select_from(table).where(table.c.pid == res.c.pid, rows_of, *conditions)
                           .limit(1).offset(0))
 
-        if criterion.codes is not None:
-            matching = having(_codes(columns, criterion.codes))
-            return not_(matching) if criterion.modifier in NEGATING else matching
-        if criterion.modifier == "missing":
+        if criterion.modifier == "missing" and criterion.codes is None:
             with_value = having()
             return not_(with_value) if criterion.values[-1] == "true" else with_value
-        values = []
-        for value in criterion.values:
-            if parameter.type == "reference":
-                only_target = parameter.targets[0] if len(parameter.targets) == 1 else None
-                values.append(_reference(columns, value, criterion.modifier or only_target, base_url))
-            elif parameter.type == "composite":
-                values.append(_composite(columns, value, parameter.component_types[1], base_url))
-            else:
-                modifier = None if criterion.modifier == "not" else criterion.modifier
-                values.append(_CLAUSES[parameter.type](columns, value, modifier))
-        matching = having(or_(*values))
-        return not_(matching) if criterion.modifier == "not" else matching
+        matching = having(value_clause(criterion, columns, base_url))
+        return not_(matching) if criterion.modifier in NEGATING else matching
     except ValueError as exc:
         raise BadRequest(f"Invalid value for search parameter '{where}': {exc}", expression=where) from exc
+
+
+def value_clause(criterion: Criterion, columns, base_url: str | None = None):
+    """The condition one index row (``columns``: an ``ix_…`` table, or a table of the same columns)
+    must meet for one of the criterion's values (or resolved codes); ``:not`` and ``:not-in`` negate
+    the resource's check of it, not this. Raises ValueError for a malformed value."""
+    parameter = criterion.parameter
+    if criterion.codes is not None:
+        return _codes(columns, criterion.codes)
+    values = []
+    for value in criterion.values:
+        if parameter.type == "reference":
+            only_target = parameter.targets[0] if len(parameter.targets) == 1 else None
+            values.append(_reference(columns, value, criterion.modifier or only_target, base_url))
+        elif parameter.type == "composite":
+            values.append(_composite(columns, value, parameter.component_types[1], base_url))
+        else:
+            modifier = None if criterion.modifier == "not" else criterion.modifier
+            values.append(_CLAUSES[parameter.type](columns, value, modifier))
+    return or_(*values)
 
 
 def build_where(resource_types: str | Sequence[str], criteria: Iterable[Criterion], base_url: str | None = None,
