@@ -72,6 +72,13 @@ def with_conditions(patients: int, per_patient: int) -> Iterator[dict]:
         yield item
 
 
+def unprofiled(items: Iterator[dict]) -> Iterator[dict]:
+    """The same resources without ``meta.profile`` (base R4 validation only: what a profile costs)."""
+    for item in items:
+        meta = {k: v for k, v in (item.get("meta") or {}).items() if k != "profile"}
+        yield {**{k: v for k, v in item.items() if k != "meta"}, **({"meta": meta} if meta else {})}
+
+
 def bundles(items: Iterator[dict], size: int) -> Iterator[dict]:
     """Transaction Bundles of ``size`` PUT entries, each of one resource type (cut where the type changes)."""
     entries = []
@@ -169,7 +176,7 @@ def _posted(client, documents: Iterator[dict], pool) -> Iterator[int]:
 
 
 def ingest(client, engine, settings: Settings, patients: int, per_patient: int, bundle_size: int,
-           workers: int = 1) -> tuple[int, float]:
+           workers: int = 1, profiles: bool = True) -> tuple[int, float]:
     """Resources ingested and seconds taken (the worker processes' start-up not counted)."""
     with ExitStack() as stack:
         pool = None
@@ -178,7 +185,8 @@ def ingest(client, engine, settings: Settings, patients: int, per_patient: int, 
             pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers, _start_worker,
                                                                                  (settings, token)))
             assert all(pool.map(_ready, range(workers * 4), chunksize=1))  # every worker's app is built
-        return _ingest(client, engine, bundles(with_conditions(patients, per_patient), bundle_size), pool)
+        items = with_conditions(patients, per_patient)
+        return _ingest(client, engine, bundles(items if profiles else unprofiled(items), bundle_size), pool)
 
 
 def _ingest(client, engine, documents: Iterator[dict], pool) -> tuple[int, float]:
@@ -262,9 +270,12 @@ def run(backend: str, args) -> None:
                 print("ingest: skipped (--reuse: the database a --keep run left)")
             else:
                 loaded, seconds = ingest(client, ctx.database.engine, settings, args.patients,
-                                         args.observations_per_patient, args.bundle_size, args.workers)
+                                         args.observations_per_patient, args.bundle_size, args.workers,
+                                         profiles=not args.no_profiles)
+                validated = "without meta.profile: base validation only" if args.no_profiles else \
+                    "US Core profiles validated"
                 print(f"ingest: {loaded:,} resources in {seconds:,.1f} s = {loaded / seconds:,.0f} resources/s "
-                      f"(transaction Bundles of {args.bundle_size}, validation and indexing included, "
+                      f"(transaction Bundles of {args.bundle_size}, validation and indexing included, {validated}, "
                       f"{args.workers} worker process{'es' if args.workers > 1 else ''})")
             print(f"after the load: {'VACUUM ANALYZE' if backend == 'postgresql' else 'ANALYZE'} "
                   f"in {settle(ctx.database.engine):.1f} s (autovacuum's work, off on these machines)")
@@ -361,6 +372,8 @@ def main() -> None:
     parser.add_argument("--compare", nargs=2, metavar=("SMALL", "LARGE"),
                         help="only measure the searches on two kept PostgreSQL databases, in alternating rounds")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of --compare")
+    parser.add_argument("--no-profiles", action="store_true",
+                        help="ingest the resources without meta.profile (what validating US Core profiles costs)")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     if args.compare:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -122,6 +123,10 @@ class Issued:
     link_token: str
 
 
+# Queues an issued invitation's email within the invitation's transaction; the delivery error, or None.
+Deliver = Callable[[Connection, Issued], "str | None"]
+
+
 @dataclass(frozen=True)
 class CodeRequest:
     """What ``request_code`` decided: ``outcome`` is sent | no-match | limit | closed; when sent, the
@@ -191,7 +196,8 @@ class Enrollment:
 
     # ------------------------------------------------------------------ staff transitions
     def invite(self, subject_type: str, subject_id: str, *, email: str | None, phone: str | None,
-               requested_by: str | None) -> Issued:
+               requested_by: str | None, deliver: Deliver | None = None) -> Issued:
+        """A new invitation (``deliver``: see ``_delivered``)."""
         with self.database.write() as conn:
             self.database.lock(conn, f"portal-invitation:{subject_type}/{subject_id}")
             subject = self.repository.read(conn, subject_type, subject_id).body
@@ -231,10 +237,11 @@ class Enrollment:
             invitation = self._get(conn, invitation_id)
             self._write_person(conn, invitation, subject, active=False)
             self._write_task(conn, invitation)
-        return Issued(invitation, display(pin), link_token)
+            return self._delivered(conn, Issued(invitation, display(pin), link_token), deliver)
 
-    def resend(self, subject_type: str, subject_id: str) -> Issued:
-        """A new link (the old one stops working) for the open invitation; the PIN stays. Unlocks."""
+    def resend(self, subject_type: str, subject_id: str, deliver: Deliver | None = None) -> Issued:
+        """A new link (the old one stops working) for the open invitation; the PIN stays. Unlocks.
+        (``deliver``: see ``_delivered``.)"""
         with self.database.write() as conn:
             invitation = self._require(conn, subject_type, subject_id, OPEN | {"expired"}, "resend")
             link_token = new_secret()
@@ -244,7 +251,17 @@ class Enrollment:
                 code_hash=None, code_expires_at=None, code_requests=0))
             invitation = self._get(conn, invitation.id)
             self._write_task(conn, invitation)
-        return Issued(invitation, self.access_code(invitation), link_token)
+            return self._delivered(conn, Issued(invitation, self.access_code(invitation), link_token), deliver)
+
+    def _delivered(self, conn: Connection, issued: Issued, deliver: Deliver | None) -> Issued:
+        """With ``deliver`` (queues the email within this transaction, e.g. in the outbox, and answers the
+        error if it could not): its outcome recorded in the same transaction, so that the invitation, its
+        email and "sent" commit together. Without: the caller sends after the commit, then calls
+        ``record_delivery``."""
+        if deliver is None:
+            return issued
+        self._record_delivery(conn, issued.invitation, deliver(conn, issued))
+        return Issued(self._get(conn, issued.invitation.id), issued.pin, issued.link_token)
 
     def cancel(self, subject_type: str, subject_id: str) -> Invitation:
         with self.database.write() as conn:
@@ -270,8 +287,12 @@ class Enrollment:
 
     def record_delivery(self, invitation: Invitation, error: str | None) -> None:
         with self.database.write() as conn:
-            conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
-                delivery_error=error, sent=None if error else clock.now()))
+            self._record_delivery(conn, invitation, error)
+
+    @staticmethod
+    def _record_delivery(conn: Connection, invitation: Invitation, error: str | None) -> None:
+        conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
+            delivery_error=error, sent=None if error else clock.now()))
 
     # ------------------------------------------------------------------ the patient's side
     def verify_pin(self, link_token: str, birth_date: str, pin: str) -> Invitation | None:

@@ -173,24 +173,34 @@ class Notifier:
             log.warning("%s to %s failed (outbox id %s): %s", channel, to, outbox_id, error)
         return Delivery(channel, to, ok=error is None, error=error, outbox_id=outbox_id)
 
+    @property
+    def queues_email(self) -> bool:
+        """No SMTP server: an email is a row of the outbox (for a relay), written in a transaction."""
+        return not self.settings.smtp_host
+
+    def queue_email(self, conn, to: str, subject: str, body: str) -> Delivery:
+        """Queue an email in the outbox within the caller's transaction (``queues_email`` only): it commits,
+        or rolls back, with what it tells of."""
+        outbox_id = conn.execute(insert(outbox).values(**_row("email", to, subject, body, delivered=False, error=None))
+                                 .returning(outbox.c.id)).scalar_one()
+        log.info("email to %s queued in the outbox (id %s)", to, outbox_id)
+        return Delivery("email", to, ok=True, error=None, outbox_id=outbox_id)
+
     def _insert(
         self, channel: str, to: str, subject: str | None, body: str, *, delivered: bool, error: str | None
     ) -> int | None:
-        row = {
-            "channel": channel,
-            "recipient": to,
-            "subject": subject,
-            "body": body,
-            "created": clock.now(),
-            "delivered": delivered,
-            "error": error,
-        }
+        row = _row(channel, to, subject, body, delivered=delivered, error=error)
         try:
             with self.database.write() as conn:
                 return conn.execute(insert(outbox).values(**row).returning(outbox.c.id)).scalar_one()
         except Exception as exc:  # a send must not fail because its record could not be written
             log.error("%s to %s: the outbox could not be written (%s)", channel, to, type(exc).__name__)
             return None
+
+
+def _row(channel: str, to: str, subject: str | None, body: str, *, delivered: bool, error: str | None) -> dict:
+    return {"channel": channel, "recipient": to, "subject": subject, "body": body, "created": clock.now(),
+            "delivered": delivered, "error": error}
 
 
 def _fill(template, values: dict[str, str]):

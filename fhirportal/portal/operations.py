@@ -89,13 +89,16 @@ def invitation_email(invitation: Invitation, link: str, *, pin_handed_over: bool
                    "phone. (If you would rather use a PIN, your practice can tell you your access code.)\n")
 
 
+INVITATION_SUBJECT = "Your patient portal invitation"
+
+
 def send_invitation(enrollment: Enrollment, notifier, link: str, issued: Issued, *,
                     pin_handed_over: bool = True) -> Invitation:
     """Email the registration link of a new or resent invitation (never the PIN), record whether it was
     delivered, and return the invitation as it now stands."""
     invitation = issued.invitation
     body = invitation_email(invitation, link, pin_handed_over=pin_handed_over)
-    delivery = notifier.send_email(invitation.email, "Your patient portal invitation", body)
+    delivery = notifier.send_email(invitation.email, INVITATION_SUBJECT, body)
     enrollment.record_delivery(invitation, None if delivery.ok else (delivery.error or "not delivered"))
     with enrollment.database.read() as conn:
         return enrollment.latest(conn, invitation.subject_type, invitation.subject_id)
@@ -148,6 +151,22 @@ class PortalOperations:
     def _send(self, issued: Issued) -> Invitation:
         return send_invitation(self.enrollment, self.notifier, self.registration_url(issued.link_token), issued)
 
+    def _queue_in(self, conn, issued: Issued) -> str | None:
+        """The invitation's email queued in the outbox, within the invitation's own transaction."""
+        body = invitation_email(issued.invitation, self.registration_url(issued.link_token))
+        self.notifier.queue_email(conn, issued.invitation.email, INVITATION_SUBJECT, body)
+        return None
+
+    def _issue(self, issue: Callable[..., Issued], *args, **kwargs) -> tuple[Issued, Invitation]:
+        """Issue (``Enrollment.invite`` or ``resend``) and email the link: when the email only goes to the
+        outbox (no SMTP server), in the same transaction (one write, not three); else sent after the
+        commit and its outcome recorded."""
+        if getattr(self.notifier, "queues_email", False):
+            issued = issue(*args, deliver=self._queue_in, **kwargs)
+            return issued, issued.invitation
+        issued = issue(*args, **kwargs)
+        return issued, self._send(issued)
+
     def _answer(self, invitation: Invitation | None, *, access_code: str | None = None) -> FhirResponse:
         if invitation is None:
             return FhirResponse(200, _parameters(status="not-invited"))
@@ -163,10 +182,10 @@ class PortalOperations:
         subject_type, subject_id = self._subject(resource_type, fhir_id)
         caller = self._caller(auth, manage=True)
         inputs = _inputs(request)
-        issued = self.enrollment.invite(subject_type, subject_id, email=inputs.get("email"),
-                                        phone=inputs.get("phone"), requested_by=caller.who)
+        issued, invitation = self._issue(self.enrollment.invite, subject_type, subject_id, email=inputs.get("email"),
+                                         phone=inputs.get("phone"), requested_by=caller.who)
         self._journal(auth, "portal-invite", issued.invitation)
-        return self._answer(self._send(issued), access_code=issued.pin)
+        return self._answer(invitation, access_code=issued.pin)
 
     def status(self, ctx, request: Request, auth: Authorization, resource_type: str, fhir_id: str) -> FhirResponse:
         subject_type, subject_id = self._subject(resource_type, fhir_id)
@@ -183,9 +202,9 @@ class PortalOperations:
     def resend(self, ctx, request: Request, auth: Authorization, resource_type: str, fhir_id: str) -> FhirResponse:
         subject_type, subject_id = self._subject(resource_type, fhir_id)
         self._caller(auth, manage=True)
-        issued = self.enrollment.resend(subject_type, subject_id)
+        issued, invitation = self._issue(self.enrollment.resend, subject_type, subject_id)
         self._journal(auth, "portal-resend", issued.invitation)
-        return self._answer(self._send(issued), access_code=issued.pin)
+        return self._answer(invitation, access_code=issued.pin)
 
     def cancel(self, ctx, request: Request, auth: Authorization, resource_type: str, fhir_id: str) -> FhirResponse:
         subject_type, subject_id = self._subject(resource_type, fhir_id)

@@ -3,6 +3,8 @@ operations and the registration page, with the email read from the outbox (no SM
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import select
 
@@ -159,3 +161,30 @@ def test_the_pin_is_stored_encrypted_and_hashed(ctx, practice):
         row = conn.execute(select(portal_invitation)).one()
     stored = " ".join(str(v) for v in row)
     assert pin not in stored and pin.replace("-", "") not in stored
+
+
+def test_an_invitation_and_its_queued_email_are_one_transaction(ctx, app, practice, monkeypatch):
+    """No SMTP server: the invitation, its Task and Person, the email in the outbox and "sent" commit in one
+    write transaction (a writer waits its turn once, not three times) — and roll back together."""
+    notifier = app.extensions["portal"].notifier
+    assert notifier.queues_email
+    writes, write = [], ctx.database.write
+
+    def counted(*args, **kwargs):
+        writes.append(threading.get_ident())
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.database, "write", counted)
+    answer = params(practice["nurse"].post("Patient/p1/$portal-invite"))
+    assert writes.count(threading.get_ident()) == 1
+    assert answer["status"] == "invited" and answer["sent"]
+    assert "/portal/register?t=" in last_email(ctx, answer["email"])
+
+    def broken(conn, to, subject, body):
+        raise RuntimeError("the outbox is full")
+
+    monkeypatch.setattr(notifier, "queue_email", broken)
+    assert practice["nurse"].post("RelatedPerson/rp1/$portal-invite").status_code == 500  # a server fault
+    with ctx.database.read() as conn:
+        rows = conn.execute(select(portal_invitation.c.id).where(portal_invitation.c.subject_id == "rp1")).all()
+    assert rows == []  # nothing of the invitation was kept
