@@ -9,16 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-import psycopg
 import pytest
 import requests
 from sqlalchemy import delete
-from sqlalchemy.engine import make_url
 
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
 from fhirportal.smart.tokens import TokenStore
@@ -34,27 +28,6 @@ def _wipe(url: str) -> None:
         for table in reversed(metadata.sorted_tables):
             conn.execute(delete(table))
     database.dispose()
-
-
-@contextmanager
-def own_database(directory: Path, prefix: str) -> Iterator[str]:
-    """A database of the test's own, on the test suite's backend: a new PostgreSQL database beside the
-    suite's (``FHIRPORTAL_TEST_DATABASE_URL``; dropped afterwards), else a SQLite file in ``directory``.
-    For tests that empty or reload their database: the suite's is shared with the package's live server."""
-    base = os.environ.get("FHIRPORTAL_TEST_DATABASE_URL")
-    if not base:
-        yield f"sqlite:///{directory / f'{prefix}.db'}"
-        return
-    parsed = make_url(base)
-    name = f"fhirportal_{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield parsed.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def mint_system_token(url: str, scope: str = "system/*.cruds") -> str:

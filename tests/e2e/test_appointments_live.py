@@ -14,7 +14,8 @@ import requests
 from fhirportal.fhir.resource_types import SUPPORTED_TYPES
 from fhirportal.smart.tokens import TokenStore
 from fhirportal.store.database import Database
-from tests.e2e.conftest import mint_system_token, own_database
+from tests.databases import own_database
+from tests.e2e.conftest import mint_system_token
 from tests.e2e.gunicorn_server import GunicornServer
 
 RIVALS = 8
