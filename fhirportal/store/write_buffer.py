@@ -7,8 +7,9 @@ table's rows with multi-row statements turns thousands of statements into a hand
 search, history or vread in the same transaction first flushes so it sees every write. On
 PostgreSQL, many version and index rows go in with ``COPY`` (``_copy``): an executemany of INSERTs is
 one statement per row for the server, several times the work of copying the same rows; a few (one
-REST write's) go in with one multi-row INSERT, one round trip where a COPY takes several, and an
-update clears its old index rows from every index table in one statement.
+REST write's) go in with a multi-row INSERT per table, all in one statement (one round trip, where a
+COPY per table takes several each), and an update clears its old index rows from every index table in
+one statement.
 """
 
 from __future__ import annotations
@@ -41,24 +42,45 @@ def _copy(conn: Connection, table: Table, rows: list[dict]) -> None:
             copy.write_row(tuple(row.get(name) for name in columns))
 
 
-def _values(conn: Connection, table: Table, rows: list[dict]) -> None:
-    """Append a few ``rows`` with one multi-row INSERT (one round trip; a COPY takes several)."""
+def _multi_row_insert(table: Table, rows: list[dict]) -> tuple[str, list]:
+    """A multi-row INSERT of ``rows`` (PostgreSQL's driver placeholders) and its parameters."""
     columns = [column.name for column in table.columns]
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {', '.join([one] * len(rows))}"
+    return statement, [row.get(name) for row in rows for name in columns]
+
+
+def _values(conn: Connection, batches: list[tuple[Table, list[dict]]]) -> None:
+    """Append a few rows to each of several tables with one statement: one round trip, where a COPY takes
+    several (the INSERTs but the last as data-modifying WITH queries)."""
+    inserts = [_multi_row_insert(table, rows) for table, rows in batches]
+    heads = [f"w{n} AS ({statement})" for n, (statement, _) in enumerate(inserts[:-1])]
+    statement = (f"WITH {', '.join(heads)} " if heads else "") + inserts[-1][0]
     with conn.connection.driver_connection.cursor() as cursor:
-        cursor.execute(statement, [row.get(name) for row in rows for name in columns])
+        cursor.execute(statement, [value for _, values in inserts for value in values])
 
 
 def append_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
-    """Insert ``rows`` into ``table`` (columns a row lacks are NULL): on PostgreSQL one multi-row INSERT
-    for up to ``_FEW`` rows (a REST write's), COPY for more (a Bundle's, a bulk load's); executemany on
-    SQLite."""
-    if conn.dialect.name == "postgresql":
-        (_values if len(rows) <= _FEW else _copy)(conn, table, rows)
+    """Insert ``rows`` into ``table`` (columns a row lacks are NULL); see ``append_all``."""
+    append_all(conn, [(table, rows)])
+
+
+def append_all(conn: Connection, batches: list[tuple[Table, list[dict]]]) -> None:
+    """Insert each batch's rows into its table (columns a row lacks are NULL). On PostgreSQL the batches
+    of up to ``_FEW`` rows (a REST write's) go in together, in one statement; larger ones (a Bundle's, a
+    bulk load's) with COPY. On SQLite an executemany per table."""
+    batches = [(table, rows) for table, rows in batches if rows]
+    if conn.dialect.name != "postgresql":
+        for table, rows in batches:
+            for start in range(0, len(rows), _CHUNK):
+                conn.execute(_INSERTS[table.name], rows[start:start + _CHUNK])
         return
-    for start in range(0, len(rows), _CHUNK):
-        conn.execute(_INSERTS[table.name], rows[start:start + _CHUNK])
+    few = [(table, rows) for table, rows in batches if len(rows) <= _FEW]
+    for table, rows in batches:
+        if len(rows) > _FEW:
+            _copy(conn, table, rows)
+    if few:
+        _values(conn, few)
 _CHUNK = 500
 _PID_BLOCK = 500
 _FEW = 50
@@ -134,22 +156,17 @@ class WriteBuffer:
                 raise Conflict(f"{', '.join(lost[:5])} was created by another request meanwhile; try again")
         self.resources.clear()
         self.next_pid = None  # autoincrement inserts may follow; count from the table again
-        if self.versions:
-            append_rows(conn, resource_version, self.versions)
-        self.versions.clear()
-        if self.cleared:
+        if self.cleared:  # old index rows go before the new ones come
             clear_indexes(conn, sorted(self.cleared))
         if self.cleared_contained:
             pids = sorted(self.cleared_contained)
             for table in CONTAINED.values():
                 for start in range(0, len(pids), _CHUNK):
                     conn.execute(delete(table).where(table.c.pid.in_(pids[start:start + _CHUNK])))
-        for kind, rows in self.rows.items():
-            if rows:
-                append_rows(conn, INDEX_TABLES[kind], rows)
-        for name, rows in self.contained.items():
-            if rows:
-                append_rows(conn, CONTAINED[name], rows)
+        append_all(conn, [(resource_version, self.versions),
+                          *((INDEX_TABLES[kind], rows) for kind, rows in self.rows.items()),
+                          *((CONTAINED[name], rows) for name, rows in self.contained.items())])
+        self.versions.clear()
         self.cleared.clear()
         self.cleared_contained.clear()
         self.rows.clear()
