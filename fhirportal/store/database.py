@@ -31,6 +31,7 @@ from . import (  # noqa: F401  (register their tables)
     subscription_schema,
     web_schema,
 )
+from .pg_pool import READS, install_pool_checks
 from .schema import metadata
 from .sqlite_writers import WriterQueue
 
@@ -199,18 +200,21 @@ class Database:
             # psycopg prepares statements it sees repeatedly, and PostgreSQL then switches to a
             # generic plan that cannot see the searched values: a search that takes 1 ms with its
             # values takes 60 ms without. Plan every execution for its own values.
-            # pool_pre_ping replaces a pooled connection that died (the database restarted) before use.
+            # A pooled connection that died while idle (the database restarted) is replaced before use
+            # (``pg_pool``).
             connect_args = {name: value for name, value in _POSTGRESQL_CONNECT_DEFAULTS.items()
                             if name not in parsed.query}
             if pooler == "transaction":
                 connect_args["prepare_threshold"] = None
             else:
                 connect_args["options"] = "-c plan_cache_mode=force_custom_plan"
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=POOL_TIMEOUT_SECONDS,
+            kwargs.update(pool_size=10, max_overflow=20, pool_timeout=POOL_TIMEOUT_SECONDS,
                           connect_args=connect_args)
         self.engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+        else:
+            install_pool_checks(self.engine)
 
     def create_schema(self) -> None:
         """Make the schema servable (``migrate.ensure_current``): create an empty database at the newest
@@ -230,8 +234,12 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as connection, connection.begin():
-            yield connection
+        """Statements that read (PostgreSQL: in autocommit, ``pg_pool.READS``; SQLite: in one transaction)."""
+        with self.engine.connect() as connection:
+            if self.dialect == "postgresql":
+                connection = connection.execution_options(**READS)
+            with connection.begin():
+                yield connection
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Connection]:
