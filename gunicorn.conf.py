@@ -11,7 +11,10 @@ Metrics: with ``PROMETHEUS_MULTIPROC_DIR`` set (an empty directory, emptied at e
 that exits has its live values let go.
 """
 
+from fhirportal.observability.response_writes import coalesce
 from fhirportal.settings import Settings
+
+coalesce()  # a response's headers leave with its first body bytes (one send): see the module
 
 limit_request_line = 8190
 logger_class = "fhirportal.observability.gunicorn_logging.Logger"
