@@ -161,7 +161,7 @@ class PortalOperations:
         """Issue (``Enrollment.invite`` or ``resend``) and email the link: when the email only goes to the
         outbox (no SMTP server), in the same transaction (one write, not three); else sent after the
         commit and its outcome recorded."""
-        if getattr(self.notifier, "queues_email", False):
+        if self.notifier.queues_email:
             issued = issue(*args, deliver=self._queue_in, **kwargs)
             return issued, issued.invitation
         issued = issue(*args, **kwargs)
