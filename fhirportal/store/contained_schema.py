@@ -12,7 +12,7 @@ of its container's pid and its id. They are written and removed with the contain
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, SmallInteger, String, Table
+from sqlalchemy import Column, Index, Integer, SmallInteger, String, Table
 
 from .schema import INDEX_TABLES, metadata
 
@@ -21,7 +21,7 @@ CONTAINED_ID_LENGTH = 64
 contained_resource = Table(
     "contained_resource",
     metadata,
-    Column("pid", Integer, ForeignKey("resource.pid"), nullable=False),
+    Column("pid", Integer, nullable=False),  # no foreign key: derived rows (migration 0011)
     Column("resource_type", String(64), nullable=False),
     Column("contained_id", String(CONTAINED_ID_LENGTH), nullable=False),
     Column("marks", SmallInteger, nullable=False, default=0, server_default="0"),
@@ -38,7 +38,7 @@ def _mirror(kind: str, source: Table) -> Table:
     table = Table(
         name,
         metadata,
-        Column("pid", Integer, ForeignKey("resource.pid"), nullable=False),
+        Column("pid", Integer, nullable=False),
         Column("contained_id", String(CONTAINED_ID_LENGTH), nullable=False),
         Column("resource_type", String(64), nullable=False),
         Column("param", String(64), nullable=False),

@@ -66,7 +66,7 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
     table = Table(
         name,
         metadata,
-        Column("pid", Integer, ForeignKey("resource.pid"), nullable=False),
+        Column("pid", Integer, nullable=False),  # no foreign key: derived rows (migration 0011)
         Column("resource_type", String(64), nullable=False),
         Column("param", String(64), nullable=False),
         *columns,

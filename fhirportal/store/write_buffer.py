@@ -93,6 +93,25 @@ def _insert_resources(dialect: str):
             .returning(resource.c.pid))
 
 
+# PostgreSQL: new resources as one array per column (one short statement, parsed once, whatever the
+# count; a multi-row VALUES list is a new statement text, parsed anew, for each count of rows).
+_RESOURCE_COLUMNS = ("pid", "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "content",
+                     "content_hash", "marks")
+_UNNEST_RESOURCES = (
+    f"INSERT INTO resource ({', '.join(_RESOURCE_COLUMNS)}) SELECT * FROM unnest(%s::integer[], %s::varchar[], "
+    "%s::varchar[], %s::integer[], %s::timestamptz[], %s::boolean[], %s::text[], %s::varchar[], %s::smallint[]) "
+    "ON CONFLICT (resource_type, fhir_id) DO NOTHING RETURNING pid")
+
+
+def _insert_new_resources(conn: Connection, rows: list[dict]) -> set[int]:
+    """Insert new resources (pids reserved), skipping ids already taken; the pids written."""
+    if conn.dialect.name != "postgresql":
+        return set(conn.execute(_insert_resources(conn.dialect.name), rows).scalars())
+    with conn.connection.driver_connection.cursor() as cursor:
+        cursor.execute(_UNNEST_RESOURCES, [[row.get(name) for row in rows] for name in _RESOURCE_COLUMNS])
+        return {pid for (pid,) in cursor.fetchall()}
+
+
 class WriteBuffer:
     def __init__(self, dialect: str):
         self.dialect = dialect
@@ -150,7 +169,7 @@ class WriteBuffer:
     def flush(self, conn: Connection) -> None:
         for start in range(0, len(self.resources), _CHUNK):
             chunk = self.resources[start:start + _CHUNK]
-            written = set(conn.execute(_insert_resources(self.dialect), chunk).scalars())
+            written = _insert_new_resources(conn, chunk)
             lost = [f"{row['resource_type']}/{row['fhir_id']}" for row in chunk if row["pid"] not in written]
             if lost:
                 raise Conflict(f"{', '.join(lost[:5])} was created by another request meanwhile; try again")

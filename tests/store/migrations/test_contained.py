@@ -57,7 +57,7 @@ def test_0010_upgrades_a_database_with_contained_content_and_reindex_builds_its_
     result = _db(scratch_url, "db", "upgrade")
     assert result.exit_code == 0, result.output
     assert "Running upgrade 0009 -> 0010" in result.output
-    assert migrate.head() == "0010"
+    assert migrate.head() >= "0010"
 
     app = create_app(Settings(database_url=scratch_url, base_url=BASE_URL))
     ctx = app.extensions["fhirportal"]

@@ -1,0 +1,103 @@
+"""Migration 0011 (index rows without foreign keys): a database at 0010 with resources and their index
+rows upgrades in place, keeps every row, and its index tables no longer reference ``resource`` with a
+constraint while ``resource_version`` still does; the server then finds the resources by search; the
+downgrade puts the constraints back and keeps the rows too."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import command
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from fhirportal import cli
+from fhirportal.app import create_app
+from fhirportal.settings import Settings
+from fhirportal.store import migrate
+from fhirportal.store.database import Database
+
+STAMP = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+KINDS = ("token", "string", "date", "reference", "quantity", "number", "uri", "composite")
+TABLES = (*(f"ix_{kind}" for kind in KINDS), "contained_resource", *(f"cx_{kind}" for kind in KINDS))
+
+
+def _db(url: str, *args: str):
+    result = CliRunner().invoke(cli.main, ["--database-url", url, "db", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _state(url: str) -> tuple[dict[str, list], dict[str, int]]:
+    """Each table's foreign keys (referred tables) and its row count."""
+    database = Database(url)
+    try:
+        inspector = sa.inspect(database.engine)
+        keys = {table: sorted(key["referred_table"] for key in inspector.get_foreign_keys(table))
+                for table in (*TABLES, "resource_version")}
+        with database.engine.connect() as conn:
+            counts = {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                      for table in (*TABLES, "resource", "resource_version")}
+        return keys, counts
+    finally:
+        database.dispose()
+
+
+def _store_at_0010(url: str) -> None:
+    """A patient as a 0010 server stored it: resource, version and its family-name and gender rows."""
+    body = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "1", "lastUpdated": "2024-05-01T12:00:00Z"},
+            "name": [{"family": "Okafor"}], "gender": "female"}
+    database = Database(url)
+    try:
+        with database.engine.begin() as conn:
+            values = {"type": "Patient", "id": "p1", "stamp": STAMP, "content": json.dumps(body)}
+            conn.execute(text("INSERT INTO resource (pid, resource_type, fhir_id, version_id, last_updated, deleted, "
+                              "content, content_hash, marks) VALUES (1, :type, :id, 1, :stamp, false, :content, "
+                              "'h1', 0)"), values)
+            conn.execute(text("INSERT INTO resource_version (pid, version_id, resource_type, fhir_id, last_updated, "
+                              "method, deleted, content) VALUES (1, 1, :type, :id, :stamp, 'PUT', false, :content)"),
+                         values)
+            conn.execute(text("INSERT INTO ix_string (pid, resource_type, param, norm, exact) VALUES "
+                              "(1, 'Patient', 'family', 'okafor', 'Okafor'), (1, 'Patient', 'name', 'okafor', 'Okafor')"))
+            conn.execute(text("INSERT INTO ix_token (pid, resource_type, param, system, code) VALUES "
+                              "(1, 'Patient', 'gender', 'http://hl7.org/fhir/administrative-gender', 'female')"))
+    finally:
+        database.dispose()
+
+
+def test_0011_drops_the_index_tables_foreign_keys_and_keeps_every_row(scratch_url):
+    _db(scratch_url, "upgrade", "--to", "0010")
+    _store_at_0010(scratch_url)
+    keys, before = _state(scratch_url)
+    assert all(keys[table] == ["resource"] for table in TABLES)
+
+    assert "Running upgrade 0010 -> 0011" in _db(scratch_url, "upgrade")
+    keys, after = _state(scratch_url)
+    assert after == before and after["ix_string"] == 2 and after["ix_token"] == 1
+    assert all(keys[table] == [] for table in TABLES), keys
+    assert keys["resource_version"] == ["resource"]
+
+    app = create_app(Settings(database_url=scratch_url, base_url="http://localhost/fhir"))
+    ctx = app.extensions["fhirportal"]
+    token = ctx.tokens.mint(client_id="migration-test", scope="system/Patient.rs", expires_in=300)
+    try:
+        found = app.test_client().get("/fhir/Patient?family=okafor&gender=female",
+                                      headers={"Authorization": f"Bearer {token}"})
+        assert found.status_code == 200, found.get_data(as_text=True)
+        assert [e["resource"]["id"] for e in found.get_json()["entry"]] == ["p1"]
+    finally:
+        ctx.audit.flush()
+        ctx.database.dispose()
+
+    _, served = _state(scratch_url)
+    database = Database(scratch_url)
+    try:
+        with database.engine.begin() as conn:
+            command.downgrade(migrate.config(conn), "0010")
+    finally:
+        database.dispose()
+    keys, down = _state(scratch_url)
+    assert down == served
+    assert all(keys[table] == ["resource"] for table in TABLES)
