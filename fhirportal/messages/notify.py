@@ -29,8 +29,10 @@ NOTIFY_STATUSES = frozenset({"completed", "in-progress"})
 
 def patients_to_tell(record: StoredResource) -> list[str]:
     """The Patient ids a newly written message from the practice is addressed to (none otherwise)."""
+    if record.resource_type != COMMUNICATION or record.version_id != 1:
+        return []  # decided without parsing the content (every write of a Bundle passes here)
     body = record.body or {}
-    if record.resource_type != COMMUNICATION or record.version_id != 1 or body.get("status") not in NOTIFY_STATUSES:
+    if body.get("status") not in NOTIFY_STATUSES:
         return []
     if type_and_id(reference_of(body.get("sender")))[0] in PATIENT_SENDERS:
         return []

@@ -93,13 +93,13 @@ def _insert_resources(dialect: str):
             .returning(resource.c.pid))
 
 
-# PostgreSQL: new resources as one array per column (one short statement, parsed once, whatever the
-# count; a multi-row VALUES list is a new statement text, parsed anew, for each count of rows).
+# PostgreSQL: new resources as one binary array per column (one short statement, parsed once, whatever
+# the count; a multi-row VALUES list is a new statement text, parsed anew, for each count of rows).
 _RESOURCE_COLUMNS = ("pid", "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "content",
                      "content_hash", "marks")
 _UNNEST_RESOURCES = (
-    f"INSERT INTO resource ({', '.join(_RESOURCE_COLUMNS)}) SELECT * FROM unnest(%s::integer[], %s::varchar[], "
-    "%s::varchar[], %s::integer[], %s::timestamptz[], %s::boolean[], %s::text[], %s::varchar[], %s::smallint[]) "
+    f"INSERT INTO resource ({', '.join(_RESOURCE_COLUMNS)}) SELECT * FROM unnest(%b::integer[], %b::varchar[], "
+    "%b::varchar[], %b::integer[], %b::timestamptz[], %b::boolean[], %b::text[], %b::varchar[], %b::smallint[]) "
     "ON CONFLICT (resource_type, fhir_id) DO NOTHING RETURNING pid")
 
 
@@ -108,6 +108,7 @@ def _insert_new_resources(conn: Connection, rows: list[dict]) -> set[int]:
     if conn.dialect.name != "postgresql":
         return set(conn.execute(_insert_resources(conn.dialect.name), rows).scalars())
     with conn.connection.driver_connection.cursor() as cursor:
+        # binary arrays (%b): the JSON content goes as it is, nothing escaped
         cursor.execute(_UNNEST_RESOURCES, [[row.get(name) for row in rows] for name in _RESOURCE_COLUMNS])
         return {pid for (pid,) in cursor.fetchall()}
 
