@@ -7,8 +7,8 @@ their own type. Problems are ``Issue``s pointing at the element.
 
 It is the first structural check of every write (``validation``): several times faster than building
 the model library's objects, and at least as strict (``tests/fhir/test_structure_check.py`` holds it
-to that on mutated US Core examples). The model library then only speaks when this check finds a
-problem, and alone for nothing but that.
+to that on mutated US Core examples). The model library is consulted only where this check finds a
+problem; its verdict and words then stand.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ in memory.
 
 from __future__ import annotations
 
+import base64
 import hmac
+import json
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
@@ -126,8 +128,7 @@ def authorize():
     step = request.form.get("step") if request.method == "POST" else None
 
     if step == "login":
-        over = smart().rate_limits.check("login", client_id=grant.client.get_client_id(),
-                                         address=request.remote_addr)
+        over = smart().rate_limits.check("login", client_id=None, address=request.remote_addr)
         if over is not None:
             response = _login_page(action, grant.client.name, "Too many sign-in attempts; try again in "
                                    f"{over.retry_after} seconds.", 429)
@@ -266,11 +267,25 @@ def _throttled(endpoint: str, client_id: str | None) -> Response | None:
 
 
 def _claimed_client_id() -> str | None:
-    """The client_id a request names (HTTP Basic or the form), before it is authenticated."""
+    """The client_id a request names (HTTP Basic, the form, or a client assertion's ``sub``), before it is
+    authenticated: only to refuse early an app that has had its tokens this minute (rate_limits)."""
     basic = request.authorization
     if basic is not None and basic.type == "basic" and basic.username:
         return basic.username
-    return request.form.get("client_id") or None
+    return request.form.get("client_id") or _assertion_subject(request.form.get("client_assertion", ""))
+
+
+def _assertion_subject(assertion: str) -> str | None:
+    """The ``sub`` of a JWT's claims, unverified (the token endpoint verifies it), or None."""
+    parts = assertion.split(".")
+    if len(parts) != 3 or len(parts[1]) > 8192:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError):
+        return None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return subject if isinstance(subject, str) else None
 
 
 @bp.route("/auth/token", methods=["POST"])

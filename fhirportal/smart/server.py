@@ -130,6 +130,7 @@ def _save_token(smart: SmartServer):
                            account_id=account_id, context=context, grant_id=grant_id, code_hash=code_hash,
                            expires_in=token["expires_in"], access_token=token["access_token"],
                            refresh_token=token.get("refresh_token"))
+        smart.rate_limits.granted(conn, "token", request.client.get_client_id())  # the app's allowance
         end_token_transaction()
         for key in ("patient", "encounter"):
             if context.get(key):
