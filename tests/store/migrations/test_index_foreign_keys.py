@@ -60,7 +60,8 @@ def _store_at_0010(url: str) -> None:
                               "method, deleted, content) VALUES (1, 1, :type, :id, :stamp, 'PUT', false, :content)"),
                          values)
             conn.execute(text("INSERT INTO ix_string (pid, resource_type, param, norm, exact) VALUES "
-                              "(1, 'Patient', 'family', 'okafor', 'Okafor'), (1, 'Patient', 'name', 'okafor', 'Okafor')"))
+                              "(1, 'Patient', 'family', 'okafor', 'Okafor'), "
+                              "(1, 'Patient', 'name', 'okafor', 'Okafor')"))
             conn.execute(text("INSERT INTO ix_token (pid, resource_type, param, system, code) VALUES "
                               "(1, 'Patient', 'gender', 'http://hl7.org/fhir/administrative-gender', 'female')"))
     finally:
