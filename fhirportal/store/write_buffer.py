@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sqlalchemy import Connection, Table, delete, insert, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhirportal.errors import Conflict
@@ -86,13 +85,9 @@ _PID_BLOCK = 500
 _FEW = 50
 
 
-def _insert_resources(dialect: str):
-    """Multi-row INSERT of new resources that skips ids already taken and says which it wrote."""
-    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return (dialect_insert(resource).on_conflict_do_nothing(index_elements=["resource_type", "fhir_id"])
-            .returning(resource.c.pid))
-
-
+# SQLite: new resources in a multi-row INSERT that skips ids already taken and says which it wrote.
+_SQLITE_INSERT_RESOURCES = (sqlite_insert(resource).on_conflict_do_nothing(index_elements=["resource_type", "fhir_id"])
+                            .returning(resource.c.pid))
 # PostgreSQL: new resources as one binary array per column (one short statement, parsed once, whatever
 # the count; a multi-row VALUES list is a new statement text, parsed anew, for each count of rows).
 _RESOURCE_COLUMNS = ("pid", "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "content",
@@ -106,7 +101,7 @@ _UNNEST_RESOURCES = (
 def _insert_new_resources(conn: Connection, rows: list[dict]) -> set[int]:
     """Insert new resources (pids reserved), skipping ids already taken; the pids written."""
     if conn.dialect.name != "postgresql":
-        return set(conn.execute(_insert_resources(conn.dialect.name), rows).scalars())
+        return set(conn.execute(_SQLITE_INSERT_RESOURCES, rows).scalars())
     with conn.connection.driver_connection.cursor() as cursor:
         # binary arrays (%b): the JSON content goes as it is, nothing escaped
         cursor.execute(_UNNEST_RESOURCES, [[row.get(name) for row in rows] for name in _RESOURCE_COLUMNS])
