@@ -33,6 +33,7 @@ from . import (  # noqa: F401  (register their tables)
 )
 from .pg_pool import READS, install_pool_checks
 from .schema import metadata
+from .sqlite_checkpoints import Checkpointer
 from .sqlite_writers import WriterQueue
 
 try:
@@ -152,19 +153,17 @@ def _normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, own_checkpoints: bool) -> None:
+    """``own_checkpoints``: the write-ahead log is checkpointed by a ``Checkpointer``, not in commits."""
+    pragmas = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000",
+               "cache_size=-65536") + (("wal_autocheckpoint=0",) if own_checkpoints else ())
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "foreign_keys=ON",
-            "busy_timeout=30000",
-            "cache_size=-65536",
-        ):
+        for pragma in pragmas:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -187,6 +186,7 @@ class Database:
         self.dialect = parsed.get_backend_name()
         kwargs: dict = {"echo": echo, "future": True}
         self._writers: WriterQueue | None = None  # SQLite files: writers queue for their turn
+        self._checkpoints: Checkpointer | None = None  # SQLite files: the log checkpointed outside that turn
         self.in_memory = self.dialect == "sqlite" and (parsed.database or "") in ("", ":memory:")
         if self.dialect == "sqlite":
             database = parsed.database or ""
@@ -196,6 +196,7 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
                 kwargs.update(connect_args={"check_same_thread": False, "timeout": 30})
                 self._writers = WriterQueue(database)
+                self._checkpoints = Checkpointer(database)
         else:
             # psycopg prepares statements it sees repeatedly, and PostgreSQL then switches to a
             # generic plan that cannot see the searched values: a search that takes 1 ms with its
@@ -212,7 +213,7 @@ class Database:
                           connect_args=connect_args)
         self.engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, own_checkpoints=self._checkpoints is not None)
         else:
             install_pool_checks(self.engine)
 
@@ -254,6 +255,8 @@ class Database:
         whose loss is harmless (e.g. an issued token the client would request again).
         """
         with ExitStack() as turn:
+            if self._checkpoints is not None:
+                turn.callback(self._checkpoints.wrote)  # after the turn ends
             if self._writers is not None:
                 turn.enter_context(self._writers.turn())
             with self._transaction(durable) as connection:
@@ -305,4 +308,6 @@ class Database:
             connection.commit()
 
     def dispose(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         self.engine.dispose()

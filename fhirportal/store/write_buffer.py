@@ -27,7 +27,6 @@ from .schema import INDEX_TABLES, resource, resource_version
 _KEY = "fhirportal.write_buffer"
 # Contained resources' rows (contained_schema), by table name: written and cleared with their container's.
 CONTAINED = {table.name: table for table in (contained_resource, *CONTAINED_TABLES.values())}
-_DELETES = {kind: delete(table) for kind, table in INDEX_TABLES.items()}
 _INSERTS = {table.name: insert(table) for table in (*INDEX_TABLES.values(), *CONTAINED.values(), resource_version)}
 
 
@@ -193,16 +192,26 @@ _CLEAR_ALL = text("WITH " + ", ".join(f"d_{kind} AS (DELETE FROM {table.name} WH
                                      for kind, table in INDEX_TABLES.items()) + " SELECT 1")
 
 
+_SQLITE_CLEAR = [f"DELETE FROM {table.name} WHERE pid IN " for table in INDEX_TABLES.values()]
+
+
 def clear_indexes(conn: Connection, pids: list[int]) -> None:
     """Delete the index rows of ``pids`` from every index table: on PostgreSQL in one statement (a
-    data-modifying WITH per table: one round trip instead of one per table)."""
+    data-modifying WITH per table: one round trip instead of one per table); on SQLite one short
+    statement per table on the driver's cursor (the pids are integers: nothing to convert), which costs
+    a fraction of building each through SQLAlchemy, inside the writers' turn."""
     for start in range(0, len(pids), _CHUNK):
         chunk = pids[start:start + _CHUNK]
         if conn.dialect.name == "postgresql":
             conn.execute(_CLEAR_ALL, {"pids": chunk})
             continue
-        for kind, table in INDEX_TABLES.items():
-            conn.execute(_DELETES[kind].where(table.c.pid.in_(chunk)))
+        where = "(" + ",".join("?" * len(chunk)) + ")"
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            for statement in _SQLITE_CLEAR:
+                cursor.execute(statement + where, chunk)
+        finally:
+            cursor.close()
 
 
 def buffer_for(conn: Connection) -> WriteBuffer:
