@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
@@ -29,10 +29,23 @@ JOURNAL_PENDING = Gauge("fhirportal_access_log_pending", "Accesses queued for th
 JOURNAL_WRITTEN = Counter("fhirportal_access_log_written", "Access-log rows written")
 JOURNAL_FAILURES = Counter("fhirportal_access_log_write_failures",
                            "Journal writes that failed (the database unreachable: the rows stay queued)")
+# SQLite lets one writer in at a time: the wait for that turn is where its writes queue under load.
+_WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+WRITE_WAIT = Histogram("fhirportal_db_write_wait_seconds",
+                       "Time a write transaction waited for the writers' turn (SQLite; about 0 on PostgreSQL)",
+                       buckets=_WRITE_BUCKETS)
+WRITE_DURATION = Histogram("fhirportal_db_write_duration_seconds",
+                           "Time from the start of a write transaction to its commit or rollback",
+                           buckets=_WRITE_BUCKETS)
+
+
+def _observe_write(wait: float, duration: float) -> None:
+    WRITE_WAIT.observe(wait)
+    WRITE_DURATION.observe(duration)
 
 
 def watch(ctx) -> None:
-    """Have this process's access log report its writes and queue."""
+    """Have this process's access log report its writes and queue, and its database its write transactions."""
 
     def flushed(written: int, pending: int) -> None:
         JOURNAL_WRITTEN.inc(written)
@@ -40,6 +53,7 @@ def watch(ctx) -> None:
 
     ctx.audit.on_flush = flushed
     ctx.audit.on_failure = JOURNAL_FAILURES.inc
+    ctx.database.on_write = _observe_write
 
 
 def sample_pool(database) -> None:

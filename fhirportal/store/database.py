@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -187,6 +188,9 @@ class Database:
         kwargs: dict = {"echo": echo, "future": True}
         self._writers: WriterQueue | None = None  # SQLite files: writers queue for their turn
         self._checkpoints: Checkpointer | None = None  # SQLite files: the log checkpointed outside that turn
+        # Told of each write transaction that ended: (seconds waiting for the writers' turn (SQLite), seconds
+        # from then to the commit or rollback); set by the metrics (observability.state).
+        self.on_write: Callable[[float, float], None] | None = None
         self.in_memory = self.dialect == "sqlite" and (parsed.database or "") in ("", ":memory:")
         if self.dialect == "sqlite":
             database = parsed.database or ""
@@ -246,6 +250,8 @@ class Database:
     def write(self, *, durable: bool = True) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back if it raises.
 
+        ``on_write``, if set, is told how long the write waited for its turn and then took.
+
         Work buffered on the connection (``connection.info["before_commit"]`` callbacks, e.g. index
         rows) is written just before the commit, inside the transaction.
 
@@ -254,11 +260,15 @@ class Database:
         database server may lose the last fraction of a second of such commits. Only for writes
         whose loss is harmless (e.g. an issued token the client would request again).
         """
+        asked = began = time.perf_counter()
         with ExitStack() as turn:
             if self._checkpoints is not None:
                 turn.callback(self._checkpoints.wrote)  # after the turn ends
+            if self.on_write is not None:
+                turn.callback(lambda: self.on_write(began - asked, time.perf_counter() - began))
             if self._writers is not None:
                 turn.enter_context(self._writers.turn())
+            began = time.perf_counter()
             with self._transaction(durable) as connection:
                 yield connection
 

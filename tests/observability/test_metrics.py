@@ -149,3 +149,7 @@ def test_the_server_state_is_in_the_metrics(ops_app, ops_client, token):
     assert _value(after, "fhirportal_export_jobs", status="in-progress") == 1
     assert ("fhirportal_db_pool_checked_out", ()) in after
     assert ("fhirportal_access_log_pending", ()) in after
+    # the PUT, the journal's flush and the export job: at least three write transactions, timed
+    for histogram in ("fhirportal_db_write_wait_seconds", "fhirportal_db_write_duration_seconds"):
+        assert _value(after, f"{histogram}_count") >= _value(before, f"{histogram}_count") + 3
+        assert _value(after, f"{histogram}_sum") > _value(before, f"{histogram}_sum")
