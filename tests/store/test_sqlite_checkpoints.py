@@ -8,8 +8,6 @@ import sqlite3
 import threading
 import time
 
-import pytest
-
 from fhirportal.store.database import Database
 from fhirportal.store.sqlite_checkpoints import Checkpointer
 
@@ -40,10 +38,6 @@ def _wait_for(condition, seconds: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return condition()
-
-
-def _checkpointer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "sqlite-checkpoints" and t.is_alive()]
 
 
 def test_connections_leave_checkpoints_to_the_thread(tmp_path):
@@ -85,16 +79,18 @@ def test_the_log_starts_again_once_checkpointed(tmp_path):
 
 def test_the_thread_ends_when_idle_and_comes_back_with_writes(tmp_path):
     database, path = _database(tmp_path, interval=0.05, idle_rounds=2)
-    assert _wait_for(lambda: database._checkpoints._running_in is None)
-    threads = len(_checkpointer_threads())
+    checkpoints = database._checkpoints
+    assert _wait_for(lambda: checkpoints._running_in is None)
+    first = checkpoints._thread
+    assert _wait_for(lambda: not first.is_alive())
     before = os.path.getsize(path)
-    rounds = database._checkpoints.rounds
+    rounds = checkpoints.rounds
     _fill(database)
-    assert database._checkpoints._running_in == os.getpid()
-    assert _wait_for(lambda: database._checkpoints.rounds > rounds)
+    assert checkpoints._running_in == os.getpid()
+    assert checkpoints._thread is not first and checkpoints._thread.is_alive()
+    assert _wait_for(lambda: checkpoints.rounds > rounds)
     assert os.path.getsize(path) - before > ROWS * PAGE
-    assert _wait_for(lambda: database._checkpoints._running_in is None)
-    assert len(_checkpointer_threads()) <= threads
+    assert _wait_for(lambda: checkpoints._running_in is None and not checkpoints._thread.is_alive())
     database.dispose()
 
 
@@ -119,16 +115,26 @@ def test_a_removed_database_is_not_created_again(tmp_path, caplog):
     assert "checkpoint" in caplog.text
 
 
-@pytest.mark.parametrize("writers", [4])
-def test_writes_from_many_threads_are_all_checkpointed(tmp_path, writers):
-    database, path = _database(tmp_path)
-    threads = [threading.Thread(target=_fill, args=(database, n * 200, 200)) for n in range(writers)]
-    for thread in threads:
+def test_writes_from_many_threads_share_one_checkpointing_thread(tmp_path):
+    database, path = _database(tmp_path, interval=0.2)
+    checkpoints = database._checkpoints
+    started: list[threading.Thread] = []
+    start = checkpoints._start
+
+    def counting_start(pid: int) -> None:
+        start(pid)
+        started.append(checkpoints._thread)
+
+    checkpoints._start = counting_start
+    assert _wait_for(lambda: checkpoints._running_in is None)
+    before = os.path.getsize(path)
+    writers = [threading.Thread(target=_fill, args=(database, n * 400, 400)) for n in range(4)]
+    for thread in writers:
         thread.start()
-    for thread in threads:
+    for thread in writers:
         thread.join()
+    assert _wait_for(lambda: os.path.getsize(path) - before > 1600 * PAGE)
+    assert len(started) == 1
+    with database.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM filler").scalar() == 1600
     database.dispose()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT count(*) FROM filler").fetchone()[0] == writers * 200
-        busy, log_frames, checkpointed = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        assert busy == 0 and log_frames == checkpointed
