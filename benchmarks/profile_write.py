@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     tokens = load_test.mint_tokens(url, [])
     app = create_app(Settings(database_url=url))
     client = app.test_client()
+    database = app.extensions["fhirportal"].database
+    turns: list[float] = []
+    database.on_write = lambda wait, duration: turns.append(duration)
     ehr = {"Authorization": f"Bearer {tokens['system_token']}", "Content-Type": "application/fhir+json"}
     nurse = {"Authorization": f"Bearer {tokens['staff_token']}", "Content-Type": "application/fhir+json"}
     n = args.requests
@@ -96,11 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         run(work(kind, "warm")[:20])
         items = work(kind, "timed")
+        turns.clear()
         started, cpu = time.perf_counter(), time.thread_time()
         run(items)
         elapsed, cpu = time.perf_counter() - started, time.thread_time() - cpu
+        held = sorted(turns)
         print(f"{kind:<12} {len(items) / elapsed:7.0f} req/s in-process ({elapsed / len(items) * 1e3:.2f} ms/request; "
-              f"CPU of the requesting thread {cpu / len(items) * 1e3:.2f} ms/request)")
+              f"CPU of the requesting thread {cpu / len(items) * 1e3:.2f} ms/request); writers' turn held "
+              f"{sum(held) / len(items) * 1e3:.2f} ms/request in {len(held)} writes, "
+              f"p50 {held[len(held) // 2] * 1e3:.2f} ms, p95 {held[int(len(held) * 0.95)] * 1e3:.2f} ms")
     for kind in kinds:
         items = work(kind, "profiled")
         profiler = cProfile.Profile()

@@ -7,7 +7,6 @@ resources are no longer referenced) to its end.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
 
 import jsonpatch
 
@@ -30,8 +29,8 @@ from fhirportal.subscriptions import rules as subscription_rules
 
 from .authorization import UNRESTRICTED, Authorization
 from .context import FhirContext
+from .lookups import Lookups
 from .resource_types import APPEND_ONLY_TYPES
-from .search_params import parse_criteria
 from .validation import check_id
 
 
@@ -48,17 +47,6 @@ class DeferredChecks:
 
     references: list[tuple[str, str, str]] = field(default_factory=list)
     deleted: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-def conditional_criteria(ctx: FhirContext, resource_type: str, query: str, where: str):
-    """Criteria of a conditional interaction: always strict (an ignored parameter would widen the match)."""
-    pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
-    if not pairs:
-        raise BadRequest(f"{where} needs search criteria", expression=where)
-    criteria, _ = parse_criteria(ctx.search_parameters, resource_type, pairs, strict=True)
-    if not criteria:
-        raise BadRequest(f"{where} needs search criteria, not only result parameters", expression=where)
-    return criteria
 
 
 def refuse_change(resource_type: str, interaction: str) -> None:
@@ -83,8 +71,9 @@ class Writer:
     which a refusal rolls back)."""
 
     def __init__(self, ctx: FhirContext, conn, deferred: DeferredChecks | None = None,
-                 auth: Authorization = UNRESTRICTED, *, hooks: bool = True):
+                 auth: Authorization = UNRESTRICTED, *, hooks: bool = True, lookups: Lookups | None = None):
         self.ctx = ctx
+        self.lookups = lookups or Lookups(ctx, auth)  # conditional searches (built ahead by a transaction)
         self.conn = conn
         self.deferred = deferred
         self.auth = auth
@@ -109,10 +98,9 @@ class Writer:
     def match(self, resource_type: str, query: str, where: str, interaction: str) -> list[str]:
         """Ids matching conditional criteria (at most 2: enough to tell none/one/many), under a lock;
         only among the resources ``interaction`` may see."""
-        criteria = conditional_criteria(self.ctx, resource_type, query, where)
+        criteria, statement = self.lookups.conditional(resource_type, query, where, interaction)
         self.repository.lock_criteria(self.conn, resource_type, criteria)
-        return self.repository.search_ids(self.conn, resource_type, criteria, limit=2,
-                                          visibility=self.auth.visibility(interaction))
+        return self.repository.ids(self.conn, statement)
 
     def may_change(self, resource_type: str, fhir_id: str, interaction: str) -> None:
         """403 if the resource exists but ``interaction`` may not see it."""

@@ -200,7 +200,7 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
                 kwargs.update(connect_args={"check_same_thread": False, "timeout": 30})
                 self._writers = WriterQueue(database)
-                self._checkpoints = Checkpointer(database)
+                self._checkpoints = Checkpointer(database, self._writers)
         else:
             # psycopg prepares statements it sees repeatedly, and PostgreSQL then switches to a
             # generic plan that cannot see the searched values: a search that takes 1 ms with its

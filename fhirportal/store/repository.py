@@ -75,6 +75,10 @@ def _version_record(row) -> StoredResource:
 # Built once; executed with bind parameters (no statement construction per read).
 _CURRENT_ROW = select(resource).where(resource.c.resource_type == bindparam("resource_type"),
                                       resource.c.fhir_id == bindparam("fhir_id"))
+# Which of a type's ids have a row (any, or not deleted): built once, the ids an expanding parameter.
+_EXISTING = select(resource.c.resource_type, resource.c.fhir_id).where(
+    resource.c.resource_type == bindparam("resource_type"), resource.c.fhir_id.in_(bindparam("ids", expanding=True)))
+_EXISTING_LIVE = _EXISTING.where(resource.c.deleted.is_(False))
 
 
 def encode_cursor(*values) -> str:
@@ -106,7 +110,7 @@ class ResourceRepository:
 
     # ------------------------------------------------------------------ reads
     def _current_row(self, conn: Connection, resource_type: str, fhir_id: str):
-        write_buffer.flush(conn)
+        write_buffer.flush_resources(conn)
         return conn.execute(_CURRENT_ROW, {"resource_type": resource_type, "fhir_id": fhir_id}).first()
 
     def _row_with_visibility(self, conn: Connection, resource_type: str, fhir_id: str, visibility: Visibility):
@@ -172,7 +176,7 @@ class ResourceRepository:
         return _version_record(row)
 
     def exists(self, conn: Connection, resource_type: str, fhir_id: str) -> bool:
-        write_buffer.flush(conn)
+        write_buffer.flush_resources(conn)
         return conn.execute(
             select(resource.c.pid).where(
                 resource.c.resource_type == resource_type,
@@ -182,15 +186,12 @@ class ResourceRepository:
         ).first() is not None
 
     def existing(self, conn: Connection, pairs, *, include_deleted: bool = False) -> set[tuple[str, str]]:
-        """Which of the (type, id) pairs exist (and are not deleted, unless ``include_deleted``): one query."""
-        write_buffer.flush(conn)
-        by_type = group_by_type(pairs)
-        if not by_type:
-            return set()
-        wanted = or_(*(and_(resource.c.resource_type == t, resource.c.fhir_id.in_(ids)) for t, ids in by_type.items()))
-        query = select(resource.c.resource_type, resource.c.fhir_id).where(wanted)
-        rows = conn.execute(query if include_deleted else query.where(resource.c.deleted.is_(False)))
-        return {(row.resource_type, row.fhir_id) for row in rows}
+        """Which of the (type, id) pairs exist (and are not deleted, unless ``include_deleted``): a query
+        per type."""
+        write_buffer.flush_resources(conn)
+        query = _EXISTING if include_deleted else _EXISTING_LIVE
+        return {(row.resource_type, row.fhir_id) for resource_type, ids in group_by_type(pairs).items()
+                for row in conn.execute(query, {"resource_type": resource_type, "ids": list(ids)})}
 
     # ------------------------------------------------------------------ writes
     def _stamp(self, body: dict, fhir_id: str, version_id: int, moment: datetime) -> dict:
@@ -438,11 +439,18 @@ class ResourceRepository:
 
     def search_ids(self, conn: Connection, resource_type: str, criteria: Sequence[Criterion],
                    limit: int | None = None, *, visibility: Visibility | None = None) -> list[str]:
-        write_buffer.flush(conn)
+        return self.ids(conn, self.ids_query(resource_type, criteria, limit, visibility=visibility))
+
+    def ids_query(self, resource_type: str, criteria: Sequence[Criterion], limit: int | None = None, *,
+                  visibility: Visibility | None = None):
+        """The statement of ``search_ids``, built without a connection (so before a write's turn)."""
         query = select(resource.c.fhir_id).where(
             build_where(resource_type, criteria, self.extractor.base_url, visibility))
-        if limit is not None:
-            query = query.limit(limit)
+        return query if limit is None else query.limit(limit)
+
+    def ids(self, conn: Connection, query) -> list[str]:
+        """The ids an ``ids_query`` statement finds, this transaction's writes included."""
+        write_buffer.flush(conn)
         return list(conn.execute(query).scalars())
 
     def search(self, conn: Connection, resource_types: str | Sequence[str], criteria: Sequence[Criterion], *,

@@ -10,8 +10,14 @@ took 20-35 ms every few seconds and set the p95 of the portal's small writes.
 wal_autocheckpoint=0``, see ``database``) and runs the checkpoint the automatic one runs (PASSIVE) from a
 thread of its own, outside any writer's turn: PASSIVE neither waits for nor blocks readers and writers
 (SQLite serialises it only with other checkpoints; one that finds another running skips its round).
-The log stays bounded as before: once a checkpoint has copied every frame no reader still needs, the
-next writer starts the log again from its beginning.
+
+The log stays bounded: a writer starts it again from its beginning when it finds every frame copied.
+But a checkpoint outside the turn copies what was committed when it began while writers go on
+appending, and under writes that never pause no writer would ever find the log wholly copied: it would
+grow by every page written (measured: 50,000 pages after 3 s of back-to-back writers). So once the log
+holds ``RESTART_FRAMES`` frames, the thread copies the few frames appended since in a second PASSIVE
+checkpoint, holding the writers' turn for it; the next writer then finds the log copied and starts it
+again.
 
 The thread starts with this process's first write (a forked gunicorn worker starts its own), checkpoints
 at most every ``INTERVAL`` seconds while writes come, and ends after ``IDLE_ROUNDS`` quiet rounds, the
@@ -27,15 +33,20 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from .sqlite_writers import WriterQueue
+
 log = logging.getLogger(__name__)
 
 INTERVAL = 1.0  # seconds between checkpoints while there are writes
 IDLE_ROUNDS = 5  # rounds without writes after which the thread ends
+RESTART_FRAMES = 1000  # a log this long is caught up with in the writers' turn (SQLite's own mark)
 
 
 class Checkpointer:
-    def __init__(self, database_path: str, interval: float = INTERVAL, idle_rounds: int = IDLE_ROUNDS):
+    def __init__(self, database_path: str, writers: WriterQueue | None = None, interval: float = INTERVAL,
+                 idle_rounds: int = IDLE_ROUNDS):
         self.path = database_path
+        self.writers = writers
         self.interval = interval
         self.idle_rounds = idle_rounds
         self._lock = threading.Lock()
@@ -45,6 +56,7 @@ class Checkpointer:
         self._dirty = False
         self._stop = threading.Event()
         self.rounds = 0  # checkpoints run by this process (for tests and diagnostics)
+        self.restarts = 0  # of those, the ones caught up in the writers' turn
 
     def wrote(self) -> None:
         """A write transaction ended in this process: checkpoint within ``interval``."""
@@ -96,12 +108,17 @@ class Checkpointer:
                     self._start(os.getpid())
 
     def _checkpoint(self, connection: sqlite3.Connection | None) -> sqlite3.Connection | None:
-        """One PASSIVE checkpoint; the connection to use next round."""
+        """One PASSIVE checkpoint, and a second in the writers' turn if the log is long; the connection to
+        use next round."""
         try:
             if connection is None:  # never creates the file (mode=rw): a database removed stays removed
                 uri = f"{Path(self.path).resolve().as_uri()}?mode=rw"
                 connection = sqlite3.connect(uri, uri=True, timeout=5, isolation_level=None)
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= RESTART_FRAMES and self.writers is not None:
+                with self.writers.turn():
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self.restarts += 1
             self.rounds += 1
         except sqlite3.Error as exc:
             log.warning("SQLite checkpoint of %s failed (tried again in %.0f s): %s", self.path, self.interval, exc)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import Connection, Table, delete, insert, text
+from sqlalchemy import Connection, Table, delete, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhirportal.errors import Conflict
@@ -27,7 +27,6 @@ from .schema import INDEX_TABLES, resource, resource_version
 _KEY = "fhirportal.write_buffer"
 # Contained resources' rows (contained_schema), by table name: written and cleared with their container's.
 CONTAINED = {table.name: table for table in (contained_resource, *CONTAINED_TABLES.values())}
-_INSERTS = {table.name: insert(table) for table in (*INDEX_TABLES.values(), *CONTAINED.values(), resource_version)}
 
 
 def _copy(conn: Connection, table: Table, rows: list[dict]) -> None:
@@ -69,9 +68,7 @@ def append_all(conn: Connection, batches: list[tuple[Table, list[dict]]]) -> Non
     bulk load's) with COPY. On SQLite an executemany per table."""
     batches = [(table, rows) for table, rows in batches if rows]
     if conn.dialect.name != "postgresql":
-        for table, rows in batches:
-            for start in range(0, len(rows), _CHUNK):
-                conn.execute(_INSERTS[table.name], rows[start:start + _CHUNK])
+        _sqlite_executemany(conn, batches)
         return
     few = [(table, rows) for table, rows in batches if len(rows) <= _FEW]
     for table, rows in batches:
@@ -80,6 +77,34 @@ def append_all(conn: Connection, batches: list[tuple[Table, list[dict]]]) -> Non
     if few:
         _values(conn, few)
 _CHUNK = 500
+
+_SQLITE_INSERTS: dict[str, tuple[str, list]] = {}
+
+
+def _sqlite_insert(conn: Connection, table: Table) -> tuple[str, list]:
+    """The table's INSERT for SQLite's driver, and each column's name and bind processor (what
+    SQLAlchemy would convert: a datetime to its stored text, a boolean to 0/1)."""
+    if table.name not in _SQLITE_INSERTS:
+        columns = [(column.name, column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+                   for column in table.columns]
+        statement = (f"INSERT INTO {table.name} ({', '.join(name for name, _ in columns)}) "
+                     f"VALUES ({', '.join('?' * len(columns))})")
+        _SQLITE_INSERTS[table.name] = statement, columns
+    return _SQLITE_INSERTS[table.name]
+
+
+def _sqlite_executemany(conn: Connection, batches: list[tuple[Table, list[dict]]]) -> None:
+    """An executemany per table on the driver's cursor: the same rows SQLAlchemy would send, without
+    its work per statement, which runs inside SQLite's one writers' turn."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for table, rows in batches:
+            statement, columns = _sqlite_insert(conn, table)
+            cursor.executemany(statement, [
+                tuple(row.get(name) if process is None else process(row.get(name)) for name, process in columns)
+                for row in rows])
+    finally:
+        cursor.close()
 _PID_BLOCK = 500
 _FEW = 50
 
@@ -161,7 +186,9 @@ class WriteBuffer:
         for name, rows in (contained or {}).items():
             self.contained[name].extend(rows)
 
-    def flush(self, conn: Connection) -> None:
+    def flush_resources(self, conn: Connection) -> None:
+        """Insert the new resources' rows (not yet their versions and index rows): enough for a read of
+        the resource table."""
         for start in range(0, len(self.resources), _CHUNK):
             chunk = self.resources[start:start + _CHUNK]
             written = _insert_new_resources(conn, chunk)
@@ -170,6 +197,9 @@ class WriteBuffer:
                 raise Conflict(f"{', '.join(lost[:5])} was created by another request meanwhile; try again")
         self.resources.clear()
         self.next_pid = None  # autoincrement inserts may follow; count from the table again
+
+    def flush(self, conn: Connection) -> None:
+        self.flush_resources(conn)
         if self.cleared:  # old index rows go before the new ones come
             clear_indexes(conn, sorted(self.cleared))
         if self.cleared_contained:
@@ -227,3 +257,10 @@ def flush(conn: Connection) -> None:
     buffer = conn.info.get(_KEY)
     if buffer is not None:
         buffer.flush(conn)
+
+
+def flush_resources(conn: Connection) -> None:
+    """Write the buffered new resources' rows, for a read of the resource table alone."""
+    buffer = conn.info.get(_KEY)
+    if buffer is not None and buffer.resources:
+        buffer.flush_resources(conn)

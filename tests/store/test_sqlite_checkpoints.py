@@ -56,8 +56,8 @@ def test_a_large_commit_is_checkpointed_after_it_not_in_it(tmp_path):
     assert os.path.getsize(path) - before < ROWS * PAGE / 2
     assert os.path.getsize(f"{path}-wal") > ROWS * PAGE
     # ... the thread copies them within its interval.
+    assert _wait_for(lambda: os.path.getsize(path) - before > ROWS * PAGE)
     assert _wait_for(lambda: database._checkpoints.rounds > rounds)
-    assert os.path.getsize(path) - before > ROWS * PAGE
     with database.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM filler").scalar() == ROWS
     database.dispose()
@@ -66,13 +66,18 @@ def test_a_large_commit_is_checkpointed_after_it_not_in_it(tmp_path):
 def test_the_log_starts_again_once_checkpointed(tmp_path):
     """Checkpointed pages are reused: writing the same amount again and again does not grow the log."""
     database, path = _database(tmp_path)
+    checkpoints = database._checkpoints
+
+    def settled() -> bool:  # the thread ended: its last rounds came after the last commit
+        return _wait_for(lambda: checkpoints._running_in is None)
+
     _fill(database, 0)
-    assert _wait_for(lambda: database._checkpoints.rounds > 0)
+    assert settled()
     first = os.path.getsize(f"{path}-wal")
+    assert first > ROWS * PAGE
     for round_number in range(1, 6):
-        rounds = database._checkpoints.rounds
         _fill(database, round_number * ROWS)
-        assert _wait_for(lambda rounds=rounds: database._checkpoints.rounds > rounds)
+        assert settled()
     assert os.path.getsize(f"{path}-wal") <= first * 1.5
     database.dispose()
 
@@ -137,4 +142,32 @@ def test_writes_from_many_threads_share_one_checkpointing_thread(tmp_path):
     assert len(started) == 1
     with database.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM filler").scalar() == 1600
+    database.dispose()
+
+
+def test_the_log_stays_bounded_under_writes_that_never_pause(tmp_path):
+    """Writers that follow one another without a gap: a checkpoint outside the turn always finds frames
+    appended since it began, so no writer would ever find the log wholly copied and start it again;
+    the thread then catches up inside the turn, and the log is reused."""
+    database, path = _database(tmp_path, interval=0.05)
+    stop = threading.Event()
+
+    def write_on(first: int) -> None:
+        while not stop.is_set():
+            _fill(database, first, 20)
+            first += 20
+
+    writers = [threading.Thread(target=write_on, args=(k * 10**7,)) for k in range(2)]
+    for thread in writers:
+        thread.start()
+    time.sleep(3)
+    stop.set()
+    for thread in writers:
+        thread.join()
+    assert database._checkpoints.rounds > 10
+    with database.read() as conn:
+        written = conn.exec_driver_sql("SELECT count(*) FROM filler").scalar()
+    assert written > 10_000  # pages through the log (without the catching up, the log held them all)
+    assert os.path.getsize(f"{path}-wal") < written * PAGE / 4
+    assert database._checkpoints.restarts > 0
     database.dispose()

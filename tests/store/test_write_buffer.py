@@ -1,11 +1,15 @@
 """An update replaces its resource's index rows in every index table, and only its own
-(``store.write_buffer.clear_indexes``: one statement on PostgreSQL, one per table on SQLite)."""
+(``store.write_buffer.clear_indexes``: one statement on PostgreSQL, one per table on SQLite); rows
+appended in bulk are stored as SQLAlchemy would store them."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import UTC, datetime
 
-from fhirportal.store.schema import INDEX_TABLES, resource
+from sqlalchemy import func, insert, select
+
+from fhirportal.store.schema import INDEX_TABLES, resource, resource_version
+from fhirportal.store.write_buffer import append_rows
 
 LOINC = "http://loinc.org"
 
@@ -52,3 +56,34 @@ def test_updates_in_one_transaction_replace_only_their_own_rows(ctx):
     assert codes == {"wb-1": {"4444-4"}, "wb-2": {"5555-5"}, "wb-3": {"3333-3"}}
     assert years == before["wb-1"]["date"]
     assert after["wb-3"] == before["wb-3"]  # untouched
+
+
+def test_appended_rows_are_stored_as_sqlalchemy_would_store_them(ctx):
+    """``append_rows`` (SQLite: the driver's executemany with the columns' conversions; PostgreSQL:
+    COPY or one multi-row INSERT) stores what SQLAlchemy's own INSERT stores: a datetime, a boolean,
+    NULL for a column the row lacks, a float."""
+    moment = datetime(2026, 12, 7, 19, 30, 1, 123456, tzinfo=UTC)
+    with ctx.database.write() as conn:
+        ctx.repository.update(conn, "Observation", "wb-rows", {**_observation("6666-6", "2021-01-01", 2.0),
+                                                               "id": "wb-rows"})
+    with ctx.database.write() as conn:
+        pid = _pid(conn, "wb-rows")
+        version = dict(pid=pid, resource_type="Observation", fhir_id="wb-rows", last_updated=moment, method="PUT",
+                       deleted=False, content=None)
+        quantity = dict(pid=pid, resource_type="Observation", param="wb-check", value=1.25, code="mg")  # no unit
+        append_rows(conn, resource_version, [{**version, "version_id": 7}])
+        append_rows(conn, INDEX_TABLES["quantity"], [{**quantity, "system": "ours"}])
+        conn.execute(insert(resource_version), [{**version, "version_id": 8}])
+        conn.execute(insert(INDEX_TABLES["quantity"]), [{**quantity, "system": "sqlalchemy's"}])
+    with ctx.database.read() as conn:
+        versions = {row.version_id: row for row in conn.execute(select(resource_version).where(
+            resource_version.c.pid == pid, resource_version.c.version_id.in_((7, 8))))}
+        quantities = {row.system: row for row in conn.execute(select(INDEX_TABLES["quantity"]).where(
+            INDEX_TABLES["quantity"].c.param == "wb-check"))}
+    ours, theirs = versions[7]._asdict(), versions[8]._asdict()
+    assert ours.pop("version_id") == 7 and theirs.pop("version_id") == 8
+    assert ours == theirs and ours["deleted"] is False and ours["content"] is None
+    assert ours["last_updated"].replace(tzinfo=None) == moment.replace(tzinfo=None)
+    ours, theirs = quantities["ours"]._asdict(), quantities["sqlalchemy's"]._asdict()
+    assert ours.pop("system") == "ours" and theirs.pop("system") == "sqlalchemy's"
+    assert ours == theirs and ours["unit"] is None and ours["value"] == 1.25

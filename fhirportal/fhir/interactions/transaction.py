@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -36,6 +35,7 @@ from .. import jsontext
 from ..authorization import Authorization
 from ..bundles import bundle, search_entry
 from ..context import FhirContext
+from ..lookups import CONDITIONAL_REFERENCE, Lookups
 from ..negotiation import resource_body
 from ..outcome import operation_outcome
 from ..preconditions import etag, parse_etag
@@ -49,7 +49,6 @@ from .patch import parse_patch
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified"}
-_CONDITIONAL_REFERENCE = re.compile(r"^[A-Z][A-Za-z]+\?.+")
 
 
 @dataclass
@@ -177,7 +176,7 @@ def _rewrite(node, mapping: dict[str, str], resolve_conditional) -> None:
             if key == "reference" and isinstance(value, str):
                 if value in mapping:
                     node[key] = mapping[value]
-                elif _CONDITIONAL_REFERENCE.match(value):
+                elif CONDITIONAL_REFERENCE.match(value):
                     node[key] = resolve_conditional(value)
             else:
                 _rewrite(value, mapping, resolve_conditional)
@@ -187,25 +186,22 @@ def _rewrite(node, mapping: dict[str, str], resolve_conditional) -> None:
 
 
 class TransactionProcessor:
-    def __init__(self, ctx: FhirContext, conn, preference: str, auth: Authorization, *, all_or_nothing: bool = True):
+    def __init__(self, ctx: FhirContext, conn, preference: str, auth: Authorization, *, all_or_nothing: bool = True,
+                 lookups: Lookups | None = None):
         self.ctx = ctx
         self.conn = conn
         self.preference = preference
         self.auth = auth
+        self.lookups = lookups or Lookups(ctx, auth)
         # A transaction checks references and deletions once every entry is written; a batch entry at once.
-        self.writer = Writer(ctx, conn, DeferredChecks() if all_or_nothing else None, auth)
+        self.writer = Writer(ctx, conn, DeferredChecks() if all_or_nothing else None, auth, lookups=self.lookups)
         self.known: set[tuple[str, str]] | None = None  # PUT targets known to exist (None: not looked up)
         self.resolved: dict[str, str] = {}
 
     def resolve_conditional(self, reference: str) -> str:
         if reference not in self.resolved:
-            resource_type, _, query = reference.partition("?")
-            if resource_type not in self.ctx.resource_types:
-                raise Unprocessable(f"Conditional reference '{reference}' names an unsupported type")
-            criteria, _ = parse_criteria(self.ctx.search_parameters, resource_type,
-                                         parse_qsl(query, keep_blank_values=True), strict=True)
-            matches = self.ctx.repository.search_ids(self.conn, resource_type, criteria, limit=2,
-                                                     visibility=self.auth.visibility("search-type"))
+            resource_type, statement = self.lookups.reference(reference)
+            matches = self.ctx.repository.ids(self.conn, statement)
             if len(matches) != 1:
                 raise (PreconditionFailed if matches else Unprocessable)(
                     f"Conditional reference '{reference}' matches {'several' if matches else 'no'} resources")
@@ -390,8 +386,10 @@ def transaction(ctx: FhirContext, request: Request, auth: Authorization) -> Fhir
     _refuse_duplicates(entries)
     for entry in entries:
         _require(auth, entry)
+    lookups = Lookups(ctx, auth)
+    lookups.prepare(entries)  # before the write, which on SQLite holds the one writers' turn
     with ctx.database.write() as conn:
-        processor = TransactionProcessor(ctx, conn, preference, auth)
+        processor = TransactionProcessor(ctx, conn, preference, auth, lookups=lookups)
         processor.run(entries)
     ctx.committed(processor.writer.written)
     return FhirResponse(200, bundle("transaction-response", [e.response for e in entries], {}))
