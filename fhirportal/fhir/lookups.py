@@ -81,8 +81,9 @@ class Lookups:
             query = entry.if_none_exist if entry.method == "POST" else (None if entry.fhir_id else entry.query)
             if conditional and query and entry.resource_type:
                 _built(self.conditional, entry.resource_type, query, *conditional)
-            for reference in _conditional_references(entry.resource):
-                _built(self.reference, reference)
+            for holder in reference_holders(entry.resource):
+                if CONDITIONAL_REFERENCE.match(holder["reference"]):
+                    _built(self.reference, holder["reference"])
 
 
 def _built(build, *args) -> None:
@@ -90,14 +91,14 @@ def _built(build, *args) -> None:
         build(*args)
 
 
-def _conditional_references(node) -> Iterable[str]:
+def reference_holders(node) -> Iterable[dict]:
+    """Every element of ``node`` (a resource, or part of one) that holds a string ``reference``."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                if CONDITIONAL_REFERENCE.match(value):
-                    yield value
+                yield node
             else:
-                yield from _conditional_references(value)
+                yield from reference_holders(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _conditional_references(item)
+            yield from reference_holders(item)

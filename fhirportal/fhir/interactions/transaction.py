@@ -35,7 +35,7 @@ from .. import jsontext
 from ..authorization import Authorization
 from ..bundles import bundle, search_entry
 from ..context import FhirContext
-from ..lookups import CONDITIONAL_REFERENCE, Lookups
+from ..lookups import CONDITIONAL_REFERENCE, Lookups, reference_holders
 from ..negotiation import resource_body
 from ..outcome import operation_outcome
 from ..preconditions import etag, parse_etag
@@ -171,18 +171,12 @@ def _patch_document(entry: Entry):
 
 def _rewrite(node, mapping: dict[str, str], resolve_conditional) -> None:
     """Replace every reference to a Bundle-local fullUrl (or a conditional reference) in place."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                if value in mapping:
-                    node[key] = mapping[value]
-                elif CONDITIONAL_REFERENCE.match(value):
-                    node[key] = resolve_conditional(value)
-            else:
-                _rewrite(value, mapping, resolve_conditional)
-    elif isinstance(node, list):
-        for item in node:
-            _rewrite(item, mapping, resolve_conditional)
+    for holder in reference_holders(node):
+        value = holder["reference"]
+        if value in mapping:
+            holder["reference"] = mapping[value]
+        elif CONDITIONAL_REFERENCE.match(value):
+            holder["reference"] = resolve_conditional(value)
 
 
 class TransactionProcessor:
