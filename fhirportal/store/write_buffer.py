@@ -76,7 +76,11 @@ def append_all(conn: Connection, batches: list[tuple[Table, list[dict]]]) -> Non
             _copy(conn, table, rows)
     if few:
         _values(conn, few)
+
+
 _CHUNK = 500
+_PID_BLOCK = 500
+_FEW = 50
 
 _SQLITE_INSERTS: dict[str, tuple[str, list]] = {}
 
@@ -105,8 +109,6 @@ def _sqlite_executemany(conn: Connection, batches: list[tuple[Table, list[dict]]
                 for row in rows])
     finally:
         cursor.close()
-_PID_BLOCK = 500
-_FEW = 50
 
 
 # SQLite: new resources in a multi-row INSERT that skips ids already taken and says which it wrote.
