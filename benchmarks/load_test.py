@@ -435,8 +435,16 @@ def summarize(results: dict) -> dict:
         per_minute[-2] += per_minute.pop()
         last_seconds += 60
     minutes = [count / 60 for count in per_minute[:-1]] + [per_minute[-1] / max(last_seconds, 1e-6)]
+
+    def p50_by_minute(rows: list) -> list[float]:  # which kind slows down as the run goes on
+        buckets: list[list[float]] = [[] for _ in minutes]
+        for r in rows:
+            buckets[min(len(minutes) - 1, int((r[4] - first) // 60))].append(r[1])
+        return [percentile(sorted(bucket), 0.50) for bucket in buckets]
+
     return {"elapsed_s": elapsed, "rows": [row(k, kinds[k]) for k in order], "total": row("total", records),
-            "error_samples": results.get("errors", {}), "per_minute": minutes}
+            "error_samples": results.get("errors", {}), "per_minute": minutes,
+            "p50_by_minute": {k: p50_by_minute(kinds[k]) for k in order}}
 
 
 def print_report(summary: dict, cpu: dict | None, args, backend: str) -> list[tuple[str, bool, str]]:
@@ -462,6 +470,9 @@ def print_report(summary: dict, cpu: dict | None, args, backend: str) -> list[tu
     if len(minutes) > 1:
         print(f"requests/s minute by minute: {' '.join(f'{m:.0f}' for m in minutes)}; last/first "
               f"{minutes[-1] / max(minutes[0], 1e-9):.2f}")
+        print("p50 ms minute by minute:")
+        for kind, values in summary["p50_by_minute"].items():
+            print(f"  {kind:<46} {' '.join(f'{v:6.1f}' for v in values)}")
     if "growth" in summary:
         print(f"database growth: +{summary['growth'].database / 1e6:.1f} MB = "
               f"{storage.per_request(summary['growth'], total['requests'])}")

@@ -105,13 +105,16 @@ ix_date = _index_table(
     indexes=(("resource_type", "param", "low"), ("resource_type", "param", "high")),
 )
 
-# References: local targets by type and id; anything else by its url.
+# References: local targets by type and id; anything else by its url. The first index ends with the
+# referring type: a compartment's check (``Condition`` whose ``patient`` is Patient/p1) then reads that
+# type's rows only, not every row of every type that names the patient by a parameter of that name
+# (migration 0012).
 ix_reference = _index_table(
     "ix_reference",
     Column("target_type", String(64), nullable=True),
     Column("target_id", String(64), nullable=True),
     Column("url", String(1024), nullable=True),
-    indexes=(("target_type", "target_id", "param"), ("resource_type", "param", "target_id")),
+    indexes=(("target_type", "target_id", "param", "resource_type"), ("resource_type", "param", "target_id")),
 )
 
 ix_quantity = _index_table(

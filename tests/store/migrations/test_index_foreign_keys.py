@@ -9,25 +9,14 @@ import json
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from alembic import command
-from click.testing import CliRunner
 from sqlalchemy import text
 
-from fhirportal import cli
-from fhirportal.app import create_app
-from fhirportal.settings import Settings
-from fhirportal.store import migrate
 from fhirportal.store.database import Database
+from tests.store.migrations.steps import db, downgrade, found_ids
 
 STAMP = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 KINDS = ("token", "string", "date", "reference", "quantity", "number", "uri", "composite")
 TABLES = (*(f"ix_{kind}" for kind in KINDS), "contained_resource", *(f"cx_{kind}" for kind in KINDS))
-
-
-def _db(url: str, *args: str):
-    result = CliRunner().invoke(cli.main, ["--database-url", url, "db", *args])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def _state(url: str) -> tuple[dict[str, list], dict[str, int]]:
@@ -69,36 +58,21 @@ def _store_at_0010(url: str) -> None:
 
 
 def test_0011_drops_the_index_tables_foreign_keys_and_keeps_every_row(scratch_url):
-    _db(scratch_url, "upgrade", "--to", "0010")
+    db(scratch_url, "upgrade", "--to", "0010")
     _store_at_0010(scratch_url)
     keys, before = _state(scratch_url)
     assert all(keys[table] == ["resource"] for table in TABLES)
 
-    assert "Running upgrade 0010 -> 0011" in _db(scratch_url, "upgrade")
+    assert "Running upgrade 0010 -> 0011" in db(scratch_url, "upgrade")
     keys, after = _state(scratch_url)
     assert after == before and after["ix_string"] == 2 and after["ix_token"] == 1
     assert all(keys[table] == [] for table in TABLES), keys
     assert keys["resource_version"] == ["resource"]
 
-    app = create_app(Settings(database_url=scratch_url, base_url="http://localhost/fhir"))
-    ctx = app.extensions["fhirportal"]
-    token = ctx.tokens.mint(client_id="migration-test", scope="system/Patient.rs", expires_in=300)
-    try:
-        found = app.test_client().get("/fhir/Patient?family=okafor&gender=female",
-                                      headers={"Authorization": f"Bearer {token}"})
-        assert found.status_code == 200, found.get_data(as_text=True)
-        assert [e["resource"]["id"] for e in found.get_json()["entry"]] == ["p1"]
-    finally:
-        ctx.audit.flush()
-        ctx.database.dispose()
+    assert found_ids(scratch_url, "system/Patient.rs", ["Patient?family=okafor&gender=female"]) == [["p1"]]
 
     _, served = _state(scratch_url)
-    database = Database(scratch_url)
-    try:
-        with database.engine.begin() as conn:
-            command.downgrade(migrate.config(conn), "0010")
-    finally:
-        database.dispose()
+    downgrade(scratch_url, "0010")
     keys, down = _state(scratch_url)
     assert down == served
     assert all(keys[table] == ["resource"] for table in TABLES)
