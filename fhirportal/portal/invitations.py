@@ -232,9 +232,8 @@ class Enrollment:
             if previous is not None:  # its link is superseded
                 conn.execute(update(portal_invitation).where(portal_invitation.c.id == previous.id)
                              .values(link_hash=None))
-            invitation_id = conn.execute(insert(portal_invitation).values(**values)
-                                         .returning(portal_invitation.c.id)).scalar_one()
-            invitation = self._get(conn, invitation_id)
+            invitation = _invitation(conn.execute(insert(portal_invitation).values(**values)
+                                                  .returning(*portal_invitation.c)).one())
             self._write_person(conn, invitation, subject, active=False)
             self._write_task(conn, invitation)
             return self._delivered(conn, Issued(invitation, display(pin), link_token), deliver)
@@ -246,10 +245,9 @@ class Enrollment:
             invitation = self._require(conn, subject_type, subject_id, OPEN | {"expired"}, "resend")
             link_token = new_secret()
             now = clock.now()
-            conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
-                link_hash=digest(link_token), state="invited", failed_attempts=0, expires_at=now + self.lifetime,
-                code_hash=None, code_expires_at=None, code_requests=0))
-            invitation = self._get(conn, invitation.id)
+            invitation = self._set(conn, invitation.id, link_hash=digest(link_token), state="invited",
+                                   failed_attempts=0, expires_at=now + self.lifetime, code_hash=None,
+                                   code_expires_at=None, code_requests=0)
             self._write_task(conn, invitation)
             return self._delivered(conn, Issued(invitation, self.access_code(invitation), link_token), deliver)
 
@@ -260,8 +258,8 @@ class Enrollment:
         ``record_delivery``."""
         if deliver is None:
             return issued
-        self._record_delivery(conn, issued.invitation, deliver(conn, issued))
-        return Issued(self._get(conn, issued.invitation.id), issued.pin, issued.link_token)
+        return Issued(self._record_delivery(conn, issued.invitation, deliver(conn, issued)), issued.pin,
+                      issued.link_token)
 
     def cancel(self, subject_type: str, subject_id: str) -> Invitation:
         with self.database.write() as conn:
@@ -285,14 +283,13 @@ class Enrollment:
             self.accounts.set_active(invitation.account_id, False)
         return ended
 
-    def record_delivery(self, invitation: Invitation, error: str | None) -> None:
+    def record_delivery(self, invitation: Invitation, error: str | None) -> Invitation:
+        """The email's outcome (``error`` None: sent now); the invitation as it now stands."""
         with self.database.write() as conn:
-            self._record_delivery(conn, invitation, error)
+            return self._record_delivery(conn, invitation, error)
 
-    @staticmethod
-    def _record_delivery(conn: Connection, invitation: Invitation, error: str | None) -> None:
-        conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
-            delivery_error=error, sent=None if error else clock.now()))
+    def _record_delivery(self, conn: Connection, invitation: Invitation, error: str | None) -> Invitation:
+        return self._set(conn, invitation.id, delivery_error=error, sent=None if error else clock.now())
 
     # ------------------------------------------------------------------ the patient's side
     def verify_pin(self, link_token: str, birth_date: str, pin: str) -> Invitation | None:
@@ -328,8 +325,7 @@ class Enrollment:
             code = new_code() if matched else None
             if code is not None:
                 values.update(code_hash=self._code_hash(code), code_expires_at=clock.now() + CODE_LIFETIME)
-            conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(**values))
-            invitation = self._get(conn, invitation.id)
+            invitation = self._set(conn, invitation.id, **values)
             if code is None:
                 return CodeRequest("no-match", invitation)
             minutes = int(CODE_LIFETIME.total_seconds() // 60)
@@ -366,10 +362,9 @@ class Enrollment:
             existing = conn.execute(select(portal_invitation.c.person_id).where(
                 portal_invitation.c.account_id == account_id, portal_invitation.c.id != invitation.id,
                 portal_invitation.c.state == "registered").order_by(portal_invitation.c.id).limit(1)).scalar()
-            conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
-                account_id=account_id, link_hash=None, code_hash=None, code_expires_at=None,
-                **({"person_id": existing} if existing else {})))
-            current = self._end(conn, self._get(conn, invitation.id), "registered")
+            current = self._end(conn, self._set(conn, invitation.id, account_id=account_id, link_hash=None,
+                                                code_hash=None, code_expires_at=None,
+                                                **({"person_id": existing} if existing else {})), "registered")
             if existing:
                 self._add_link(conn, existing, current.subject, ASSURANCE[proofing])
             else:
@@ -377,9 +372,7 @@ class Enrollment:
                 self._write_person(conn, current, subject, active=True, assurance=ASSURANCE[proofing])
             if current.subject_type == "RelatedPerson":
                 consent_id = self._write_consent(conn, current, clock.ensure_utc(current.ended))
-                conn.execute(update(portal_invitation).where(portal_invitation.c.id == current.id)
-                             .values(consent_id=consent_id))
-                current = self._get(conn, current.id)
+                current = self._set(conn, current.id, consent_id=consent_id)
         return current
 
     # ------------------------------------------------------------------ helpers
@@ -413,9 +406,9 @@ class Enrollment:
         values: dict = {"failed_attempts": failures}
         if failures >= MAX_FAILED_ATTEMPTS:
             values["state"] = "locked"
-        conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(**values))
+        counted = self._set(conn, invitation.id, **values)
         if failures >= MAX_FAILED_ATTEMPTS:
-            self._write_task(conn, self._get(conn, invitation.id))
+            self._write_task(conn, counted)
 
     def _code_hash(self, code: str) -> str:
         return self.vault.keyed_hash(f"SMS{code}")  # apart from the PINs' hashes
@@ -438,6 +431,12 @@ class Enrollment:
         return _invitation(conn.execute(select(portal_invitation).where(portal_invitation.c.id == invitation_id))
                            .one())
 
+    @staticmethod
+    def _set(conn: Connection, invitation_id: int, **values) -> Invitation:
+        """The invitation with ``values`` changed, as stored (one statement: UPDATE … RETURNING)."""
+        return _invitation(conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation_id)
+                                        .values(**values).returning(*portal_invitation.c)).one())
+
     def _require(self, conn: Connection, subject_type: str, subject_id: str, states: set[str] | frozenset[str],
                  action: str) -> Invitation:
         self.database.lock(conn, f"portal-invitation:{subject_type}/{subject_id}")
@@ -448,9 +447,7 @@ class Enrollment:
         return invitation
 
     def _end(self, conn: Connection, invitation: Invitation, state: str) -> Invitation:
-        conn.execute(update(portal_invitation).where(portal_invitation.c.id == invitation.id).values(
-            state=state, ended=clock.now(), link_hash=None))
-        ended = self._get(conn, invitation.id)
+        ended = self._set(conn, invitation.id, state=state, ended=clock.now(), link_hash=None)
         self._write_task(conn, ended)
         return ended
 

@@ -99,9 +99,7 @@ def send_invitation(enrollment: Enrollment, notifier, link: str, issued: Issued,
     invitation = issued.invitation
     body = invitation_email(invitation, link, pin_handed_over=pin_handed_over)
     delivery = notifier.send_email(invitation.email, INVITATION_SUBJECT, body)
-    enrollment.record_delivery(invitation, None if delivery.ok else (delivery.error or "not delivered"))
-    with enrollment.database.read() as conn:
-        return enrollment.latest(conn, invitation.subject_type, invitation.subject_id)
+    return enrollment.record_delivery(invitation, None if delivery.ok else (delivery.error or "not delivered"))
 
 
 class PortalOperations:
