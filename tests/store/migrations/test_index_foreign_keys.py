@@ -5,16 +5,12 @@ downgrade puts the constraints back and keeps the rows too."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-
 import sqlalchemy as sa
 from sqlalchemy import text
 
 from fhirportal.store.database import Database
-from tests.store.migrations.steps import db, downgrade, found_ids
+from tests.store.migrations.steps import db, downgrade, found_ids, insert_stored, row_counts
 
-STAMP = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 KINDS = ("token", "string", "date", "reference", "quantity", "number", "uri", "composite")
 TABLES = (*(f"ix_{kind}" for kind in KINDS), "contained_resource", *(f"cx_{kind}" for kind in KINDS))
 
@@ -27,8 +23,7 @@ def _state(url: str) -> tuple[dict[str, list], dict[str, int]]:
         keys = {table: sorted(key["referred_table"] for key in inspector.get_foreign_keys(table))
                 for table in (*TABLES, "resource_version")}
         with database.engine.connect() as conn:
-            counts = {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-                      for table in (*TABLES, "resource", "resource_version")}
+            counts = row_counts(conn, (*TABLES, "resource", "resource_version"))
         return keys, counts
     finally:
         database.dispose()
@@ -36,18 +31,11 @@ def _state(url: str) -> tuple[dict[str, list], dict[str, int]]:
 
 def _store_at_0010(url: str) -> None:
     """A patient as a 0010 server stored it: resource, version and its family-name and gender rows."""
-    body = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "1", "lastUpdated": "2024-05-01T12:00:00Z"},
-            "name": [{"family": "Okafor"}], "gender": "female"}
     database = Database(url)
     try:
         with database.engine.begin() as conn:
-            values = {"type": "Patient", "id": "p1", "stamp": STAMP, "content": json.dumps(body)}
-            conn.execute(text("INSERT INTO resource (pid, resource_type, fhir_id, version_id, last_updated, deleted, "
-                              "content, content_hash, marks) VALUES (1, :type, :id, 1, :stamp, false, :content, "
-                              "'h1', 0)"), values)
-            conn.execute(text("INSERT INTO resource_version (pid, version_id, resource_type, fhir_id, last_updated, "
-                              "method, deleted, content) VALUES (1, 1, :type, :id, :stamp, 'PUT', false, :content)"),
-                         values)
+            insert_stored(conn, 1, {"resourceType": "Patient", "id": "p1", "name": [{"family": "Okafor"}],
+                                    "gender": "female"})
             conn.execute(text("INSERT INTO ix_string (pid, resource_type, param, norm, exact) VALUES "
                               "(1, 'Patient', 'family', 'okafor', 'Okafor'), "
                               "(1, 'Patient', 'name', 'okafor', 'Okafor')"))

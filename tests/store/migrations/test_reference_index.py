@@ -5,16 +5,12 @@ the patient's compartment; the downgrade puts the three-column index back and ke
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-
 import sqlalchemy as sa
 from sqlalchemy import text
 
 from fhirportal.store.database import Database
-from tests.store.migrations.steps import db, downgrade, found_ids
+from tests.store.migrations.steps import db, downgrade, found_ids, insert_stored, row_counts
 
-STAMP = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TABLES = ("ix_reference", "cx_reference")
 OLD = ["target_type", "target_id", "param"]
 NEW = [*OLD, "resource_type"]
@@ -28,8 +24,7 @@ def _state(url: str) -> tuple[dict[str, list], dict[str, int]]:
         columns = {table: next(index["column_names"] for index in inspector.get_indexes(table)
                                if index["name"] == f"ix_{table}_0") for table in TABLES}
         with database.engine.connect() as conn:
-            counts = {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-                      for table in (*TABLES, "resource", "resource_version")}
+            counts = row_counts(conn, (*TABLES, "resource", "resource_version"))
         return columns, counts
     finally:
         database.dispose()
@@ -37,28 +32,21 @@ def _state(url: str) -> tuple[dict[str, list], dict[str, int]]:
 
 def _store_at_0011(url: str) -> None:
     """Patient p1, its condition c1 and three lab results, with their reference rows as 0011 wrote them."""
-    stored = [("Patient", "p1", {"name": [{"family": "Okafor"}]})]
-    stored.append(("Condition", "c1", {"subject": {"reference": "Patient/p1"}, "code": {"text": "Asthma"}}))
-    stored += [("Observation", f"o{n}", {"status": "final", "code": {"text": "Glucose"},
-                                         "subject": {"reference": "Patient/p1"}}) for n in range(3)]
+    stored = [{"resourceType": "Patient", "id": "p1", "name": [{"family": "Okafor"}]},
+              {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+               "code": {"text": "Asthma"}}]
+    stored += [{"resourceType": "Observation", "id": f"o{n}", "status": "final", "code": {"text": "Glucose"},
+                "subject": {"reference": "Patient/p1"}} for n in range(3)]
     database = Database(url)
     try:
         with database.engine.begin() as conn:
-            for pid, (kind, fhir_id, fields) in enumerate(stored, start=1):
-                body = {"resourceType": kind, "id": fhir_id,
-                        "meta": {"versionId": "1", "lastUpdated": "2024-05-01T12:00:00Z"}, **fields}
-                values = {"pid": pid, "type": kind, "id": fhir_id, "stamp": STAMP, "content": json.dumps(body)}
-                conn.execute(text("INSERT INTO resource (pid, resource_type, fhir_id, version_id, last_updated, "
-                                  "deleted, content, content_hash, marks) VALUES (:pid, :type, :id, 1, :stamp, "
-                                  "false, :content, 'h', 0)"), values)
-                conn.execute(text("INSERT INTO resource_version (pid, version_id, resource_type, fhir_id, "
-                                  "last_updated, method, deleted, content) VALUES (:pid, 1, :type, :id, :stamp, "
-                                  "'PUT', false, :content)"), values)
-                if kind != "Patient":
+            for pid, body in enumerate(stored, start=1):
+                insert_stored(conn, pid, body)
+                if body["resourceType"] != "Patient":
                     for param in ("subject", "patient"):
                         conn.execute(text("INSERT INTO ix_reference (pid, resource_type, param, target_type, "
                                           "target_id) VALUES (:pid, :type, :param, 'Patient', 'p1')"),
-                                     {**values, "param": param})
+                                     {"pid": pid, "type": body["resourceType"], "param": param})
     finally:
         database.dispose()
 
